@@ -1,0 +1,215 @@
+//! Raw serde structs (`deny_unknown_fields`) mirroring the TOML file, and
+//! the reader that fills them section by section — `[listen]`, `[tls]`,
+//! `[admin]`, each `[[pool]]`, its `[pool.health]` and each `[[pool.node]]`
+//! — so that one bad section does not hide the problems of the others.
+//! Every unknown key is reported (with a suggestion for a typo) before serde
+//! reads the section.
+
+use std::ops::Range;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+use super::diag::{closest, fields_of, Diags};
+
+pub type Str = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub https: Str,
+    pub http: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Str,
+    pub key: Str,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<Str>,
+}
+
+/// A `[[pool]]` table without its `health` and `node` sub-tables, which are
+/// read on their own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub name: Str,
+    pub path_prefix: Str,
+    pub tgc_cookies: Option<Spanned<Vec<Str>>>,
+    pub session_cookie: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub path: Option<Str>,
+    pub interval: Option<Str>,
+    pub timeout: Option<Str>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub name: Str,
+    pub url: Str,
+    pub ticket_suffixes: Option<Spanned<Vec<Str>>>,
+    pub f5_md5: Option<Spanned<bool>>,
+    pub jvm_route: Option<Str>,
+    pub backup: Option<bool>,
+}
+
+/// A pool with the sections read separately. A section that could not be
+/// read is `None` (its errors are already reported).
+#[derive(Debug)]
+pub struct PoolSections {
+    pub span: Range<usize>,
+    pub pool: Option<RawPool>,
+    pub health: Option<Spanned<RawHealth>>,
+    pub nodes: Vec<Option<Spanned<RawNode>>>,
+}
+
+/// The whole file, read as far as it could be.
+#[derive(Debug, Default)]
+pub struct Raw {
+    pub listen: Option<Spanned<RawListen>>,
+    pub tls: Option<Spanned<RawTls>>,
+    pub admin: Option<Spanned<RawAdmin>>,
+    pub pools: Vec<PoolSections>,
+    /// Which sections were present (missing ones are reported by validation).
+    pub has_listen: bool,
+    pub has_tls: bool,
+}
+
+const TOP: &[&str] = &["listen", "tls", "admin", "pool"];
+const POOL_SUBTABLES: &[&str] = &["health", "node"];
+
+/// Reads the file's sections. `None` only when the TOML itself is invalid.
+pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
+    let (root, errors) = DeTable::parse_recoverable(source);
+    if !errors.is_empty() {
+        for e in &errors {
+            diags.toml(e, 0..0);
+        }
+        return None;
+    }
+    let mut raw = Raw::default();
+    for (key, value) in root.into_inner() {
+        match key.get_ref().as_ref() {
+            "listen" => {
+                raw.has_listen = true;
+                raw.listen = section(value, &[], diags);
+            }
+            "tls" => {
+                raw.has_tls = true;
+                raw.tls = section(value, &[], diags);
+            }
+            "admin" => raw.admin = section(value, &[], diags),
+            "pool" => {
+                for (pool, span) in array_of_tables(value, "pool", diags) {
+                    raw.pools.push(read_pool(pool, span, diags));
+                }
+            }
+            other => unknown(diags, key.span(), other, TOP, "section"),
+        }
+    }
+    Some(raw)
+}
+
+fn read_pool(mut table: DeTable<'_>, span: Range<usize>, diags: &mut Diags) -> PoolSections {
+    let health = table.remove("health");
+    let nodes = table.remove("node");
+    let value = Spanned::new(span.clone(), DeValue::Table(table));
+    let pool = section::<RawPool>(value, POOL_SUBTABLES, diags).map(Spanned::into_inner);
+    let health = health.and_then(|h| section(h, &[], diags));
+    let nodes = nodes
+        .map(|n| array_of_tables(n, "pool.node", diags))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(t, s)| section(Spanned::new(s, DeValue::Table(t)), &[], diags))
+        .collect();
+    PoolSections {
+        span,
+        pool,
+        health,
+        nodes,
+    }
+}
+
+/// Reads one table into `T`: reports every unknown key (those in `also`
+/// belong to the caller), then lets serde read the rest.
+fn section<T: DeserializeOwned>(
+    value: Spanned<DeValue<'_>>,
+    also: &[&str],
+    diags: &mut Diags,
+) -> Option<Spanned<T>> {
+    let span = value.span();
+    let DeValue::Table(mut table) = value.into_inner() else {
+        diags.error(span, "expected a table");
+        return None;
+    };
+    let fields = fields_of::<T>();
+    let mut known: Vec<&str> = fields.to_vec();
+    known.extend_from_slice(also);
+    let unknown_keys: Vec<(String, Range<usize>)> = table
+        .iter()
+        .filter(|(k, _)| !fields.contains(&k.get_ref().as_ref()))
+        .map(|(k, _)| (k.get_ref().to_string(), k.span()))
+        .collect();
+    for (name, at) in unknown_keys {
+        unknown(diags, at, &name, &known, "key");
+        table.remove(name.as_str());
+    }
+    let de = ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(table)));
+    match T::deserialize(de) {
+        Ok(t) => Some(Spanned::new(span, t)),
+        Err(e) => {
+            diags.toml(&e, span);
+            None
+        }
+    }
+}
+
+/// The tables of an array of tables (`[[pool]]`), with their spans.
+fn array_of_tables<'i>(
+    value: Spanned<DeValue<'i>>,
+    what: &str,
+    diags: &mut Diags,
+) -> Vec<(DeTable<'i>, Range<usize>)> {
+    let span = value.span();
+    let DeValue::Array(items) = value.into_inner() else {
+        diags.error(span, format!("`{what}` must be an array of tables: write [[{what}]]"));
+        return Vec::new();
+    };
+    let mut tables = Vec::new();
+    for item in items {
+        let span = item.span();
+        match item.into_inner() {
+            DeValue::Table(t) => tables.push((t, span)),
+            _ => diags.error(span, format!("each `{what}` must be a table")),
+        }
+    }
+    tables
+}
+
+fn unknown(diags: &mut Diags, span: Range<usize>, name: &str, known: &[&str], what: &str) {
+    let hint = closest(name, known)
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    diags.error(
+        span,
+        format!(
+            "unknown {what} `{name}`{hint}; expected one of: {}",
+            known.join(", ")
+        ),
+    );
+}

@@ -1,0 +1,11 @@
+//! casfront: a TLS front end for a CAS (Central Authentication Service)
+//! cluster that routes each request to the node that issued its ticket.
+//!
+//! Modules: [`config`] (the validated configuration and its diagnostics),
+//! [`routing`] (the pure routing core), [`explain`] (what `casfront explain`
+//! prints for one request).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod explain;
+pub mod routing;

@@ -1,0 +1,363 @@
+//! `route`: walks the extractor table in rule order, resolves each value
+//! found to a node (ticket suffix, jvmRoute, learned table), records why each
+//! applicable entry fell through, and ends with the `any` rule.
+
+use super::extract::{EntryId, Source, ENTRIES};
+use super::parse::{cookie, path_param, percent_decode, query_param, ticket_prefix_end, DecodeBuf};
+use super::parse::MAX_TICKET_LEN;
+use super::saml::{artifact_text, decode_artifact};
+use super::suffix::SuffixKind;
+use super::table::{PoolInfo, RoutingTable};
+use super::{Headers, Learned, NodeId, NodeStates, PoolId, RequestView, Rule};
+
+/// How the chosen node was found.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum How {
+    /// A ticket id ending in one of the node's `ticket_suffixes`.
+    Suffix,
+    /// A ticket id ending in the MD5 of the node's IPv4 address.
+    F5Md5,
+    /// A Tomcat jvmRoute in the session id.
+    JvmRoute,
+    /// The learned cookie table.
+    Learned,
+    /// `any`: round robin over the usable primary nodes.
+    RoundRobin,
+    /// `any`: no primary was usable; a backup node.
+    Backup,
+}
+
+impl How {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            How::Suffix => "suffix",
+            How::F5Md5 => "f5-md5",
+            How::JvmRoute => "jvm-route",
+            How::Learned => "learned",
+            How::RoundRobin => "round-robin",
+            How::Backup => "backup",
+        }
+    }
+}
+
+/// Why an applicable entry did not decide.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// The parameter, cookie or element is absent or empty.
+    NoValue,
+    /// The value does not look like a ticket id (`[A-Z]+-...`).
+    NotTicket,
+    /// The decoded value is longer than any ticket id.
+    TooLong,
+    /// A ticket id whose suffix names no node of the pool.
+    UnknownSuffix,
+    /// A jvmRoute that names no node of the pool, and not learned either.
+    UnknownRoute,
+    /// An opaque value the learned table does not know.
+    NotLearned,
+    /// The owner was found but is down or disabled.
+    Unusable(NodeId),
+}
+
+impl Cause {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Cause::NoValue => "no value",
+            Cause::NotTicket => "not a ticket id",
+            Cause::TooLong => "too long for a ticket id",
+            Cause::UnknownSuffix => "unknown suffix",
+            Cause::UnknownRoute => "unknown jvmRoute",
+            Cause::NotLearned => "not learned",
+            Cause::Unusable(_) => "owner not usable",
+        }
+    }
+}
+
+/// One entry that applied to the request and fell through.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Fall<'r> {
+    pub entry: EntryId,
+    pub cause: Cause,
+    /// The parameter or cookie name looked at (empty when none was present).
+    pub name: &'r [u8],
+    /// The raw value found, if any. A credential: redact before showing it.
+    pub value: Option<&'r [u8]>,
+}
+
+/// The most fall-throughs a decision records; later ones are only counted.
+pub const MAX_FALLS: usize = 8;
+
+/// Fall-throughs in order, stored inline (no allocation).
+#[derive(Copy, Clone, Debug)]
+pub struct Falls<'r> {
+    items: [Fall<'r>; MAX_FALLS],
+    len: u8,
+    dropped: u8,
+}
+
+impl<'r> Falls<'r> {
+    const EMPTY: Fall<'static> = Fall {
+        entry: 0,
+        cause: Cause::NoValue,
+        name: b"",
+        value: None,
+    };
+
+    fn push(&mut self, fall: Fall<'r>) {
+        match self.items.get_mut(usize::from(self.len)) {
+            Some(slot) => {
+                *slot = fall;
+                self.len += 1;
+            }
+            None => self.dropped = self.dropped.saturating_add(1),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Fall<'r>> {
+        self.items[..usize::from(self.len)].iter()
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Fall-throughs past [`MAX_FALLS`], not recorded.
+    pub fn dropped(&self) -> usize {
+        usize::from(self.dropped)
+    }
+}
+
+/// The routing decision for one request.
+#[derive(Copy, Clone, Debug)]
+pub struct Decision<'r> {
+    /// `None`: no pool's prefix matches the path (casfront answers 404).
+    pub pool: Option<PoolId>,
+    /// `None` with a pool: no usable node (casfront answers 503).
+    pub node: Option<NodeId>,
+    /// The rule that chose the node; `Any` when the `any` rule found none.
+    pub rule: Option<Rule>,
+    /// The extractor entry that decided (`None` for `any`).
+    pub entry: Option<EntryId>,
+    pub how: Option<How>,
+    /// The parameter or cookie that decided, and its raw value (redact it).
+    pub name: &'r [u8],
+    pub value: Option<&'r [u8]>,
+    /// Why earlier applicable entries fell through, in order.
+    pub falls: Falls<'r>,
+}
+
+impl Decision<'_> {
+    const NONE: Decision<'static> = Decision {
+        pool: None,
+        node: None,
+        rule: None,
+        entry: None,
+        how: None,
+        name: b"",
+        value: None,
+        falls: Falls {
+            items: [Falls::EMPTY; MAX_FALLS],
+            len: 0,
+            dropped: 0,
+        },
+    };
+}
+
+/// Routes one request. `pick` drives the `any` rule's round robin (a
+/// counter, or a hash for stickiness); the same inputs give the same answer.
+pub fn route<'r, H, S, L>(
+    table: &'r RoutingTable,
+    req: &RequestView<'r, H>,
+    states: &S,
+    learned: &L,
+    pick: u64,
+) -> Decision<'r>
+where
+    H: Headers + ?Sized,
+    S: NodeStates + ?Sized,
+    L: Learned + ?Sized,
+{
+    let mut d = Decision::NONE;
+    let Some((pool_id, pool, rel)) = table.pool_for(req.path) else {
+        return d;
+    };
+    d.pool = Some(pool_id);
+    let cx = Resolver {
+        pool_id,
+        pool,
+        states,
+        learned,
+    };
+    for (i, entry) in ENTRIES.iter().enumerate() {
+        if !entry.methods.contains(req.method) || !entry.paths.matches(rel) {
+            continue;
+        }
+        let id = i as EntryId;
+        let mut attempt = |name: &'r [u8], value: Option<&'r [u8]>, kind: Kind| {
+            let result = match value {
+                None | Some(b"") => Err(Cause::NoValue),
+                Some(v) => cx.resolve(kind, name, v),
+            };
+            match result {
+                Ok((node, how)) => Some((node, how, name, value)),
+                Err(cause) => {
+                    d.falls.push(Fall {
+                        entry: id,
+                        cause,
+                        name,
+                        value,
+                    });
+                    None
+                }
+            }
+        };
+        let hit = match entry.source {
+            Source::QueryTicket(p) => {
+                let v = req.query.and_then(|q| query_param(q, p.as_bytes()));
+                attempt(p.as_bytes(), v, Kind::QueryTicket)
+            }
+            Source::SamlArtifact => {
+                attempt(b"AssertionArtifact", req.body.and_then(artifact_text), Kind::Artifact)
+            }
+            Source::TgcCookie => {
+                // Each configured name in turn; a request may carry both.
+                let (mut seen, mut hit) = (false, None);
+                for name in &pool.tgc_cookies {
+                    if let Some(v) = cookie(req.headers, name) {
+                        seen = true;
+                        hit = attempt(name, Some(v), Kind::Tgc);
+                        if hit.is_some() {
+                            break;
+                        }
+                    }
+                }
+                if seen {
+                    hit
+                } else {
+                    attempt(b"", None, Kind::Tgc)
+                }
+            }
+            Source::SessionCookie => {
+                let name = &pool.session_cookie[..];
+                attempt(name, cookie(req.headers, name), Kind::Session)
+            }
+            Source::SessionPathParam => {
+                let v = path_param(req.path, &pool.path_param);
+                attempt(&pool.path_param, v, Kind::Session)
+            }
+        };
+        if let Some((node, how, name, value)) = hit {
+            d.node = Some(node);
+            d.rule = Some(entry.rule);
+            d.entry = Some(id);
+            d.how = Some(how);
+            d.name = name;
+            d.value = value;
+            return d;
+        }
+    }
+    d.rule = Some(Rule::Any);
+    if let Some((node, how)) = pick_any(pool, states, pick) {
+        d.node = Some(node);
+        d.how = Some(how);
+    }
+    d
+}
+
+/// How a found value is turned into a node.
+#[derive(Copy, Clone)]
+enum Kind {
+    /// A ticket id in a query parameter (`+` means space).
+    QueryTicket,
+    /// A ticket id in a SAML `AssertionArtifact`.
+    Artifact,
+    /// A ticket id, else the learned table.
+    Tgc,
+    /// A Tomcat jvmRoute, else the learned table.
+    Session,
+}
+
+struct Resolver<'a, S: ?Sized, L: ?Sized> {
+    pool_id: PoolId,
+    pool: &'a PoolInfo,
+    states: &'a S,
+    learned: &'a L,
+}
+
+impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
+    fn resolve(&self, kind: Kind, name: &[u8], raw: &[u8]) -> Result<(NodeId, How), Cause> {
+        let mut buf: DecodeBuf = [0; MAX_TICKET_LEN];
+        let found = match kind {
+            Kind::QueryTicket => self.by_suffix(percent_decode(raw, true, &mut buf)),
+            Kind::Artifact => self.by_suffix(decode_artifact(raw, &mut buf)),
+            // A readable ticket id (CAS 3.x/4.0, or crypto off), else learned.
+            Kind::Tgc => self
+                .by_suffix(percent_decode(raw, false, &mut buf))
+                .or_else(|cause| {
+                    let unlearned = match cause {
+                        Cause::NotTicket => Cause::NotLearned,
+                        other => other,
+                    };
+                    self.learned(name, raw).ok_or(unlearned)
+                }),
+            Kind::Session => self.session(name, raw),
+        }?;
+        if self.states.state(found.0).usable_for_affinity() {
+            Ok(found)
+        } else {
+            Err(Cause::Unusable(found.0))
+        }
+    }
+
+    /// The owner of a decoded ticket id (`None`: it did not fit the buffer).
+    fn by_suffix(&self, id: Option<&[u8]>) -> Result<(NodeId, How), Cause> {
+        let id = id.ok_or(Cause::TooLong)?;
+        let dash = ticket_prefix_end(id).ok_or(Cause::NotTicket)?;
+        match self.pool.suffixes.lookup(id, dash) {
+            Some((node, SuffixKind::Name)) => Ok((node, How::Suffix)),
+            Some((node, SuffixKind::F5Md5)) => Ok((node, How::F5Md5)),
+            None => Err(Cause::UnknownSuffix),
+        }
+    }
+
+    /// Tomcat appends `.jvmRoute` to the session id; the route is the text
+    /// after the first `.`.
+    fn session(&self, name: &[u8], raw: &[u8]) -> Result<(NodeId, How), Cause> {
+        match memchr::memchr(b'.', raw) {
+            Some(dot) => match self.pool.jvm_routes.get(&raw[dot + 1..]) {
+                Some(&node) => Ok((node, How::JvmRoute)),
+                None => self.learned(name, raw).ok_or(Cause::UnknownRoute),
+            },
+            None => self.learned(name, raw).ok_or(Cause::NotLearned),
+        }
+    }
+
+    /// The learned owner, if it is a node of this pool (a stale table must
+    /// not send a request to another pool).
+    fn learned(&self, name: &[u8], raw: &[u8]) -> Option<(NodeId, How)> {
+        let node = self.learned.lookup(self.pool_id, name, raw)?;
+        self.pool
+            .nodes
+            .contains(&node)
+            .then_some((node, How::Learned))
+    }
+}
+
+/// The `any` rule: round robin from `pick` over the primaries usable for new
+/// logins (a down node's turn goes to the next usable one), then the backups.
+fn pick_any<S: NodeStates + ?Sized>(pool: &PoolInfo, states: &S, pick: u64) -> Option<(NodeId, How)> {
+    let round = |list: &[NodeId]| {
+        let n = list.len();
+        let start = usize::try_from(pick % (n.max(1) as u64)).unwrap_or(0);
+        (0..n)
+            .map(|k| list[(start + k) % n])
+            .find(|&id| states.state(id).usable_for_any())
+    };
+    round(&pool.primaries)
+        .map(|n| (n, How::RoundRobin))
+        .or_else(|| round(&pool.backups).map(|n| (n, How::Backup)))
+}

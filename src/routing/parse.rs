@@ -1,0 +1,217 @@
+//! Byte-level scanners for the places a request carries a ticket: query
+//! parameters, cookies, path parameters; percent-decoding into a stack
+//! buffer; and the shape of a CAS ticket id. Nothing here allocates or
+//! panics, whatever the bytes.
+
+use super::Headers;
+
+/// The longest decoded value the core will route by suffix. CAS ticket ids
+/// are about 30 to 120 bytes; anything longer is not a ticket id.
+pub const MAX_TICKET_LEN: usize = 512;
+
+/// A stack buffer for a decoded value.
+pub type DecodeBuf = [u8; MAX_TICKET_LEN];
+
+/// The first `name=value` pair of a query string whose name is exactly
+/// `name` (after percent-decoding the name, as servlet containers do).
+/// Returns the raw, still-encoded value; a name with no `=` has an empty value.
+pub fn query_param<'q>(query: &'q [u8], name: &[u8]) -> Option<&'q [u8]> {
+    query.split(|&b| b == b'&').find_map(|pair| {
+        let (k, v) = match memchr::memchr(b'=', pair) {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        };
+        decoded_eq(k, name, true).then_some(v)
+    })
+}
+
+/// The first cookie named exactly `name` across all `Cookie` headers, in
+/// order (browsers on HTTP/2 send several). The value is trimmed and
+/// unquoted but not decoded.
+pub fn cookie<'h, H: Headers + ?Sized>(headers: &'h H, name: &[u8]) -> Option<&'h [u8]> {
+    headers.values("cookie").find_map(|h| cookie_in(h, name))
+}
+
+/// The first cookie named `name` in one `Cookie` header value.
+pub fn cookie_in<'h>(header: &'h [u8], name: &[u8]) -> Option<&'h [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = trim(pair);
+        let eq = memchr::memchr(b'=', pair)?;
+        (trim(&pair[..eq]) == name).then(|| unquote(trim(&pair[eq + 1..])))
+    })
+}
+
+/// The value of the path parameter `;name=value` in any segment of `path`
+/// (`name` is matched exactly; `jsessionid` for Tomcat).
+pub fn path_param<'p>(path: &'p [u8], name: &[u8]) -> Option<&'p [u8]> {
+    let mut rest = path;
+    while let Some(semi) = memchr::memchr(b';', rest) {
+        rest = &rest[semi + 1..];
+        let end = rest
+            .iter()
+            .position(|&b| b == b';' || b == b'/')
+            .unwrap_or(rest.len());
+        let param = &rest[..end];
+        if let Some(v) = param
+            .strip_prefix(name)
+            .and_then(|r| r.strip_prefix(b"="))
+        {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Percent-decodes `raw` (and `+` to space when `plus` is set, for query
+/// strings). Borrows `raw` when there is nothing to decode; `None` when the
+/// decoded value does not fit in `buf`. Invalid escapes are kept as they are.
+pub fn percent_decode<'b>(raw: &'b [u8], plus: bool, buf: &'b mut DecodeBuf) -> Option<&'b [u8]> {
+    let needs = raw.iter().any(|&b| b == b'%' || (plus && b == b'+'));
+    if !needs {
+        return Some(raw);
+    }
+    let n = decode_into(raw, plus, buf)?;
+    Some(&buf[..n])
+}
+
+/// Percent-decodes `raw` into `buf`, always copying; the decoded length, or
+/// `None` when it does not fit.
+pub fn decode_into(raw: &[u8], plus: bool, buf: &mut DecodeBuf) -> Option<usize> {
+    let mut n = 0;
+    let mut i = 0;
+    while i < raw.len() {
+        let (byte, used) = decode_at(raw, i, plus);
+        *buf.get_mut(n)? = byte;
+        n += 1;
+        i += used;
+    }
+    Some(n)
+}
+
+/// The byte at `raw[i]` decoded, and how many input bytes it used.
+fn decode_at(raw: &[u8], i: usize, plus: bool) -> (u8, usize) {
+    match raw[i] {
+        b'%' => match (raw.get(i + 1).and_then(hex), raw.get(i + 2).and_then(hex)) {
+            (Some(h), Some(l)) => (h << 4 | l, 3),
+            _ => (b'%', 1),
+        },
+        b'+' if plus => (b' ', 1),
+        b => (b, 1),
+    }
+}
+
+fn hex(b: &u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Whether `raw`, percent-decoded, equals `want` (no buffer needed).
+fn decoded_eq(raw: &[u8], want: &[u8], plus: bool) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < raw.len() {
+        let (byte, used) = decode_at(raw, i, plus);
+        if want.get(j) != Some(&byte) {
+            return false;
+        }
+        i += used;
+        j += 1;
+    }
+    j == want.len()
+}
+
+/// If `id` looks like a CAS ticket id (`[A-Z]+-` at the start), the index
+/// of that first `-`. JWS/JWE cookies and opaque tokens never do.
+pub fn ticket_prefix_end(id: &[u8]) -> Option<usize> {
+    let dash = id.iter().position(|&b| !b.is_ascii_uppercase())?;
+    (dash > 0 && id[dash] == b'-').then_some(dash)
+}
+
+/// Optional whitespace around cookie pairs (RFC 6265 §5.4 is lenient).
+pub fn trim(s: &[u8]) -> &[u8] {
+    s.trim_ascii()
+}
+
+fn unquote(v: &[u8]) -> &[u8] {
+    match v {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_first_exact_name_wins() {
+        let q = b"service=x&xticket=ST-1-a-bad&ticket=ST-2-b-good&ticket=ST-3-c-late";
+        assert_eq!(query_param(q, b"ticket"), Some(&b"ST-2-b-good"[..]));
+        assert_eq!(query_param(b"ticketx=1", b"ticket"), None);
+        assert_eq!(query_param(b"ticket", b"ticket"), Some(&b""[..]));
+        assert_eq!(query_param(b"t%69cket=v", b"ticket"), Some(&b"v"[..]));
+        assert_eq!(query_param(b"", b"ticket"), None);
+        assert_eq!(query_param(b"&&=&ticket=a=b", b"ticket"), Some(&b"a=b"[..]));
+    }
+
+    #[test]
+    fn cookies_across_headers() {
+        let h: &[(&str, &str)] = &[
+            ("Cookie", "a=1; XCASTGC=TGT-9-x-bad"),
+            ("cookie", " CASTGC = \"TGT-1-y-good\" ;CASTGC=TGT-2-z-late"),
+        ];
+        assert_eq!(cookie(h, b"CASTGC"), Some(&b"TGT-1-y-good"[..]));
+        assert_eq!(cookie(h, b"a"), Some(&b"1"[..]));
+        assert_eq!(cookie(h, b"castgc"), None);
+        assert_eq!(cookie_in(b"noequals; =v; k=", b"k"), Some(&b""[..]));
+    }
+
+    #[test]
+    fn path_params() {
+        let p = b"/cas/login;jsessionid=ABC.cas1;other=1";
+        assert_eq!(path_param(p, b"jsessionid"), Some(&b"ABC.cas1"[..]));
+        assert_eq!(
+            path_param(b"/cas;jsessionid=X.n2/login", b"jsessionid"),
+            Some(&b"X.n2"[..])
+        );
+        assert_eq!(path_param(b"/cas/login;xjsessionid=1", b"jsessionid"), None);
+        assert_eq!(path_param(b"/cas/login;jsessionid", b"jsessionid"), None);
+        assert_eq!(path_param(b";", b"jsessionid"), None);
+    }
+
+    #[test]
+    fn decoding() {
+        let mut buf = [0; MAX_TICKET_LEN];
+        assert_eq!(
+            percent_decode(b"ST-1%2Dab-cas%2e01", false, &mut buf),
+            Some(&b"ST-1-ab-cas.01"[..])
+        );
+        let mut buf = [0; MAX_TICKET_LEN];
+        assert_eq!(
+            percent_decode(b"a+b%zz%4", true, &mut buf),
+            Some(&b"a b%zz%4"[..])
+        );
+        let mut buf = [0; MAX_TICKET_LEN];
+        assert_eq!(percent_decode(b"a+b", false, &mut buf), Some(&b"a+b"[..]));
+        let long = vec![b'%'; MAX_TICKET_LEN + 1];
+        let mut buf = [0; MAX_TICKET_LEN];
+        assert_eq!(percent_decode(&long, false, &mut buf), None);
+        let fits = b"%41".repeat(MAX_TICKET_LEN);
+        let mut buf = [0; MAX_TICKET_LEN];
+        assert_eq!(percent_decode(&fits, false, &mut buf).map(<[u8]>::len), Some(MAX_TICKET_LEN));
+    }
+
+    #[test]
+    fn ticket_shape() {
+        assert_eq!(ticket_prefix_end(b"ST-1-a"), Some(2));
+        assert_eq!(ticket_prefix_end(b"TGT-"), Some(3));
+        assert_eq!(ticket_prefix_end(b"-1-a"), None);
+        assert_eq!(ticket_prefix_end(b"St-1"), None);
+        assert_eq!(ticket_prefix_end(b"eyJhbGciOiJIUzUxMiJ9.e30.sig"), None);
+        assert_eq!(ticket_prefix_end(b"ST"), None);
+        assert_eq!(ticket_prefix_end(b""), None);
+    }
+}

@@ -1,0 +1,167 @@
+//! The routing table: what the routing core needs of the validated
+//! configuration, laid out for lookups (pools by prefix, a suffix index and
+//! a jvmRoute map per pool, primary and backup node lists). Built once per
+//! configuration and shared read-only.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use super::suffix::{f5_md5, Conflict, SuffixIndex, SuffixKind};
+use super::{NodeId, PoolId};
+use crate::config::Config;
+
+/// One pool, ready for routing.
+#[derive(Debug)]
+pub struct PoolInfo {
+    pub name: String,
+    /// Normalised `path_prefix`: no trailing `/` except for the root `/`.
+    pub prefix: Box<[u8]>,
+    pub tgc_cookies: Vec<Box<[u8]>>,
+    pub session_cookie: Box<[u8]>,
+    /// The session cookie's lowercase name, used as a path parameter.
+    pub path_param: Box<[u8]>,
+    /// This pool's nodes: a range of [`RoutingTable::nodes`].
+    pub nodes: Range<NodeId>,
+    pub(crate) suffixes: SuffixIndex,
+    pub(crate) jvm_routes: HashMap<Box<[u8]>, NodeId>,
+    pub(crate) primaries: Vec<NodeId>,
+    pub(crate) backups: Vec<NodeId>,
+}
+
+/// One node, as routing and its callers see it.
+#[derive(Debug)]
+pub struct NodeInfo {
+    pub name: String,
+    pub pool: PoolId,
+    pub backup: bool,
+}
+
+/// The whole table.
+#[derive(Debug)]
+pub struct RoutingTable {
+    pools: Vec<PoolInfo>,
+    nodes: Vec<NodeInfo>,
+    /// Pool ids, longest prefix first.
+    by_prefix: Vec<PoolId>,
+}
+
+impl RoutingTable {
+    /// Builds the table from a validated configuration (which guarantees
+    /// unique suffixes and jvmRoutes per pool and at most `u16::MAX` nodes).
+    pub fn new(config: &Config) -> RoutingTable {
+        let mut pools = Vec::with_capacity(config.pools.len());
+        let mut nodes = Vec::new();
+        for (p, pool) in config.pools.iter().enumerate() {
+            let pool_id = p as PoolId;
+            let first = nodes.len() as NodeId;
+            let mut suffixes: Vec<(Vec<u8>, NodeId, SuffixKind)> = Vec::new();
+            let mut jvm_routes = HashMap::new();
+            let (mut primaries, mut backups) = (Vec::new(), Vec::new());
+            for node in &pool.nodes {
+                let id = nodes.len() as NodeId;
+                for s in &node.ticket_suffixes {
+                    suffixes.push((s.as_bytes().to_vec(), id, SuffixKind::Name));
+                }
+                if let (true, Some(ip)) = (node.f5_md5, node.url.ipv4) {
+                    suffixes.push((f5_md5(ip).into_bytes(), id, SuffixKind::F5Md5));
+                }
+                jvm_routes
+                    .entry(node.jvm_route.as_bytes().into())
+                    .or_insert(id);
+                if node.backup {
+                    backups.push(id);
+                } else {
+                    primaries.push(id);
+                }
+                nodes.push(NodeInfo {
+                    name: node.name.clone(),
+                    pool: pool_id,
+                    backup: node.backup,
+                });
+            }
+            let (index, _conflicts) = Self::index(&suffixes);
+            pools.push(PoolInfo {
+                name: pool.name.clone(),
+                prefix: pool.path_prefix.as_bytes().into(),
+                tgc_cookies: pool.tgc_cookies.iter().map(|c| c.as_bytes().into()).collect(),
+                session_cookie: pool.session_cookie.as_bytes().into(),
+                path_param: pool.session_cookie.to_ascii_lowercase().into_bytes().into(),
+                nodes: first..nodes.len() as NodeId,
+                suffixes: index,
+                jvm_routes,
+                primaries,
+                backups,
+            });
+        }
+        let mut by_prefix: Vec<PoolId> = (0..pools.len() as PoolId).collect();
+        by_prefix.sort_by_key(|&p| std::cmp::Reverse(pools[usize::from(p)].prefix.len()));
+        RoutingTable {
+            pools,
+            nodes,
+            by_prefix,
+        }
+    }
+
+    fn index(suffixes: &[(Vec<u8>, NodeId, SuffixKind)]) -> (SuffixIndex, Vec<Conflict>) {
+        SuffixIndex::build(suffixes.iter().map(|(s, n, k)| (s.as_slice(), *n, *k)))
+    }
+
+    pub fn pools(&self) -> &[PoolInfo] {
+        &self.pools
+    }
+
+    pub fn nodes(&self) -> &[NodeInfo] {
+        &self.nodes
+    }
+
+    pub fn pool(&self, id: PoolId) -> Option<&PoolInfo> {
+        self.pools.get(usize::from(id))
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&NodeInfo> {
+        self.nodes.get(usize::from(id))
+    }
+
+    pub fn node_by_name(&self, name: &str) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .map(|i| i as NodeId)
+    }
+
+    /// The pool whose prefix is the longest to match `path` on a segment
+    /// boundary, with the pool-relative rest of the path.
+    pub fn pool_for<'p>(&self, path: &'p [u8]) -> Option<(PoolId, &PoolInfo, &'p [u8])> {
+        self.by_prefix.iter().find_map(|&id| {
+            let pool = &self.pools[usize::from(id)];
+            relative(&pool.prefix, path).map(|rel| (id, pool, rel))
+        })
+    }
+}
+
+/// `path` with `prefix` removed, if `prefix` matches on a segment boundary:
+/// `/cas` matches `/cas`, `/cas/x` and `/cas;jsessionid=..`, not `/cassandra`.
+fn relative<'p>(prefix: &[u8], path: &'p [u8]) -> Option<&'p [u8]> {
+    if prefix == b"/" {
+        return path.starts_with(b"/").then_some(path);
+    }
+    let rest = path.strip_prefix(prefix)?;
+    matches!(rest.first(), None | Some(b'/' | b';')).then_some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+
+    #[test]
+    fn prefixes_on_segment_boundaries() {
+        assert_eq!(relative(b"/cas", b"/cas"), Some(&b""[..]));
+        assert_eq!(relative(b"/cas", b"/cas/login"), Some(&b"/login"[..]));
+        assert_eq!(relative(b"/cas", b"/cas;jsessionid=1"), Some(&b";jsessionid=1"[..]));
+        assert_eq!(relative(b"/cas", b"/cassandra"), None);
+        assert_eq!(relative(b"/cas", b"/CAS/login"), None);
+        assert_eq!(relative(b"/", b"/anything"), Some(&b"/anything"[..]));
+        assert_eq!(relative(b"/", b"*"), None);
+        assert_eq!(relative(b"/a/b", b"/a/b/c"), Some(&b"/c"[..]));
+    }
+}
