@@ -88,7 +88,10 @@ pub fn explain(table: &RoutingTable, req: &Request) -> Result<Explained, Explain
 fn note(table: &RoutingTable, d: &Decision<'_>, states: &[NodeState], target: &[u8]) -> String {
     let Some(pool) = d.pool.and_then(|p| table.pool(p)) else {
         let path = target.split(|&b| b == b'?').next().unwrap_or(target);
-        return format!("no pool's path_prefix matches {}", String::from_utf8_lossy(path));
+        return format!(
+            "no pool's path_prefix matches {}",
+            String::from_utf8_lossy(path)
+        );
     };
     let node_name = |n| table.node(n).map_or("?", |n| n.name.as_str());
     let mut parts: Vec<String> = d

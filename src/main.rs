@@ -80,7 +80,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { config } => {
             let ok = load(&config, true)?.is_some();
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Run { config } => {
             if load(&config, false)?.is_none() {
@@ -107,10 +111,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             };
             let table = RoutingTable::new(&cfg);
-            let states = [(down, NodeState::Down), (draining, NodeState::Draining), (disabled, NodeState::Disabled)]
-                .into_iter()
-                .flat_map(|(names, s)| names.into_iter().map(move |n| (n, s)))
-                .collect();
+            let states = [
+                (down, NodeState::Down),
+                (draining, NodeState::Draining),
+                (disabled, NodeState::Disabled),
+            ]
+            .into_iter()
+            .flat_map(|(names, s)| names.into_iter().map(move |n| (n, s)))
+            .collect();
             let req = explain::Request {
                 method,
                 target,
@@ -149,7 +157,10 @@ fn load(path: &Path, summary: bool) -> anyhow::Result<Option<Config>> {
             c.pools.len(),
             c.pools.iter().map(|p| p.nodes.len()).sum::<usize>()
         ),
-        None => eprintln!("{}: {errors} error(s), {warnings} warning(s)", path.display()),
+        None => eprintln!(
+            "{}: {errors} error(s), {warnings} warning(s)",
+            path.display()
+        ),
         Some(_) => {}
     }
     Ok(parsed.config)

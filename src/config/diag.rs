@@ -45,7 +45,8 @@ impl<'s> Diags<'s> {
     }
 
     pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        self.items.push((span.start, Severity::Error, message.into()));
+        self.items
+            .push((span.start, Severity::Error, message.into()));
     }
 
     pub fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -64,7 +65,7 @@ impl<'s> Diags<'s> {
     }
 
     pub fn finish(mut self) -> Vec<Diagnostic> {
-        self.items.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        self.items.sort_by_key(|a| (a.0, a.1));
         self.items.dedup();
         self.items
             .into_iter()
@@ -186,7 +187,10 @@ mod tests {
             beta_gamma: Option<String>,
         }
         assert_eq!(fields_of::<S>(), &["alpha", "beta_gamma"]);
-        assert_eq!(closest("beta_gama", &["alpha", "beta_gamma"]), Some("beta_gamma"));
+        assert_eq!(
+            closest("beta_gama", &["alpha", "beta_gamma"]),
+            Some("beta_gamma")
+        );
         assert_eq!(closest("zzz", &["alpha", "beta_gamma"]), None);
     }
 }

@@ -187,7 +187,10 @@ fn array_of_tables<'i>(
 ) -> Vec<(DeTable<'i>, Range<usize>)> {
     let span = value.span();
     let DeValue::Array(items) = value.into_inner() else {
-        diags.error(span, format!("`{what}` must be an array of tables: write [[{what}]]"));
+        diags.error(
+            span,
+            format!("`{what}` must be an array of tables: write [[{what}]]"),
+        );
         return Vec::new();
     };
     let mut tables = Vec::new();

@@ -1,1 +1,304 @@
+//! Configuration tests: defaults, every kind of error with its position,
+//! warnings, and the example file.
 
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const HEAD: &str = "[listen]\nhttps = \"0.0.0.0:8443\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+
+fn parse_str(s: &str) -> Parsed {
+    parse(s, Path::new("/etc/casfront"))
+}
+
+/// Errors as `line:col: message` strings.
+fn errors(s: &str) -> Vec<String> {
+    let p = parse_str(s);
+    assert!(p.config.is_none() || p.errors().count() == 0);
+    p.errors()
+        .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+        .collect()
+}
+
+fn warnings(s: &str) -> Vec<String> {
+    parse_str(s)
+        .warnings()
+        .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+        .collect()
+}
+
+fn with_pool(pool: &str) -> String {
+    format!("{HEAD}{pool}")
+}
+
+#[test]
+fn defaults_are_applied() {
+    let p = parse_str(&with_pool(
+        "[[pool]]\nname = \"cas\"\npath_prefix = \"/cas/\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"https://cas1.example.edu\"\n",
+    ));
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    let c = p.config.unwrap();
+    assert_eq!(c.tls.cert, Path::new("/etc/casfront/c.pem"));
+    assert_eq!(c.admin.listen, "127.0.0.1:9901".parse().unwrap());
+    assert_eq!(c.listen.http, None);
+    let pool = &c.pools[0];
+    assert_eq!(pool.path_prefix, "/cas");
+    assert_eq!(pool.tgc_cookies, ["TGC", "CASTGC"]);
+    assert_eq!(pool.session_cookie, "JSESSIONID");
+    assert_eq!(
+        pool.health,
+        Health {
+            path: "/cas/login".into(),
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3
+        }
+    );
+    let n = &pool.nodes[0];
+    assert_eq!(
+        (
+            n.ticket_suffixes.as_slice(),
+            n.jvm_route.as_str(),
+            n.f5_md5,
+            n.backup
+        ),
+        (&["cas1".to_owned()][..], "cas1", false, false)
+    );
+    assert_eq!(
+        n.url,
+        NodeUrl {
+            scheme: Scheme::Https,
+            host: "cas1.example.edu".into(),
+            port: 443,
+            ipv4: None
+        }
+    );
+    assert_eq!(n.url.authority(), "cas1.example.edu:443");
+}
+
+#[test]
+fn three_mistakes_are_all_reported_with_positions() {
+    let src = with_pool(
+        "[[pool]]\nname = \"cas\"\npath_prefix = \"cas\"\n\
+         [pool.health]\nrise = 0\n\
+         [[pool.node]]\nname = \"n1\"\nurl = \"https://10.0.0.1:8443\"\nweight = 3\n",
+    );
+    assert_eq!(
+        errors(&src),
+        [
+            "8:15: path_prefix `cas` must start with `/`",
+            "10:8: `rise` must be between 1 and 1000, not 0",
+            "14:1: unknown key `weight`; expected one of: name, url, ticket_suffixes, f5_md5, jvm_route, backup",
+        ]
+    );
+}
+
+#[test]
+fn unknown_and_missing_keys() {
+    let src = "[listen]\nhttps = \"0.0.0.0:8443\"\nhtps = 1\n[tls]\ncert = \"a\"\n[tsl]\n[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"a1b\"\n";
+    assert_eq!(
+        errors(src),
+        [
+            "3:1: unknown key `htps` (did you mean `https`?); expected one of: https, http",
+            "4:1: missing field `key`",
+            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, admin, pool",
+            "10:1: missing field `url`",
+        ]
+    );
+}
+
+#[test]
+fn missing_sections() {
+    let e = errors("");
+    assert_eq!(
+        e,
+        [
+            "1:1: missing section [listen]: `listen.https` is required",
+            "1:1: missing section [tls]: `tls.cert` and `tls.key` are required",
+            "1:1: no [[pool]]: at least one pool with nodes is required",
+        ]
+    );
+}
+
+#[test]
+fn toml_syntax_error_has_a_position() {
+    let e = errors("[listen]\nhttps = \"0.0.0.0:8443\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("2:"), "{e:?}");
+}
+
+#[test]
+fn wrong_shapes() {
+    let e = errors(&with_pool("[pool]\nname = \"cas\"\n"));
+    assert!(e.iter().any(|m| m.contains("write [[pool]]")), "{e:?}");
+    let e = errors(&with_pool("[[pool]]\nname = 3\npath_prefix = \"/x\"\n[[pool.node]]\nname=\"a12\"\nurl=\"http://h:1\"\n"));
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("7:8:") && m.contains("invalid type")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn duplicate_names_and_prefixes() {
+    let src = with_pool(
+        "[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://a:1\"\n\
+         [[pool]]\nname = \"cas\"\npath_prefix = \"/cas/\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://b:1\"\n",
+    );
+    let e = errors(&src);
+    assert_eq!(
+        e,
+        [
+            "13:8: duplicate pool name `cas` (first at 7:8)",
+            "14:15: duplicate path_prefix `/cas` (first at 8:15)",
+            "16:8: duplicate node name `cas1` (first at 10:8)",
+        ]
+    );
+}
+
+#[test]
+fn node_urls() {
+    for (url, why) in [
+        ("ftp://h:21", "must use http or https"),
+        ("https://h:8443/cas", "must not have a path"),
+        ("https://u:p@h:1", "must not contain credentials"),
+        ("h:8443", "must use http or https"),
+        ("not a url", "is not a URL"),
+        ("https://h:99999", "is not a URL"),
+    ] {
+        let src = with_pool(&format!(
+            "[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"{url}\"\n"
+        ));
+        let e = errors(&src);
+        assert!(
+            e.len() == 1 && e[0].starts_with("11:7:") && e[0].contains(why),
+            "{url}: {e:?}"
+        );
+    }
+    let ok = parse_str(&with_pool(
+        "[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://[::1]:8080/\"\n",
+    ));
+    let url = &ok.config.unwrap().pools[0].nodes[0].url;
+    assert_eq!(
+        (url.scheme, url.authority()),
+        (Scheme::Http, "[::1]:8080".to_owned())
+    );
+}
+
+#[test]
+fn suffix_claims() {
+    let src = with_pool(
+        "[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
+         [[pool.node]]\nname = \"cas1\"\nurl = \"http://10.0.0.1:1\"\nticket_suffixes = [\"cas-02.example.edu\"]\n\
+         [[pool.node]]\nname = \"cas2\"\nurl = \"http://10.0.0.2:1\"\nticket_suffixes = [\"02.example.edu\", \"x1\"]\n\
+         [[pool.node]]\nname = \"cas3\"\nurl = \"http://10.0.0.3:1\"\nticket_suffixes = [\"cas-02.example.edu\"]\njvm_route = \"cas2\"\n",
+    );
+    assert_eq!(
+        errors(&src),
+        [
+            "20:20: ticket suffix `cas-02.example.edu` is claimed by nodes `cas1` and `cas3`",
+            "21:13: jvm_route `cas2` is claimed by nodes `cas2` and `cas3`",
+        ]
+    );
+    let w = warnings(&src);
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(w[0].starts_with("16:20: suffix `02.example.edu` of node `cas2` is a tail of `cas-02.example.edu` (node `cas1`)"));
+    assert!(w[1].starts_with("16:20: suffix `02.example.edu` of node `cas2` is a tail of `cas-02.example.edu` (node `cas3`)"));
+    assert!(w[2].starts_with("16:38: ticket suffix `x1` is shorter than 3"));
+}
+
+#[test]
+fn suffixes_across_pools_do_not_conflict() {
+    let src = with_pool(
+        "[[pool]]\nname = \"a\"\npath_prefix = \"/a\"\n[[pool.node]]\nname = \"a1\"\nurl = \"http://h:1\"\nticket_suffixes = [\"same\"]\n\
+         [[pool]]\nname = \"b\"\npath_prefix = \"/b\"\n[[pool.node]]\nname = \"b1\"\nurl = \"http://h:2\"\nticket_suffixes = [\"same\"]\n",
+    );
+    assert!(errors(&src).is_empty());
+}
+
+#[test]
+fn f5_claims_and_hosts() {
+    let src = with_pool(
+        "[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
+         [[pool.node]]\nname = \"cas1\"\nurl = \"http://cas1.example.edu:1\"\nf5_md5 = true\n\
+         [[pool.node]]\nname = \"cas2\"\nurl = \"http://10.0.0.2:1\"\nf5_md5 = true\n\
+         [[pool.node]]\nname = \"cas3\"\nurl = \"https://10.0.0.2:2\"\nf5_md5 = true\n",
+    );
+    let e = errors(&src);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(
+        e[0],
+        "12:10: f5_md5 = true needs a node url whose host is an IPv4 address"
+    );
+    assert!(
+        e[1].starts_with("20:10: ticket suffix `")
+            && e[1].ends_with("is claimed by nodes `cas2` and `cas3`"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn bad_values() {
+    let src = with_pool("[listen]\n");
+    assert!(errors(&src)
+        .iter()
+        .any(|e| e.contains("duplicate key") || e.contains("listen")));
+    let src = String::from(
+        "[listen]\nhttps = \"0.0.0.0\"\nhttp = \"localhost:80\"\n[tls]\ncert = \"\"\nkey = \"k\"\n[admin]\nlisten = \"x\"\n\
+         [[pool]]\nname = \"a b\"\npath_prefix = \"/a?b\"\ntgc_cookies = [\"TGC\", \"bad;name\"]\nsession_cookie = \"\"\n\
+         [pool.health]\npath = \"login\"\ninterval = \"0s\"\ntimeout = \"fast\"\nfall = -1\n\
+         [[pool.node]]\nname = \"n/1\"\nurl = \"http://h:1\"\nticket_suffixes = [\"-abc\", \"a b\"]\njvm_route = \"\"\n"
+    );
+    let e = errors(&src);
+    let expect = [
+        "2:9: `0.0.0.0` is not an IP:PORT address (the port is missing)",
+        "3:8: `localhost:80` is not an IP:PORT address",
+        "5:8: file path is empty",
+        "8:10: `x` is not an IP:PORT address",
+        "10:8: pool name `a b` must be",
+        "11:15: path_prefix `/a?b` must not contain '?'",
+        "12:23: `bad;name` is not a valid cookie name",
+        "13:18: `` is not a valid cookie name",
+        "15:8: health path `login` must start with `/`",
+        "16:12: duration must be greater than 0",
+        "17:11: invalid duration `fast`",
+        "18:8: `fall` must be between 1 and 1000, not -1",
+        "20:8: node name `n/1` must be",
+        "22:20: ticket suffix `-abc` must be",
+        "22:28: ticket suffix `a b` must be",
+        "23:13: jvm_route `` must be non-empty",
+    ];
+    assert_eq!(e.len(), expect.len(), "{e:#?}");
+    for (got, want) in e.iter().zip(expect) {
+        assert!(got.starts_with(want), "got {got:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn example_config_is_valid_and_documents_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/casfront.example.toml");
+    let p = load(&path).unwrap();
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    let c = p.config.unwrap();
+    assert_eq!(c.pools.len(), 2);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let sections = [
+        ("listen", diag::fields_of::<raw::RawListen>()),
+        ("tls", diag::fields_of::<raw::RawTls>()),
+        ("admin", diag::fields_of::<raw::RawAdmin>()),
+        ("pool", diag::fields_of::<raw::RawPool>()),
+        ("pool.health", diag::fields_of::<raw::RawHealth>()),
+        ("pool.node", diag::fields_of::<raw::RawNode>()),
+    ];
+    for (section, fields) in sections {
+        for key in fields {
+            let set = format!("\n{key} = ");
+            assert!(
+                text.contains(&set),
+                "the example does not set `{section}.{key}`"
+            );
+        }
+    }
+}

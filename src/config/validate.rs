@@ -23,10 +23,16 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
         d.error(0..0, "missing section [listen]: `listen.https` is required");
     }
     if !raw.has_tls {
-        d.error(0..0, "missing section [tls]: `tls.cert` and `tls.key` are required");
+        d.error(
+            0..0,
+            "missing section [tls]: `tls.cert` and `tls.key` are required",
+        );
     }
     if raw.pools.is_empty() {
-        d.error(0..0, "no [[pool]]: at least one pool with nodes is required");
+        d.error(
+            0..0,
+            "no [[pool]]: at least one pool with nodes is required",
+        );
     }
     let listen = raw.listen.map(Spanned::into_inner).and_then(|l| {
         let https = addr(&l.https, d);
@@ -49,7 +55,10 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
     });
     let admin = match raw.admin.and_then(|a| a.into_inner().listen) {
         Some(l) => addr(&l, d).map(|listen| Admin { listen }),
-        None => defaults::ADMIN_LISTEN.parse().ok().map(|listen| Admin { listen }),
+        None => defaults::ADMIN_LISTEN
+            .parse()
+            .ok()
+            .map(|listen| Admin { listen }),
     };
 
     let mut names = Names::default();
@@ -60,7 +69,10 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
         pools.push(pool(sections, &mut names, d));
     }
     if total_nodes > usize::from(u16::MAX) {
-        d.error(0..0, format!("{total_nodes} nodes: at most {} are supported", u16::MAX));
+        d.error(
+            0..0,
+            format!("{total_nodes} nodes: at most {} are supported", u16::MAX),
+        );
     }
     Some(Config {
         listen: listen?,
@@ -83,7 +95,10 @@ impl Names {
     fn claim(map: &mut HashMap<String, Range<usize>>, what: &str, v: &Str, d: &mut Diags) {
         if let Some(first) = map.get(v.get_ref()) {
             let (line, col) = d.line_col(first.start);
-            d.error(v.span(), format!("duplicate {what} `{}` (first at {line}:{col})", v.get_ref()));
+            d.error(
+                v.span(),
+                format!("duplicate {what} `{}` (first at {line}:{col})", v.get_ref()),
+            );
         } else {
             map.insert(v.get_ref().clone(), v.span());
         }
@@ -92,7 +107,9 @@ impl Names {
 
 fn pool(s: PoolSections, names: &mut Names, d: &mut Diags) -> Option<Pool> {
     let raw = s.pool;
-    let prefix = raw.as_ref().and_then(|p| path_prefix(&p.path_prefix, names, d));
+    let prefix = raw
+        .as_ref()
+        .and_then(|p| path_prefix(&p.path_prefix, names, d));
     if let Some(p) = &raw {
         name(&p.name, "pool", d);
         Names::claim(&mut names.pools, "pool name", &p.name, d);
@@ -131,8 +148,14 @@ fn path_prefix(v: &Str, names: &mut Names, d: &mut Diags) -> Option<String> {
         d.error(v.span(), format!("path_prefix `{p}` must start with `/`"));
         return None;
     }
-    if let Some(c) = p.chars().find(|&c| matches!(c, '?' | '#' | ';') || c.is_whitespace() || c.is_control()) {
-        d.error(v.span(), format!("path_prefix `{p}` must not contain {c:?}"));
+    if let Some(c) = p
+        .chars()
+        .find(|&c| matches!(c, '?' | '#' | ';') || c.is_whitespace() || c.is_control())
+    {
+        d.error(
+            v.span(),
+            format!("path_prefix `{p}` must not contain {c:?}"),
+        );
         return None;
     }
     let trimmed = match p.trim_end_matches('/') {
@@ -165,16 +188,37 @@ fn health(raw: Option<Spanned<RawHealth>>, prefix: &str, d: &mut Diags) -> Optio
     let h = h.as_ref();
     let path = match h.and_then(|h| h.path.as_ref()) {
         Some(p) if !p.get_ref().starts_with('/') => {
-            d.error(p.span(), format!("health path `{}` must start with `/`", p.get_ref()));
+            d.error(
+                p.span(),
+                format!("health path `{}` must start with `/`", p.get_ref()),
+            );
             None
         }
         Some(p) => Some(p.get_ref().clone()),
         None => Some(format!("{}/login", prefix.trim_end_matches('/'))),
     };
-    let interval = duration(h.and_then(|h| h.interval.as_ref()), defaults::HEALTH_INTERVAL, d);
-    let timeout = duration(h.and_then(|h| h.timeout.as_ref()), defaults::HEALTH_TIMEOUT, d);
-    let rise = threshold(h.and_then(|h| h.rise.as_ref()), "rise", defaults::HEALTH_RISE, d);
-    let fall = threshold(h.and_then(|h| h.fall.as_ref()), "fall", defaults::HEALTH_FALL, d);
+    let interval = duration(
+        h.and_then(|h| h.interval.as_ref()),
+        defaults::HEALTH_INTERVAL,
+        d,
+    );
+    let timeout = duration(
+        h.and_then(|h| h.timeout.as_ref()),
+        defaults::HEALTH_TIMEOUT,
+        d,
+    );
+    let rise = threshold(
+        h.and_then(|h| h.rise.as_ref()),
+        "rise",
+        defaults::HEALTH_RISE,
+        d,
+    );
+    let fall = threshold(
+        h.and_then(|h| h.fall.as_ref()),
+        "fall",
+        defaults::HEALTH_FALL,
+        d,
+    );
     Some(Health {
         path: path?,
         interval: interval?,
@@ -197,7 +241,10 @@ fn duration(v: Option<&Str>, default: &str, d: &mut Diags) -> Option<Duration> {
         Err(e) => {
             d.error(
                 v.span(),
-                format!("invalid duration `{}`: {e} (write e.g. \"2s\" or \"500ms\")", v.get_ref()),
+                format!(
+                    "invalid duration `{}`: {e} (write e.g. \"2s\" or \"500ms\")",
+                    v.get_ref()
+                ),
             );
             None
         }
@@ -209,7 +256,10 @@ fn threshold(v: Option<&Spanned<i64>>, key: &str, default: u32, d: &mut Diags) -
     match u32::try_from(*v.get_ref()) {
         Ok(n) if (1..=1000).contains(&n) => Some(n),
         _ => {
-            d.error(v.span(), format!("`{key}` must be between 1 and 1000, not {}", v.get_ref()));
+            d.error(
+                v.span(),
+                format!("`{key}` must be between 1 and 1000, not {}", v.get_ref()),
+            );
             None
         }
     }
@@ -223,15 +273,28 @@ fn node(n: &Spanned<RawNode>, names: &mut Names, d: &mut Diags) -> Option<Node> 
     let f5 = r.f5_md5.as_ref().is_some_and(|f| *f.get_ref());
     if let (Some(f), Some(u)) = (&r.f5_md5, &url) {
         if *f.get_ref() && u.ipv4.is_none() {
-            d.error(f.span(), "f5_md5 = true needs a node url whose host is an IPv4 address");
+            d.error(
+                f.span(),
+                "f5_md5 = true needs a node url whose host is an IPv4 address",
+            );
         }
     }
     let suffixes: Vec<String> = match &r.ticket_suffixes {
         Some(list) => {
             if list.get_ref().is_empty() && !f5 {
-                d.warn(list.span(), format!("node `{}` has no ticket suffix: no ticket routes to it", r.name.get_ref()));
+                d.warn(
+                    list.span(),
+                    format!(
+                        "node `{}` has no ticket suffix: no ticket routes to it",
+                        r.name.get_ref()
+                    ),
+                );
             }
-            list.get_ref().iter().filter(|s| suffix(s, d)).map(|s| s.get_ref().clone()).collect()
+            list.get_ref()
+                .iter()
+                .filter(|s| suffix(s, d))
+                .map(|s| s.get_ref().clone())
+                .collect()
         }
         None => {
             suffix(&r.name, d);
@@ -240,7 +303,13 @@ fn node(n: &Spanned<RawNode>, names: &mut Names, d: &mut Diags) -> Option<Node> 
     };
     let jvm_route = match &r.jvm_route {
         Some(j) if j.get_ref().is_empty() || j.get_ref().contains([';', ' ', '\t']) => {
-            d.error(j.span(), format!("jvm_route `{}` must be non-empty, without `;` or spaces", j.get_ref()));
+            d.error(
+                j.span(),
+                format!(
+                    "jvm_route `{}` must be non-empty, without `;` or spaces",
+                    j.get_ref()
+                ),
+            );
             None
         }
         Some(j) => Some(j.get_ref().clone()),
@@ -269,7 +338,12 @@ fn pool_claims(raw: &[Spanned<RawNode>], nodes: &[Node], d: &mut Diags) {
             r.get_ref()
                 .ticket_suffixes
                 .as_ref()
-                .and_then(|l| l.get_ref().iter().find(|x| x.get_ref() == s).map(Spanned::span))
+                .and_then(|l| {
+                    l.get_ref()
+                        .iter()
+                        .find(|x| x.get_ref() == s)
+                        .map(Spanned::span)
+                })
                 .unwrap_or_else(|| r.get_ref().name.span())
         };
         for s in &n.ticket_suffixes {
@@ -279,9 +353,19 @@ fn pool_claims(raw: &[Spanned<RawNode>], nodes: &[Node], d: &mut Diags) {
             let at = r.get_ref().f5_md5.as_ref().map_or(r.span(), Spanned::span);
             claims.push((f5_md5(ip), i, at));
         }
-        let route_span = r.get_ref().jvm_route.as_ref().map_or(r.get_ref().name.span(), Spanned::span);
+        let route_span = r
+            .get_ref()
+            .jvm_route
+            .as_ref()
+            .map_or(r.get_ref().name.span(), Spanned::span);
         if let Some(other) = routes.insert(&n.jvm_route, &n.name) {
-            d.error(route_span, format!("jvm_route `{}` is claimed by nodes `{other}` and `{}`", n.jvm_route, n.name));
+            d.error(
+                route_span,
+                format!(
+                    "jvm_route `{}` is claimed by nodes `{other}` and `{}`",
+                    n.jvm_route, n.name
+                ),
+            );
         }
     }
     for (k, (s, i, at)) in claims.iter().enumerate() {
@@ -291,11 +375,18 @@ fn pool_claims(raw: &[Spanned<RawNode>], nodes: &[Node], d: &mut Diags) {
             }
             let (a, b) = (&nodes[*j].name, &nodes[*i].name);
             if s == t {
-                d.error(at.clone(), format!("ticket suffix `{s}` is claimed by nodes `{a}` and `{b}`"));
+                d.error(
+                    at.clone(),
+                    format!("ticket suffix `{s}` is claimed by nodes `{a}` and `{b}`"),
+                );
             }
         }
         for (t, j, _) in &claims {
-            if i != j && t.len() > s.len() && t.ends_with(s.as_str()) && t.as_bytes()[t.len() - s.len() - 1] == b'-' {
+            if i != j
+                && t.len() > s.len()
+                && t.ends_with(s.as_str())
+                && t.as_bytes()[t.len() - s.len() - 1] == b'-'
+            {
                 d.warn(
                     at.clone(),
                     format!(
@@ -311,7 +402,10 @@ fn pool_claims(raw: &[Spanned<RawNode>], nodes: &[Node], d: &mut Diags) {
 fn node_url(v: &Str, d: &mut Diags) -> Option<NodeUrl> {
     let text = v.get_ref();
     let bad = |d: &mut Diags, why: &str| {
-        d.error(v.span(), format!("node url `{text}` {why}: expected http(s)://HOST:PORT"));
+        d.error(
+            v.span(),
+            format!("node url `{text}` {why}: expected http(s)://HOST:PORT"),
+        );
         None
     };
     let Ok(u) = url::Url::parse(text) else {
@@ -353,7 +447,10 @@ fn addr(v: &Str, d: &mut Diags) -> Option<SocketAddr> {
             };
             d.error(
                 v.span(),
-                format!("`{}` is not an IP:PORT address{hint}, e.g. \"0.0.0.0:8443\" or \"[::]:8443\"", v.get_ref()),
+                format!(
+                    "`{}` is not an IP:PORT address{hint}, e.g. \"0.0.0.0:8443\" or \"[::]:8443\"",
+                    v.get_ref()
+                ),
             );
             None
         }
@@ -371,9 +468,14 @@ fn file(v: &Str, base: &Path, d: &mut Diags) -> Option<std::path::PathBuf> {
 /// Pool and node names appear in URLs, metrics and logs.
 fn name(v: &Str, what: &str, d: &mut Diags) -> bool {
     let s = v.get_ref();
-    let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !ok {
-        d.error(v.span(), format!("{what} name `{s}` must be non-empty letters, digits, `-`, `_` or `.`"));
+        d.error(
+            v.span(),
+            format!("{what} name `{s}` must be non-empty letters, digits, `-`, `_` or `.`"),
+        );
     }
     ok
 }
@@ -382,7 +484,8 @@ fn name(v: &Str, what: &str, d: &mut Diags) -> bool {
 fn cookie_name(v: &Str, d: &mut Diags) -> bool {
     let s = v.get_ref();
     let ok = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
     if !ok {
         d.error(v.span(), format!("`{s}` is not a valid cookie name"));
     }
@@ -395,7 +498,8 @@ fn suffix(v: &Str, d: &mut Diags) -> bool {
     let s = v.get_ref();
     let ok = !s.is_empty()
         && !s.starts_with('-')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
     if !ok {
         d.error(v.span(), format!("ticket suffix `{s}` must be letters, digits, `-`, `.` or `_`, not starting with `-`"));
     } else if s.len() < SHORT_SUFFIX {

@@ -3,8 +3,8 @@
 //! applicable entry fell through, and ends with the `any` rule.
 
 use super::extract::{EntryId, Source, ENTRIES};
-use super::parse::{cookie, path_param, percent_decode, query_param, ticket_prefix_end, DecodeBuf};
 use super::parse::MAX_TICKET_LEN;
+use super::parse::{cookie, path_param, percent_decode, query_param, ticket_prefix_end, DecodeBuf};
 use super::saml::{artifact_text, decode_artifact};
 use super::suffix::SuffixKind;
 use super::table::{PoolInfo, RoutingTable};
@@ -220,9 +220,11 @@ where
                 let v = req.query.and_then(|q| query_param(q, p.as_bytes()));
                 attempt(p.as_bytes(), v, Kind::QueryTicket)
             }
-            Source::SamlArtifact => {
-                attempt(b"AssertionArtifact", req.body.and_then(artifact_text), Kind::Artifact)
-            }
+            Source::SamlArtifact => attempt(
+                b"AssertionArtifact",
+                req.body.and_then(artifact_text),
+                Kind::Artifact,
+            ),
             Source::TgcCookie => {
                 // Each configured name in turn; a request may carry both.
                 let (mut seen, mut hit) = (false, None);
@@ -304,7 +306,7 @@ impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
                     };
                     self.learned(name, raw).ok_or(unlearned)
                 }),
-            Kind::Session => self.session(name, raw),
+            Kind::Session => self.session(raw),
         }?;
         if self.states.state(found.0).usable_for_affinity() {
             Ok(found)
@@ -325,8 +327,10 @@ impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
     }
 
     /// Tomcat appends `.jvmRoute` to the session id; the route is the text
-    /// after the first `.`.
-    fn session(&self, name: &[u8], raw: &[u8]) -> Result<(NodeId, How), Cause> {
+    /// after the first `.`. The learned table knows the id by the cookie's
+    /// name, whether it came as a cookie or as a path parameter.
+    fn session(&self, raw: &[u8]) -> Result<(NodeId, How), Cause> {
+        let name = &self.pool.session_cookie;
         match memchr::memchr(b'.', raw) {
             Some(dot) => match self.pool.jvm_routes.get(&raw[dot + 1..]) {
                 Some(&node) => Ok((node, How::JvmRoute)),
@@ -349,7 +353,11 @@ impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
 
 /// The `any` rule: round robin from `pick` over the primaries usable for new
 /// logins (a down node's turn goes to the next usable one), then the backups.
-fn pick_any<S: NodeStates + ?Sized>(pool: &PoolInfo, states: &S, pick: u64) -> Option<(NodeId, How)> {
+fn pick_any<S: NodeStates + ?Sized>(
+    pool: &PoolInfo,
+    states: &S,
+    pick: u64,
+) -> Option<(NodeId, How)> {
     let round = |list: &[NodeId]| {
         let n = list.len();
         let start = usize::try_from(pick % (n.max(1) as u64)).unwrap_or(0);

@@ -127,7 +127,9 @@ pub trait NodeStates {
 /// A plain slice of states; a node past its end counts as down.
 impl NodeStates for [NodeState] {
     fn state(&self, node: NodeId) -> NodeState {
-        self.get(usize::from(node)).copied().unwrap_or(NodeState::Down)
+        self.get(usize::from(node))
+            .copied()
+            .unwrap_or(NodeState::Down)
     }
 }
 
@@ -168,6 +170,15 @@ impl Headers for [(&str, &str)] {
         self.iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(lowercase_name))
             .map(|(_, v)| v.as_bytes())
+    }
+}
+
+/// The same with raw byte values (header values need not be UTF-8).
+impl Headers for [(&str, &[u8])] {
+    fn values<'s>(&'s self, lowercase_name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(lowercase_name))
+            .map(|(_, v)| *v)
     }
 }
 

@@ -52,10 +52,7 @@ pub fn path_param<'p>(path: &'p [u8], name: &[u8]) -> Option<&'p [u8]> {
             .position(|&b| b == b';' || b == b'/')
             .unwrap_or(rest.len());
         let param = &rest[..end];
-        if let Some(v) = param
-            .strip_prefix(name)
-            .and_then(|r| r.strip_prefix(b"="))
-        {
+        if let Some(v) = param.strip_prefix(name).and_then(|r| r.strip_prefix(b"=")) {
             return Some(v);
         }
     }
@@ -201,7 +198,10 @@ mod tests {
         assert_eq!(percent_decode(&long, false, &mut buf), None);
         let fits = b"%41".repeat(MAX_TICKET_LEN);
         let mut buf = [0; MAX_TICKET_LEN];
-        assert_eq!(percent_decode(&fits, false, &mut buf).map(<[u8]>::len), Some(MAX_TICKET_LEN));
+        assert_eq!(
+            percent_decode(&fits, false, &mut buf).map(<[u8]>::len),
+            Some(MAX_TICKET_LEN)
+        );
     }
 
     #[test]

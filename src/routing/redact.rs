@@ -26,12 +26,18 @@ mod tests {
 
     #[test]
     fn never_the_whole_value() {
-        assert_eq!(redact(b"ST-12-Xy9kQ-rT3-cas-01.example.edu"), "ST-…-01.example.edu");
+        assert_eq!(
+            redact(b"ST-12-Xy9kQ-rT3-cas-01.example.edu"),
+            "ST-…-01.example.edu"
+        );
         assert_eq!(redact(b"ST-1-abc-cas2"), "ST-…-cas2");
         assert_eq!(redact(b"ST-1abc"), "ST-…");
         assert_eq!(redact(b"TGT-"), "TGT-…");
         assert_eq!(redact(b"eyJhbGciOiJIUzUxMiJ9.e30.sig"), "eyJh…(28 bytes)");
         assert_eq!(redact(b"short"), "…(5 bytes)");
-        assert_eq!(redact(&[0xff, 0xfe, b'A', 0, 1, 2, 3, 4, 5, 6]), "\u{fffd}\u{fffd}A\0…(10 bytes)");
+        assert_eq!(
+            redact(&[0xff, 0xfe, b'A', 0, 1, 2, 3, 4, 5, 6]),
+            "\u{fffd}\u{fffd}A\0…(10 bytes)"
+        );
     }
 }

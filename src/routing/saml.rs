@@ -90,7 +90,9 @@ fn entity(name: &[u8]) -> Option<u8> {
         b"gt" => return Some(b'>'),
         b"quot" => return Some(b'"'),
         b"apos" => return Some(b'\''),
-        [b'#', b'x' | b'X', hex @ ..] => u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?,
+        [b'#', b'x' | b'X', hex @ ..] => {
+            u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?
+        }
         [b'#', dec @ ..] => std::str::from_utf8(dec).ok()?.parse::<u32>().ok()?,
         _ => return None,
     };
@@ -112,19 +114,40 @@ mod tests {
 
     #[test]
     fn java_cas_client_body() {
-        assert_eq!(decoded(SOAP).as_deref(), Some(&b"ST-1-u4hrm3td92cLxpCvrjylcas-cas2"[..]));
+        assert_eq!(
+            decoded(SOAP).as_deref(),
+            Some(&b"ST-1-u4hrm3td92cLxpCvrjylcas-cas2"[..])
+        );
     }
 
     #[test]
     fn forms() {
         let d = |s: &str| decoded(s).map(|v| String::from_utf8(v).unwrap());
-        assert_eq!(d("<AssertionArtifact>ST-1-a-n1</AssertionArtifact>").as_deref(), Some("ST-1-a-n1"));
-        assert_eq!(d("<AssertionArtifact id=\"x\">ST-1-a-n1<").as_deref(), Some("ST-1-a-n1"));
-        assert_eq!(d("<p:AssertionArtifact>ST-1-a%2Dn1</p:AssertionArtifact>").as_deref(), Some("ST-1-a-n1"));
-        assert_eq!(d("<AssertionArtifact>ST&#45;1-a&#x2D;n&amp;1<").as_deref(), Some("ST-1-a-n&1"));
-        assert_eq!(d("<AssertionArtifact>ST-1-%26amp<").as_deref(), Some("ST-1-&amp"));
+        assert_eq!(
+            d("<AssertionArtifact>ST-1-a-n1</AssertionArtifact>").as_deref(),
+            Some("ST-1-a-n1")
+        );
+        assert_eq!(
+            d("<AssertionArtifact id=\"x\">ST-1-a-n1<").as_deref(),
+            Some("ST-1-a-n1")
+        );
+        assert_eq!(
+            d("<p:AssertionArtifact>ST-1-a%2Dn1</p:AssertionArtifact>").as_deref(),
+            Some("ST-1-a-n1")
+        );
+        assert_eq!(
+            d("<AssertionArtifact>ST&#45;1-a&#x2D;n&amp;1<").as_deref(),
+            Some("ST-1-a-n&1")
+        );
+        assert_eq!(
+            d("<AssertionArtifact>ST-1-%26amp<").as_deref(),
+            Some("ST-1-&amp")
+        );
         assert_eq!(d("<AssertionArtifact>&#45;%41<").as_deref(), Some("-A"));
-        assert_eq!(d("<AssertionArtifact><![CDATA[ ST-1-a-n1 ]]></AssertionArtifact>").as_deref(), Some("ST-1-a-n1"));
+        assert_eq!(
+            d("<AssertionArtifact><![CDATA[ ST-1-a-n1 ]]></AssertionArtifact>").as_deref(),
+            Some("ST-1-a-n1")
+        );
         assert_eq!(d("<AssertionArtifact/>").as_deref(), Some(""));
         // Not the element: a closing tag, another name, a truncated prefix.
         assert_eq!(d("</AssertionArtifact>ST-1-a-n1<"), None);

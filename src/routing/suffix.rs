@@ -85,9 +85,11 @@ impl SuffixIndex {
         let mut index = SuffixIndex::default();
         for b in &trie {
             let first = index.edges.len() as u32;
-            index
-                .edges
-                .extend(b.children.iter().map(|(&byte, &child)| (byte, child as u32)));
+            index.edges.extend(
+                b.children
+                    .iter()
+                    .map(|(&byte, &child)| (byte, child as u32)),
+            );
             index.nodes.push(TrieNode {
                 first,
                 len: b.children.len() as u16,
@@ -141,15 +143,21 @@ mod tests {
     use super::*;
 
     fn index(list: &[(&str, NodeId)]) -> SuffixIndex {
-        let (ix, conflicts) =
-            SuffixIndex::build(list.iter().map(|&(s, n)| (s.as_bytes(), n, SuffixKind::Name)));
+        let (ix, conflicts) = SuffixIndex::build(
+            list.iter()
+                .map(|&(s, n)| (s.as_bytes(), n, SuffixKind::Name)),
+        );
         assert!(conflicts.is_empty());
         ix
     }
 
     #[test]
     fn longest_match_with_dots_and_dashes() {
-        let ix = index(&[("02.example.edu", 1), ("cas-02.example.edu", 2), ("cas1", 3)]);
+        let ix = index(&[
+            ("02.example.edu", 1),
+            ("cas-02.example.edu", 2),
+            ("cas1", 3),
+        ]);
         let id = |s: &str| ix.lookup(s.as_bytes(), 2).map(|o| o.0);
         assert_eq!(id("ST-1-abc-cas-02.example.edu"), Some(2));
         assert_eq!(id("ST-1-abc-02.example.edu"), Some(1));
@@ -167,7 +175,10 @@ mod tests {
     #[test]
     fn f5_names() {
         // Known MD5 digests of the dotted strings.
-        assert_eq!(f5_md5("127.0.0.1".parse().unwrap()), "f528764d624db129b32c21fbca0cb8d6");
+        assert_eq!(
+            f5_md5("127.0.0.1".parse().unwrap()),
+            "f528764d624db129b32c21fbca0cb8d6"
+        );
         assert_eq!(f5_md5("10.0.0.12".parse().unwrap()).len(), 32);
     }
 

@@ -83,7 +83,11 @@ impl RoutingTable {
             pools.push(PoolInfo {
                 name: pool.name.clone(),
                 prefix: pool.path_prefix.as_bytes().into(),
-                tgc_cookies: pool.tgc_cookies.iter().map(|c| c.as_bytes().into()).collect(),
+                tgc_cookies: pool
+                    .tgc_cookies
+                    .iter()
+                    .map(|c| c.as_bytes().into())
+                    .collect(),
                 session_cookie: pool.session_cookie.as_bytes().into(),
                 path_param: pool.session_cookie.to_ascii_lowercase().into_bytes().into(),
                 nodes: first..nodes.len() as NodeId,
@@ -157,7 +161,10 @@ mod tests {
     fn prefixes_on_segment_boundaries() {
         assert_eq!(relative(b"/cas", b"/cas"), Some(&b""[..]));
         assert_eq!(relative(b"/cas", b"/cas/login"), Some(&b"/login"[..]));
-        assert_eq!(relative(b"/cas", b"/cas;jsessionid=1"), Some(&b";jsessionid=1"[..]));
+        assert_eq!(
+            relative(b"/cas", b"/cas;jsessionid=1"),
+            Some(&b";jsessionid=1"[..])
+        );
         assert_eq!(relative(b"/cas", b"/cassandra"), None);
         assert_eq!(relative(b"/cas", b"/CAS/login"), None);
         assert_eq!(relative(b"/", b"/anything"), Some(&b"/anything"[..]));

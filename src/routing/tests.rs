@@ -1,1 +1,455 @@
+//! Table-driven tests of every rule and fall-through of DESIGN §1, and
+//! proptest properties of `route`.
 
+use std::collections::HashMap;
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::config;
+
+/// Three CAS pools: `cas` (suffixes with `-` and `.`, a tail suffix, an F5
+/// node, a backup), `cas/admin` nested in it, and `idp`.
+pub(crate) const CONFIG: &str = r#"
+[listen]
+https = "127.0.0.1:8443"
+[tls]
+cert = "c.pem"
+key = "k.pem"
+
+[[pool]]
+name = "cas"
+path_prefix = "/cas"
+[[pool.node]]
+name = "cas1"
+url = "https://10.0.0.11:8443"
+[[pool.node]]
+name = "cas2"
+url = "https://10.0.0.12:8443"
+ticket_suffixes = ["cas2", "cas-02.example.edu"]
+[[pool.node]]
+name = "n3"
+url = "https://10.0.0.13:8443"
+ticket_suffixes = ["02.example.edu"]
+[[pool.node]]
+name = "cas4"
+url = "https://10.0.0.14:8443"
+f5_md5 = true
+jvm_route = "jr4"
+[[pool.node]]
+name = "spare"
+url = "https://10.0.0.15:8443"
+ticket_suffixes = ["spare1"]
+backup = true
+
+[[pool]]
+name = "casadmin"
+path_prefix = "/cas/admin/"
+[[pool.node]]
+name = "adm1"
+url = "http://10.0.2.1:8080"
+
+[[pool]]
+name = "idp"
+path_prefix = "/idp"
+tgc_cookies = []
+session_cookie = "JSESSIONID"
+[[pool.node]]
+name = "idp1"
+url = "http://10.0.3.1:8080"
+"#;
+
+pub(crate) fn table() -> RoutingTable {
+    let parsed = config::parse(CONFIG, Path::new("."));
+    let cfg = parsed
+        .config
+        .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
+    RoutingTable::new(&cfg)
+}
+
+/// A learned table for tests.
+#[derive(Default)]
+struct Learn(HashMap<(PoolId, Vec<u8>, Vec<u8>), NodeId>);
+
+impl Learned for Learn {
+    fn lookup(&self, pool: PoolId, cookie: &[u8], value: &[u8]) -> Option<NodeId> {
+        self.0
+            .get(&(pool, cookie.to_vec(), value.to_vec()))
+            .copied()
+    }
+}
+
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    target: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    body: Option<&'static str>,
+    states: &'static [(&'static str, NodeState)],
+    pool: Option<&'static str>,
+    node: Option<&'static str>,
+    rule: Option<Rule>,
+}
+
+const C: Case = Case {
+    name: "",
+    method: "GET",
+    target: "/",
+    headers: &[],
+    body: None,
+    states: &[],
+    pool: Some("cas"),
+    node: Some("cas1"),
+    rule: Some(Rule::Any),
+};
+
+use NodeState::{Disabled, Down, Draining};
+use Rule::{Any, Pgt, Session, Tgc, Ticket};
+
+/// md5("10.0.0.14"), node cas4's F5 name.
+const F5_CAS4: &str = "25bdf4f8fdc764fd70b53f3bf6be7e11";
+
+fn cases() -> Vec<Case> {
+    vec![
+        // rule `ticket` on every validate path, GET and HEAD
+        Case { name: "validate", target: "/cas/validate?ticket=ST-1-abc-cas2&service=s", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "serviceValidate", target: "/cas/serviceValidate?service=s&ticket=ST-1-abc-cas2", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "proxyValidate PT", target: "/cas/proxyValidate?ticket=PT-3-abc-cas2", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "samlValidate GET", target: "/cas/samlValidate?TARGET=x&ticket=ST-1-abc-cas2", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "p3 serviceValidate", target: "/cas/p3/serviceValidate?ticket=ST-1-abc-cas2", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "p3 proxyValidate", target: "/cas/p3/proxyValidate?ticket=ST-1-abc-cas2", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "HEAD", method: "HEAD", target: "/cas/serviceValidate?ticket=ST-1-abc-cas2", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "ticket not first, repeated: first wins", target: "/cas/serviceValidate?service=a&renew=true&ticket=ST-9-x-cas2&ticket=ST-9-x-cas1", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "trailing slash and path parameter", target: "/cas/serviceValidate/;jsessionid=A.cas1?ticket=ST-1-a-cas2", node: Some("cas2"), rule: Some(Ticket), ..C },
+        // suffixes with `-` and `.`, longest match; random parts with `-` and `_`
+        Case { name: "dashed dotted suffix", target: "/cas/serviceValidate?ticket=ST-12-Xy9kQ-rT3-cas-02.example.edu", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "tail suffix", target: "/cas/serviceValidate?ticket=ST-12-Xy9kQ-rT3-02.example.edu", node: Some("n3"), rule: Some(Ticket), ..C },
+        Case { name: "random with - and _", target: "/cas/serviceValidate?ticket=ST-5-a-b_c-d--cas1", node: Some("cas1"), rule: Some(Ticket), ..C },
+        Case { name: "suffix glued to random", target: "/cas/serviceValidate?ticket=ST-5-abcas2", node: Some("cas1"), rule: Some(Any), ..C },
+        Case { name: "no suffix (CAS without cas.host.name)", target: "/cas/serviceValidate?ticket=ST-1-2pVhiVjwq", node: Some("cas1"), rule: Some(Any), ..C },
+        Case { name: "F5 md5 suffix", target: "/cas/serviceValidate?ticket=ST-1-a-25bdf4f8fdc764fd70b53f3bf6be7e11", node: Some("cas4"), rule: Some(Ticket), ..C },
+        // percent-encoding
+        Case { name: "encoded ticket", target: "/cas/serviceValidate?ticket=ST-1-a%2Dcas%2D02.example.edu", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "encoded name", target: "/cas/serviceValidate?%74icket=ST-1-a-cas2", node: Some("cas2"), rule: Some(Ticket), ..C },
+        // traps
+        Case { name: "xticket is not ticket", target: "/cas/serviceValidate?xticket=ST-1-abc-cas2", ..C },
+        Case { name: "empty ticket", target: "/cas/serviceValidate?ticket=&x=ST-1-a-cas2", ..C },
+        Case { name: "unknown suffix", target: "/cas/serviceValidate?ticket=ST-1-abc-cas9", ..C },
+        Case { name: "lowercase prefix is no ticket", target: "/cas/serviceValidate?ticket=st-1-abc-cas2", ..C },
+        Case { name: "POST to validate path", method: "POST", target: "/cas/serviceValidate?ticket=ST-1-abc-cas2", ..C },
+        Case { name: "validate path under another prefix", target: "/cassandra/serviceValidate?ticket=ST-1-abc-cas2", pool: None, node: None, rule: None, ..C },
+        // rule `pgt`
+        Case { name: "proxy pgt", target: "/cas/proxy?targetService=x&pgt=PGT-1-abc-cas2", node: Some("cas2"), rule: Some(Pgt), ..C },
+        Case { name: "pgt on proxyValidate is ignored", target: "/cas/proxyValidate?pgt=PGT-1-abc-cas2", ..C },
+        Case { name: "ticket on /proxy is ignored", target: "/cas/proxy?ticket=ST-1-abc-cas2", ..C },
+        Case { name: "/proxy/x is not /proxy", target: "/cas/proxy/x?pgt=PGT-1-abc-cas2", ..C },
+        // rule `tgc`
+        Case { name: "CASTGC among several cookies", target: "/cas/login?service=s", headers: &[("Cookie", "a=1; CASTGC=TGT-1-abc-cas2; JSESSIONID=X.cas1")], node: Some("cas2"), rule: Some(Tgc), ..C },
+        Case { name: "cookies across Cookie headers", target: "/cas/login", headers: &[("cookie", "a=1"), ("cookie", "b=2; CASTGC=TGT-1-abc-cas2")], node: Some("cas2"), rule: Some(Tgc), ..C },
+        Case { name: "TGC before CASTGC", target: "/cas/login", headers: &[("Cookie", "CASTGC=TGT-1-a-cas1; TGC=TGT-2-b-cas2")], node: Some("cas2"), rule: Some(Tgc), ..C },
+        Case { name: "TGC unknown, CASTGC known", target: "/cas/login", headers: &[("Cookie", "TGC=TGT-1-a-cas9; CASTGC=TGT-2-b-cas2")], node: Some("cas2"), rule: Some(Tgc), ..C },
+        Case { name: "XCASTGC is not CASTGC", target: "/cas/login", headers: &[("Cookie", "XCASTGC=TGT-1-abc-cas2")], ..C },
+        Case { name: "encoded cookie value", target: "/cas/login", headers: &[("Cookie", "CASTGC=TGT-1-abc%2Dcas2")], node: Some("cas2"), rule: Some(Tgc), ..C },
+        Case { name: "POST login with CASTGC is not tgc", method: "POST", target: "/cas/login", headers: &[("Cookie", "CASTGC=TGT-1-abc-cas2")], ..C },
+        Case { name: "JWS TGC, not learned", target: "/cas/login", headers: &[("Cookie", "TGC=eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJ4In0.c2ln")], ..C },
+        Case { name: "ticket wins over cookie", target: "/cas/serviceValidate?ticket=ST-1-a-cas1", headers: &[("Cookie", "CASTGC=TGT-1-abc-cas2")], node: Some("cas1"), rule: Some(Ticket), ..C },
+        Case { name: "tgc off in idp pool", target: "/idp/x", headers: &[("Cookie", "CASTGC=TGT-1-abc-cas2")], pool: Some("idp"), node: Some("idp1"), ..C },
+        // rule `session`
+        Case { name: "jvmRoute", target: "/cas/login", headers: &[("Cookie", "JSESSIONID=0A1B2C.jr4")], node: Some("cas4"), rule: Some(Session), ..C },
+        Case { name: "jvmRoute on POST", method: "POST", target: "/cas/login", headers: &[("Cookie", "JSESSIONID=0A1B2C.jr4")], node: Some("cas4"), rule: Some(Session), ..C },
+        Case { name: "jvmRoute after the first dot", target: "/cas/login", headers: &[("Cookie", "JSESSIONID=0A.1B.jr4")], ..C },
+        Case { name: "jsessionid path parameter", method: "POST", target: "/cas/login;jsessionid=0A1B2C.jr4?service=s", node: Some("cas4"), rule: Some(Session), ..C },
+        Case { name: "cookie before path parameter", target: "/cas/login;jsessionid=A.cas2", headers: &[("Cookie", "JSESSIONID=B.jr4")], node: Some("cas4"), rule: Some(Session), ..C },
+        Case { name: "PUT gets session", method: "PUT", target: "/cas/x", headers: &[("Cookie", "JSESSIONID=B.jr4")], node: Some("cas4"), rule: Some(Session), ..C },
+        Case { name: "jvmRoute of another pool's node", target: "/cas/login", headers: &[("Cookie", "JSESSIONID=0A1B2C.idp1")], ..C },
+        Case { name: "jvmRoute of own pool in idp", target: "/idp/profile", headers: &[("Cookie", "JSESSIONID=0A1B2C.idp1")], pool: Some("idp"), node: Some("idp1"), rule: Some(Session), ..C },
+        Case { name: "session id without route", target: "/cas/login", headers: &[("Cookie", "JSESSIONID=0A1B2C")], ..C },
+        // node states
+        Case { name: "owner down", target: "/cas/serviceValidate?ticket=ST-1-abc-cas1", states: &[("cas1", Down)], node: Some("cas2"), ..C },
+        Case { name: "owner disabled", target: "/cas/serviceValidate?ticket=ST-1-abc-cas1", states: &[("cas1", Disabled)], node: Some("cas2"), ..C },
+        Case { name: "owner draining keeps its ticket", target: "/cas/serviceValidate?ticket=ST-1-abc-cas1", states: &[("cas1", Draining)], node: Some("cas1"), rule: Some(Ticket), ..C },
+        Case { name: "draining keeps its session", target: "/cas/login", headers: &[("Cookie", "JSESSIONID=X.cas1")], states: &[("cas1", Draining)], node: Some("cas1"), rule: Some(Session), ..C },
+        Case { name: "any skips draining", target: "/cas/login", states: &[("cas1", Draining)], node: Some("cas2"), ..C },
+        Case { name: "owner down, falls to session", target: "/cas/serviceValidate?ticket=ST-1-abc-cas1", headers: &[("Cookie", "JSESSIONID=X.jr4")], states: &[("cas1", Down)], node: Some("cas4"), rule: Some(Session), ..C },
+        Case { name: "backup only when no primary", target: "/cas/login", states: &[("cas1", Down), ("cas2", Disabled), ("n3", Draining), ("cas4", Down)], node: Some("spare"), ..C },
+        Case { name: "nothing usable", target: "/cas/login", states: &[("cas1", Down), ("cas2", Down), ("n3", Down), ("cas4", Down), ("spare", Down)], node: None, ..C },
+        Case { name: "backup owns its ticket", target: "/cas/serviceValidate?ticket=ST-1-abc-spare1", node: Some("spare"), rule: Some(Ticket), ..C },
+        // pools
+        Case { name: "no pool", target: "/nothing/serviceValidate?ticket=ST-1-abc-cas1", pool: None, node: None, rule: None, ..C },
+        Case { name: "longest prefix", target: "/cas/admin/serviceValidate?ticket=ST-1-abc-cas2", pool: Some("casadmin"), node: Some("adm1"), ..C },
+        Case { name: "prefix with path parameter", target: "/cas;jsessionid=X.cas2", node: Some("cas2"), rule: Some(Session), ..C },
+        Case { name: "bare prefix", target: "/cas", ..C },
+        // POST /samlValidate
+        Case { name: "saml artifact in body", method: "POST", target: "/cas/samlValidate?TARGET=https%3A%2F%2Fapp", body: Some("<SOAP-ENV:Envelope><SOAP-ENV:Body><samlp:Request><samlp:AssertionArtifact>ST-1-abc-cas2</samlp:AssertionArtifact></samlp:Request></SOAP-ENV:Body></SOAP-ENV:Envelope>"), node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "saml artifact encoded", method: "POST", target: "/cas/samlValidate?TARGET=x", body: Some("<AssertionArtifact> ST-1-abc%2Dcas&#45;02.example.edu </AssertionArtifact>"), node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "saml ticket in query", method: "POST", target: "/cas/samlValidate?TARGET=x&ticket=ST-1-abc-cas2", body: Some("<nothing/>"), node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "saml unknown artifact, query known", method: "POST", target: "/cas/samlValidate?ticket=ST-1-abc-cas2", body: Some("<AssertionArtifact>ST-1-abc-cas9</AssertionArtifact>"), node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "saml artifact on GET is ignored", target: "/cas/samlValidate?TARGET=x", body: Some("<AssertionArtifact>ST-1-abc-cas2</AssertionArtifact>"), ..C },
+        Case { name: "artifact on serviceValidate POST is ignored", method: "POST", target: "/cas/serviceValidate", body: Some("<AssertionArtifact>ST-1-abc-cas2</AssertionArtifact>"), ..C },
+    ]
+}
+
+fn run(
+    t: &RoutingTable,
+    c: &Case,
+    learned: &Learn,
+) -> (Option<String>, Option<String>, Option<Rule>) {
+    let mut states = vec![NodeState::Healthy; t.nodes().len()];
+    for (n, s) in c.states {
+        states[usize::from(t.node_by_name(n).unwrap())] = *s;
+    }
+    let mut view = RequestView::new(
+        Method::from_bytes(c.method.as_bytes()),
+        c.target.as_bytes(),
+        c.headers,
+    );
+    if let Some(b) = c.body {
+        view = view.with_body(b.as_bytes());
+    }
+    let d = route(t, &view, &states[..], learned, 0);
+    (
+        d.pool.map(|p| t.pool(p).unwrap().name.clone()),
+        d.node.map(|n| t.node(n).unwrap().name.clone()),
+        d.rule,
+    )
+}
+
+#[test]
+fn design_cases() {
+    let t = table();
+    let mut failures = Vec::new();
+    for mut c in cases() {
+        if c.pool.is_none() {
+            c.node = None;
+        }
+        let got = run(&t, &c, &Learn::default());
+        let want = (c.pool.map(String::from), c.node.map(String::from), c.rule);
+        if got != want {
+            failures.push(format!("{}: got {got:?}, want {want:?}", c.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn f5_md5_suffix() {
+    let t = table();
+    let name = suffix::f5_md5("10.0.0.14".parse().unwrap());
+    assert_eq!(name, F5_CAS4);
+    let target = format!("/cas/serviceValidate?ticket=ST-1-abc-{name}");
+    let view = RequestView::new(Method::Get, target.as_bytes(), &[] as &[(&str, &str)]);
+    let d = route(&t, &view, &AllHealthy, &NothingLearned, 0);
+    assert_eq!(
+        d.node.map(|n| t.node(n).unwrap().name.as_str()),
+        Some("cas4")
+    );
+    assert_eq!(d.how, Some(How::F5Md5));
+    // A node without f5_md5 is not known by its MD5.
+    let other = suffix::f5_md5("10.0.0.12".parse().unwrap());
+    let target = format!("/cas/serviceValidate?ticket=ST-1-abc-{other}");
+    let view = RequestView::new(Method::Get, target.as_bytes(), &[] as &[(&str, &str)]);
+    assert_eq!(
+        route(&t, &view, &AllHealthy, &NothingLearned, 0).rule,
+        Some(Rule::Any)
+    );
+}
+
+#[test]
+fn learned_cookies() {
+    let t = table();
+    let cas = 0;
+    let cas4 = t.node_by_name("cas4").unwrap();
+    let idp1 = t.node_by_name("idp1").unwrap();
+    let jws = "eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJ4In0.c2ln";
+    let mut l = Learn::default();
+    l.0.insert((cas, b"TGC".to_vec(), jws.as_bytes().to_vec()), cas4);
+    l.0.insert((cas, b"JSESSIONID".to_vec(), b"0A1B".to_vec()), cas4);
+    l.0.insert((cas, b"JSESSIONID".to_vec(), b"0A1C".to_vec()), idp1);
+    let case = |headers, target| Case {
+        target,
+        headers,
+        ..C
+    };
+    let cookie = format!("TGC={jws}").leak();
+    let hs: &'static [(&str, &str)] = vec![("Cookie", &*cookie)].leak();
+    assert_eq!(run(&t, &case(hs, "/cas/login"), &l).2, Some(Rule::Tgc));
+    assert_eq!(
+        run(&t, &case(hs, "/cas/login"), &l).1.as_deref(),
+        Some("cas4")
+    );
+    let s = case(&[("Cookie", "JSESSIONID=0A1B")], "/cas/login");
+    assert_eq!(
+        run(&t, &s, &l),
+        (Some("cas".into()), Some("cas4".into()), Some(Rule::Session))
+    );
+    let s = case(&[], "/cas/login;jsessionid=0A1B");
+    assert_eq!(run(&t, &s, &l).2, Some(Rule::Session));
+    // A learned node of another pool is ignored.
+    let s = case(&[("Cookie", "JSESSIONID=0A1C")], "/cas/login");
+    assert_eq!(run(&t, &s, &l).2, Some(Rule::Any));
+}
+
+#[test]
+fn fall_through_causes_are_recorded() {
+    let t = table();
+    let cas1 = t.node_by_name("cas1").unwrap();
+    let mut states = vec![NodeState::Healthy; t.nodes().len()];
+    states[usize::from(cas1)] = NodeState::Down;
+    let h: &[(&str, &str)] = &[("Cookie", "CASTGC=TGT-1-a-cas1; JSESSIONID=X.nope")];
+    let view = RequestView::new(Method::Get, b"/cas/serviceValidate?ticket=ST-1-a-cas9", h);
+    let d = route(&t, &view, &states[..], &NothingLearned, 0);
+    let falls: Vec<(&str, Cause)> = d
+        .falls
+        .iter()
+        .map(|f| (ENTRIES[usize::from(f.entry)].name, f.cause))
+        .collect();
+    assert_eq!(
+        falls,
+        vec![
+            ("validate-ticket", Cause::UnknownSuffix),
+            ("tgc-cookie", Cause::Unusable(cas1)),
+            ("session-cookie", Cause::UnknownRoute),
+            ("session-path", Cause::NoValue),
+        ]
+    );
+    assert_eq!(
+        (d.rule, d.how, d.entry),
+        (Some(Rule::Any), Some(How::RoundRobin), None)
+    );
+    assert_eq!(d.node, t.node_by_name("cas2"));
+    let view = RequestView::new(Method::Get, b"/cas/login?ticket=ST-1-a-cas2", h);
+    let d = route(&t, &view, &AllHealthy, &NothingLearned, 0);
+    assert_eq!(
+        (d.entry, d.name, d.value),
+        (Some(4), &b"CASTGC"[..], Some(&b"TGT-1-a-cas1"[..]))
+    );
+}
+
+#[test]
+fn round_robin_over_usable_primaries() {
+    let t = table();
+    let mut states = vec![NodeState::Healthy; t.nodes().len()];
+    states[usize::from(t.node_by_name("n3").unwrap())] = NodeState::Down;
+    let view = RequestView::new(Method::Get, b"/cas/login", &[] as &[(&str, &str)]);
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for pick in 0..400 {
+        let d = route(&t, &view, &states[..], &NothingLearned, pick);
+        *counts
+            .entry(t.node(d.node.unwrap()).unwrap().name.clone())
+            .or_default() += 1;
+    }
+    // Four primaries, n3 down: its turn goes to the next one (cas4).
+    let expect: HashMap<String, usize> = [("cas1", 100), ("cas2", 100), ("cas4", 200)]
+        .map(|(n, c)| (n.to_owned(), c))
+        .into();
+    assert_eq!(counts, expect);
+}
+
+#[test]
+fn decisions_do_not_depend_on_header_case() {
+    let t = table();
+    for name in ["Cookie", "COOKIE", "cookie"] {
+        let h = [(name, "CASTGC=TGT-1-a-cas2")];
+        let view = RequestView::new(Method::Get, b"/cas/login", &h[..]);
+        assert_eq!(
+            route(&t, &view, &AllHealthy, &NothingLearned, 0).rule,
+            Some(Rule::Tgc)
+        );
+    }
+}
+
+// ---- properties ----
+
+fn arb_method() -> impl Strategy<Value = Method> {
+    prop_oneof![
+        Just(Method::Get),
+        Just(Method::Head),
+        Just(Method::Post),
+        Just(Method::Other)
+    ]
+}
+
+fn arb_state() -> impl Strategy<Value = NodeState> {
+    prop_oneof![
+        Just(NodeState::Healthy),
+        Just(NodeState::Draining),
+        Just(NodeState::Down),
+        Just(NodeState::Disabled)
+    ]
+}
+
+/// Bytes biased towards the ones that matter to the parsers.
+fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let interesting = prop_oneof![
+        4 => any::<u8>(),
+        2 => prop::sample::select(b"/;=&%-.?+\"<>:ST".to_vec()),
+    ];
+    prop::collection::vec(interesting, 0..120)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn never_panics_and_returns_usable_configured_nodes(
+        method in arb_method(),
+        prefix in prop::sample::select(vec!["", "/cas", "/cas/serviceValidate", "/cas/proxy", "/cas/samlValidate", "/idp", "/cas/admin"]),
+        path in arb_bytes(),
+        query in prop::option::of(arb_bytes()),
+        cookies in prop::collection::vec(arb_bytes(), 0..3),
+        body in prop::option::of(arb_bytes()),
+        states in prop::collection::vec(arb_state(), 8),
+        pick in any::<u64>(),
+    ) {
+        let t = table();
+        let mut full = prefix.as_bytes().to_vec();
+        full.extend_from_slice(&path);
+        let headers: Vec<(&str, &[u8])> = cookies.iter().map(|c| ("cookie", c.as_slice())).collect();
+        let view = RequestView { method, path: &full, query: query.as_deref(), headers: &headers[..], body: body.as_deref() };
+        let d = route(&t, &view, &states[..], &NothingLearned, pick);
+        if let Some(n) = d.node {
+            let pool = t.pool(d.pool.unwrap()).unwrap();
+            prop_assert!(pool.nodes.contains(&n));
+            let s = states[usize::from(n)];
+            match d.rule {
+                Some(Rule::Any) => prop_assert!(s.usable_for_any()),
+                Some(_) => prop_assert!(s.usable_for_affinity()),
+                None => prop_assert!(false, "a node without a rule"),
+            }
+        }
+        if d.pool.is_none() {
+            prop_assert!(d.node.is_none() && d.rule.is_none());
+        }
+    }
+
+    #[test]
+    fn usable_owner_of_a_matching_ticket_wins(
+        owner in prop::sample::select(vec![("cas1", "cas1"), ("cas2", "cas2"), ("cas2", "cas-02.example.edu"), ("n3", "02.example.edu"), ("spare", "spare1")]),
+        prefix in prop::sample::select(vec!["ST", "PT", "TGT", "OC"]),
+        random in "[A-Za-z0-9-]{0,60}",
+        endpoint in prop::sample::select(vec!["/validate", "/serviceValidate", "/proxyValidate", "/samlValidate", "/p3/serviceValidate", "/p3/proxyValidate"]),
+        head in any::<bool>(),
+        states in prop::collection::vec(arb_state(), 8),
+        cookie in "[ -~]{0,40}",
+        before in "[a-z]{1,8}=[a-z0-9]{0,8}",
+    ) {
+        let t = table();
+        let id = format!("{prefix}-7-{random}-{}", owner.1);
+        let target = format!("/cas{endpoint}?{before}&ticket={id}");
+        let cookie = format!("CASTGC={cookie}; JSESSIONID=X.jr4");
+        let h = [("Cookie", cookie.as_str())];
+        let method = if head { Method::Head } else { Method::Get };
+        let view = RequestView::new(method, target.as_bytes(), &h[..]);
+        let d = route(&t, &view, &states[..], &NothingLearned, 0);
+        let owner_id = t.node_by_name(owner.0).unwrap();
+        let usable = states[usize::from(owner_id)].usable_for_affinity();
+        // `cas2`'s suffix also ends in `02.example.edu` (n3): longest wins.
+        if usable {
+            prop_assert_eq!(d.node, Some(owner_id));
+            prop_assert_eq!(d.rule, Some(Rule::Ticket));
+        } else {
+            prop_assert_ne!(d.rule, Some(Rule::Ticket));
+        }
+    }
+}
