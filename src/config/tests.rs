@@ -277,6 +277,12 @@ fn bad_values() {
 }
 
 #[test]
+fn too_many_tgc_cookies() {
+    let src = with_pool("[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\ntgc_cookies = [\"a\", \"b\", \"c\", \"d\", \"e\"]\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://h:1\"\n");
+    assert_eq!(errors(&src), ["9:15: tgc_cookies lists 5 names: at most 4"]);
+}
+
+#[test]
 fn example_config_is_valid_and_documents_every_key() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/casfront.example.toml");
     let p = load(&path).unwrap();

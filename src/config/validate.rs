@@ -14,6 +14,7 @@ use super::diag::Diags;
 use super::raw::{PoolSections, Raw, RawHealth, RawNode, RawPool, Str};
 use super::{defaults, Admin, Config, Health, Listen, Node, NodeUrl, Pool, Scheme, Tls};
 use crate::routing::suffix::f5_md5;
+use crate::routing::MAX_TGC_COOKIES;
 
 /// Suffixes shorter than this may end a random part by chance.
 const SHORT_SUFFIX: usize = 3;
@@ -172,6 +173,9 @@ fn path_prefix(v: &Str, names: &mut Names, d: &mut Diags) -> Option<String> {
 }
 
 fn tgc_cookies(p: &RawPool, d: &mut Diags) -> Vec<String> {
+    if let Some(list) = p.tgc_cookies.as_ref().filter(|l| l.get_ref().len() > MAX_TGC_COOKIES) {
+        d.error(list.span(), format!("tgc_cookies lists {} names: at most {MAX_TGC_COOKIES}", list.get_ref().len()));
+    }
     match &p.tgc_cookies {
         Some(list) => list
             .get_ref()

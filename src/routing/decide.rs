@@ -3,9 +3,8 @@
 //! applicable entry fell through, and ends with the `any` rule.
 
 use super::extract::{EntryId, Source, ENTRIES};
-use super::parse::MAX_TICKET_LEN;
-use super::parse::{cookie, path_param, percent_decode, query_param, ticket_prefix_end, DecodeBuf};
-use super::saml::{artifact_text, decode_artifact};
+use super::parse::{cookie, cookies, path_param, query_param, ticket_prefix_end, with_decoded};
+use super::saml::{artifact_text, with_artifact};
 use super::suffix::SuffixKind;
 use super::table::{PoolInfo, RoutingTable};
 use super::{Headers, Learned, NodeId, NodeStates, PoolId, RequestView, Rule};
@@ -84,8 +83,11 @@ pub struct Fall<'r> {
     pub value: Option<&'r [u8]>,
 }
 
+/// The most TGT cookie names a pool may configure (`tgc_cookies`).
+pub const MAX_TGC_COOKIES: usize = 4;
+
 /// The most fall-throughs a decision records; later ones are only counted.
-pub const MAX_FALLS: usize = 8;
+pub const MAX_FALLS: usize = 6;
 
 /// Fall-throughs in order, stored inline (no allocation).
 #[derive(Copy, Clone, Debug)]
@@ -192,8 +194,9 @@ where
         states,
         learned,
     };
+    let plain = memchr::memchr(b';', rel).is_none();
     for (i, entry) in ENTRIES.iter().enumerate() {
-        if !entry.methods.contains(req.method) || !entry.paths.matches(rel) {
+        if !entry.methods.contains(req.method) || !entry.paths.matches(rel, plain) {
             continue;
         }
         let id = i as EntryId;
@@ -226,15 +229,17 @@ where
                 Kind::Artifact,
             ),
             Source::TgcCookie => {
-                // Each configured name in turn; a request may carry both.
+                // One pass for all names, then each in configured order.
+                let names = &pool.tgc_cookies[..pool.tgc_cookies.len().min(MAX_TGC_COOKIES)];
+                let mut found = [None; MAX_TGC_COOKIES];
+                cookies(req.headers, names, &mut found);
+                let present = names.iter().zip(found).filter_map(|(n, v)| Some((&n[..], v?)));
                 let (mut seen, mut hit) = (false, None);
-                for name in &pool.tgc_cookies {
-                    if let Some(v) = cookie(req.headers, name) {
-                        seen = true;
-                        hit = attempt(name, Some(v), Kind::Tgc);
-                        if hit.is_some() {
-                            break;
-                        }
+                for (name, v) in present {
+                    seen = true;
+                    hit = attempt(name, Some(v), Kind::Tgc);
+                    if hit.is_some() {
+                        break;
                     }
                 }
                 if seen {
@@ -292,13 +297,11 @@ struct Resolver<'a, S: ?Sized, L: ?Sized> {
 
 impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
     fn resolve(&self, kind: Kind, name: &[u8], raw: &[u8]) -> Result<(NodeId, How), Cause> {
-        let mut buf: DecodeBuf = [0; MAX_TICKET_LEN];
         let found = match kind {
-            Kind::QueryTicket => self.by_suffix(percent_decode(raw, true, &mut buf)),
-            Kind::Artifact => self.by_suffix(decode_artifact(raw, &mut buf)),
+            Kind::QueryTicket => with_decoded(raw, true, |id| self.by_suffix(id)),
+            Kind::Artifact => with_artifact(raw, |id| self.by_suffix(id)),
             // A readable ticket id (CAS 3.x/4.0, or crypto off), else learned.
-            Kind::Tgc => self
-                .by_suffix(percent_decode(raw, false, &mut buf))
+            Kind::Tgc => with_decoded(raw, false, |id| self.by_suffix(id))
                 .or_else(|cause| {
                     let unlearned = match cause {
                         Cause::NotTicket => Cause::NotLearned,

@@ -48,9 +48,18 @@ pub enum Paths {
 }
 
 impl Paths {
-    pub fn matches(self, rel: &[u8]) -> bool {
+    /// `plain`: `rel` has no `;` (no path parameter), the common case,
+    /// where a whole-segment match is a plain comparison.
+    pub fn matches(self, rel: &[u8], plain: bool) -> bool {
         match self {
             Paths::Any => true,
+            Paths::OneOf(list) if plain => list.iter().any(|p| {
+                let p = p.as_bytes();
+                rel.len() >= p.len()
+                    && rel.len() <= p.len() + 1
+                    && rel[..p.len()] == *p
+                    && matches!(rel.get(p.len()), None | Some(b'/'))
+            }),
             Paths::OneOf(list) => list.iter().any(|p| path_is(rel, p.as_bytes())),
         }
     }
@@ -189,6 +198,16 @@ mod tests {
         assert!(!path_is(b"", b"/proxy"));
         assert!(!path_is(b"/", b"/proxy"));
         assert!(!path_is(b"/proxy//", b"/proxy"));
+    }
+
+    #[test]
+    fn plain_and_parameter_paths_agree() {
+        let paths = Paths::OneOf(&["/proxy", "/p3/serviceValidate"]);
+        for rel in ["/proxy", "/proxy/", "/proxyValidate", "/prox", "/p3/serviceValidate", "/p3/serviceValidate//", "", "/"] {
+            let rel = rel.as_bytes();
+            let slow = paths.matches(rel, false);
+            assert_eq!(paths.matches(rel, true), slow, "{}", String::from_utf8_lossy(rel));
+        }
     }
 
     #[test]

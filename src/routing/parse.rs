@@ -16,29 +16,87 @@ pub type DecodeBuf = [u8; MAX_TICKET_LEN];
 /// `name` (after percent-decoding the name, as servlet containers do).
 /// Returns the raw, still-encoded value; a name with no `=` has an empty value.
 pub fn query_param<'q>(query: &'q [u8], name: &[u8]) -> Option<&'q [u8]> {
-    query.split(|&b| b == b'&').find_map(|pair| {
+    let mut rest = query;
+    loop {
+        let end = memchr::memchr(b'&', rest).unwrap_or(rest.len());
+        let pair = &rest[..end];
         let (k, v) = match memchr::memchr(b'=', pair) {
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &pair[pair.len()..]),
         };
-        decoded_eq(k, name, true).then_some(v)
-    })
+        if starts_with(k, name) && k.len() == name.len() || has_escape(k) && decoded_eq(k, name, true) {
+            return Some(v);
+        }
+        rest = rest.get(end + 1..)?;
+    }
+}
+
+/// Whether `a` starts with `b`, checking the first byte before comparing
+/// the rest (most candidates differ there; short compares beat a call).
+pub fn starts_with(a: &[u8], b: &[u8]) -> bool {
+    a.len() >= b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+fn has_escape(k: &[u8]) -> bool {
+    memchr::memchr2(b'%', b'+', k).is_some()
 }
 
 /// The first cookie named exactly `name` across all `Cookie` headers, in
 /// order (browsers on HTTP/2 send several). The value is trimmed and
 /// unquoted but not decoded.
 pub fn cookie<'h, H: Headers + ?Sized>(headers: &'h H, name: &[u8]) -> Option<&'h [u8]> {
-    headers.values("cookie").find_map(|h| cookie_in(h, name))
+    let mut found = [None];
+    cookies(headers, &[name], &mut found);
+    found[0]
 }
 
 /// The first cookie named `name` in one `Cookie` header value.
 pub fn cookie_in<'h>(header: &'h [u8], name: &[u8]) -> Option<&'h [u8]> {
-    header.split(|&b| b == b';').find_map(|pair| {
-        let pair = trim(pair);
-        let eq = memchr::memchr(b'=', pair)?;
-        (trim(&pair[..eq]) == name).then(|| unquote(trim(&pair[eq + 1..])))
-    })
+    let mut found = [None];
+    cookies_in(header, &[name], &mut found);
+    found[0]
+}
+
+/// One pass over all `Cookie` headers that records, for each of `names`,
+/// the first cookie of that name (`found[i]` for `names[i]`; `found` must be
+/// at least as long as `names`).
+pub fn cookies<'h, H, N>(headers: &'h H, names: &[N], found: &mut [Option<&'h [u8]>])
+where
+    H: Headers + ?Sized,
+    N: AsRef<[u8]>,
+{
+    for h in headers.values("cookie") {
+        if cookies_in(h, names, found) {
+            break;
+        }
+    }
+}
+
+/// [`cookies`] over one header value; true when every name was found. Each
+/// pair is compared where it starts, then the scan jumps to the next `;`.
+fn cookies_in<'h, N: AsRef<[u8]>>(header: &'h [u8], names: &[N], found: &mut [Option<&'h [u8]>]) -> bool {
+    let mut missing = names.iter().zip(found.iter()).filter(|(_, f)| f.is_none()).count();
+    let mut pos = 0;
+    while pos < header.len() && missing > 0 {
+        while matches!(header.get(pos), Some(b' ' | b'\t')) {
+            pos += 1;
+        }
+        let Some(rest) = header.get(pos..) else { break };
+        let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+        let pair = &rest[..end];
+        for (name, slot) in names.iter().zip(found.iter_mut()) {
+            let name = name.as_ref();
+            if slot.is_none() && starts_with(pair, name) {
+                if let Some(v) = pair[name.len()..].trim_ascii_start().strip_prefix(b"=") {
+                    *slot = Some(unquote(trim(v)));
+                    missing -= 1;
+                    break;
+                }
+            }
+        }
+        pos += end + 1;
+    }
+    missing == 0
 }
 
 /// The value of the path parameter `;name=value` in any segment of `path`
@@ -59,16 +117,22 @@ pub fn path_param<'p>(path: &'p [u8], name: &[u8]) -> Option<&'p [u8]> {
     None
 }
 
-/// Percent-decodes `raw` (and `+` to space when `plus` is set, for query
-/// strings). Borrows `raw` when there is nothing to decode; `None` when the
-/// decoded value does not fit in `buf`. Invalid escapes are kept as they are.
-pub fn percent_decode<'b>(raw: &'b [u8], plus: bool, buf: &'b mut DecodeBuf) -> Option<&'b [u8]> {
-    let needs = raw.iter().any(|&b| b == b'%' || (plus && b == b'+'));
+/// Calls `f` with `raw` percent-decoded (and `+` as space when `plus` is
+/// set, for query strings): `raw` itself when there is nothing to decode,
+/// else a copy in a stack buffer made only then; `None` when the decoded
+/// value is longer than [`MAX_TICKET_LEN`]. Invalid escapes are kept.
+pub fn with_decoded<R>(raw: &[u8], plus: bool, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+    let needs = if plus {
+        memchr::memchr2(b'%', b'+', raw).is_some()
+    } else {
+        memchr::memchr(b'%', raw).is_some()
+    };
     if !needs {
-        return Some(raw);
+        return f(Some(raw));
     }
-    let n = decode_into(raw, plus, buf)?;
-    Some(&buf[..n])
+    let mut buf: DecodeBuf = [0; MAX_TICKET_LEN];
+    let n = decode_into(raw, plus, &mut buf);
+    f(n.map(|n| &buf[..n]))
 }
 
 /// Percent-decodes `raw` into `buf`, always copying; the decoded length, or
@@ -164,6 +228,9 @@ mod tests {
         assert_eq!(cookie(h, b"a"), Some(&b"1"[..]));
         assert_eq!(cookie(h, b"castgc"), None);
         assert_eq!(cookie_in(b"noequals; =v; k=", b"k"), Some(&b""[..]));
+        let mut found = [None; 3];
+        cookies(h, &["CASTGC", "a", "zz"], &mut found);
+        assert_eq!(found, [Some(&b"TGT-1-y-good"[..]), Some(&b"1"[..]), None]);
     }
 
     #[test]
@@ -181,27 +248,15 @@ mod tests {
 
     #[test]
     fn decoding() {
-        let mut buf = [0; MAX_TICKET_LEN];
-        assert_eq!(
-            percent_decode(b"ST-1%2Dab-cas%2e01", false, &mut buf),
-            Some(&b"ST-1-ab-cas.01"[..])
-        );
-        let mut buf = [0; MAX_TICKET_LEN];
-        assert_eq!(
-            percent_decode(b"a+b%zz%4", true, &mut buf),
-            Some(&b"a b%zz%4"[..])
-        );
-        let mut buf = [0; MAX_TICKET_LEN];
-        assert_eq!(percent_decode(b"a+b", false, &mut buf), Some(&b"a+b"[..]));
-        let long = vec![b'%'; MAX_TICKET_LEN + 1];
-        let mut buf = [0; MAX_TICKET_LEN];
-        assert_eq!(percent_decode(&long, false, &mut buf), None);
+        let dec = |raw: &[u8], plus| with_decoded(raw, plus, |v| v.map(<[u8]>::to_vec));
+        assert_eq!(dec(b"ST-1%2Dab-cas%2e01", false).as_deref(), Some(&b"ST-1-ab-cas.01"[..]));
+        assert_eq!(dec(b"a+b%zz%4", true).as_deref(), Some(&b"a b%zz%4"[..]));
+        assert_eq!(dec(b"a+b", false).as_deref(), Some(&b"a+b"[..]));
+        assert_eq!(dec(&[b'%'; MAX_TICKET_LEN + 1], false), None);
         let fits = b"%41".repeat(MAX_TICKET_LEN);
-        let mut buf = [0; MAX_TICKET_LEN];
-        assert_eq!(
-            percent_decode(&fits, false, &mut buf).map(<[u8]>::len),
-            Some(MAX_TICKET_LEN)
-        );
+        assert_eq!(dec(&fits, false).map(|v| v.len()), Some(MAX_TICKET_LEN));
+        // Long values with nothing to decode are passed through whole.
+        assert_eq!(dec(&[b'a'; 2000], true).map(|v| v.len()), Some(2000));
     }
 
     #[test]

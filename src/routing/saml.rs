@@ -5,7 +5,7 @@
 //! percent-escapes) into a stack buffer. It is not an XML parser, and needs
 //! none: ticket ids never contain `<`, `&` or `%`.
 
-use super::parse::{decode_into, percent_decode, DecodeBuf, MAX_TICKET_LEN};
+use super::parse::{with_decoded, DecodeBuf, MAX_TICKET_LEN};
 
 const NAME: &[u8] = b"AssertionArtifact";
 
@@ -55,16 +55,24 @@ fn opens_tag(before: &[u8]) -> bool {
     }
 }
 
-/// Decodes artifact text: trims XML whitespace, replaces the five named
-/// entities and numeric character references (ASCII only), then
-/// percent-decodes. `None` when the result does not fit or an entity is
-/// malformed.
-pub fn decode_artifact<'b>(raw: &'b [u8], buf: &'b mut DecodeBuf) -> Option<&'b [u8]> {
+/// Calls `f` with the artifact text decoded: XML whitespace trimmed, the
+/// five named entities and numeric character references (ASCII only)
+/// replaced, then percent-escapes decoded. `None` when the result does not
+/// fit in [`MAX_TICKET_LEN`] or an entity is malformed.
+pub fn with_artifact<R>(raw: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
     let raw = raw.trim_ascii();
     if memchr::memchr(b'&', raw).is_none() {
-        return percent_decode(raw, false, buf);
+        return with_decoded(raw, false, f);
     }
     let mut tmp: DecodeBuf = [0; MAX_TICKET_LEN];
+    match unescape(raw, &mut tmp) {
+        Some(n) => with_decoded(&tmp[..n], false, f),
+        None => f(None),
+    }
+}
+
+/// Replaces XML character references into `out`; the length written.
+fn unescape(raw: &[u8], out: &mut DecodeBuf) -> Option<usize> {
     let mut n = 0;
     let mut i = 0;
     while i < raw.len() {
@@ -74,12 +82,11 @@ pub fn decode_artifact<'b>(raw: &'b [u8], buf: &'b mut DecodeBuf) -> Option<&'b 
         } else {
             (raw[i], 1)
         };
-        *tmp.get_mut(n)? = byte;
+        *out.get_mut(n)? = byte;
         n += 1;
         i += used;
     }
-    let n = decode_into(&tmp[..n], false, buf)?;
-    Some(&buf[..n])
+    Some(n)
 }
 
 /// The ASCII byte an entity name (between `&` and `;`) stands for.
@@ -108,8 +115,7 @@ mod tests {
     </samlp:AssertionArtifact></samlp:Request></SOAP-ENV:Body></SOAP-ENV:Envelope>"#;
 
     fn decoded(body: &str) -> Option<Vec<u8>> {
-        let mut buf = [0; MAX_TICKET_LEN];
-        decode_artifact(artifact_text(body.as_bytes())?, &mut buf).map(<[u8]>::to_vec)
+        with_artifact(artifact_text(body.as_bytes())?, |v| v.map(<[u8]>::to_vec))
     }
 
     #[test]

@@ -25,17 +25,24 @@ pub fn f5_md5(ip: std::net::Ipv4Addr) -> String {
 
 #[derive(Clone, Debug, Default)]
 struct TrieNode {
-    /// Children are `edges[first..first + len]`, sorted by byte.
+    /// The bytes this node stands for, in ticket order: `labels[label..label + label_len]`.
+    label: u32,
+    label_len: u16,
+    /// Children are `edges[first..first + len]`, keyed by the last byte of
+    /// the child's label (the next byte read going backwards), sorted.
     first: u32,
     len: u16,
     owner: Option<(NodeId, SuffixKind)>,
 }
 
-/// An immutable suffix index, built once per configuration.
+/// An immutable suffix index, built once per configuration: a radix tree
+/// (chains of single-child nodes merged into one label) over the suffixes
+/// read from the end.
 #[derive(Clone, Debug, Default)]
 pub struct SuffixIndex {
     nodes: Vec<TrieNode>,
     edges: Vec<(u8, u32)>,
+    labels: Vec<u8>,
 }
 
 /// A suffix claimed twice while building.
@@ -46,6 +53,13 @@ pub struct Conflict {
     pub second: NodeId,
 }
 
+/// The uncompressed trie the index is built from.
+#[derive(Default)]
+struct Build {
+    children: std::collections::BTreeMap<u8, usize>,
+    owner: Option<(NodeId, SuffixKind)>,
+}
+
 impl SuffixIndex {
     /// Builds the index. A suffix claimed by two nodes keeps its first owner
     /// and is reported (configuration validation rejects such a file before
@@ -53,12 +67,6 @@ impl SuffixIndex {
     pub fn build<'a>(
         suffixes: impl IntoIterator<Item = (&'a [u8], NodeId, SuffixKind)>,
     ) -> (SuffixIndex, Vec<Conflict>) {
-        // A pointer trie first, flattened afterwards.
-        #[derive(Default)]
-        struct Build {
-            children: std::collections::BTreeMap<u8, usize>,
-            owner: Option<(NodeId, SuffixKind)>,
-        }
         let mut trie = vec![Build::default()];
         let mut conflicts = Vec::new();
         for (suffix, node, kind) in suffixes {
@@ -83,20 +91,39 @@ impl SuffixIndex {
             }
         }
         let mut index = SuffixIndex::default();
-        for b in &trie {
-            let first = index.edges.len() as u32;
-            index.edges.extend(
-                b.children
-                    .iter()
-                    .map(|(&byte, &child)| (byte, child as u32)),
-            );
-            index.nodes.push(TrieNode {
-                first,
-                len: b.children.len() as u16,
-                owner: b.owner,
-            });
-        }
+        index.add(&trie, 0, Vec::new());
         (index, conflicts)
+    }
+
+    /// Adds the compressed node that starts at `trie[start]` (reached by the
+    /// bytes `walked`, in reverse order); returns its index.
+    fn add(&mut self, trie: &[Build], start: usize, mut walked: Vec<u8>) -> u32 {
+        let mut at = start;
+        while trie[at].owner.is_none() && trie[at].children.len() == 1 {
+            let Some((&b, &child)) = trie[at].children.iter().next() else {
+                break;
+            };
+            walked.push(b);
+            at = child;
+        }
+        walked.reverse();
+        let idx = self.nodes.len();
+        self.nodes.push(TrieNode {
+            label: self.labels.len() as u32,
+            label_len: walked.len() as u16,
+            owner: trie[at].owner,
+            ..TrieNode::default()
+        });
+        self.labels.extend_from_slice(&walked);
+        let children: Vec<(u8, u32)> = trie[at]
+            .children
+            .iter()
+            .map(|(&b, &child)| (b, self.add(trie, child, vec![b])))
+            .collect();
+        self.nodes[idx].first = self.edges.len() as u32;
+        self.nodes[idx].len = children.len() as u16;
+        self.edges.extend(children);
+        idx as u32
     }
 
     /// The owner of the longest configured suffix `s` such that `id` ends in
@@ -106,33 +133,33 @@ impl SuffixIndex {
         let mut at = 0usize;
         let mut best = None;
         let mut i = id.len();
-        while i > 0 {
-            let Some(next) = self.child(at, id[i - 1]) else {
-                break;
-            };
-            at = next;
-            i -= 1;
-            if let Some(owner) = self.nodes[at].owner {
+        loop {
+            let node = self.nodes.get(at)?;
+            let start = node.label as usize;
+            let label = self.labels.get(start..start + usize::from(node.label_len))?;
+            // Compared from the end, byte by byte: labels are short.
+            if label.len() > i || !id[..i].iter().rev().zip(label.iter().rev()).all(|(a, b)| a == b) {
+                return best;
+            }
+            i -= label.len();
+            if let Some(owner) = node.owner {
                 if i >= 1 && i - 1 > min_dash && id[i - 1] == b'-' {
                     best = Some(owner);
                 }
             }
+            if i == 0 {
+                return best;
+            }
+            let first = node.first as usize;
+            let edges = self.edges.get(first..first + usize::from(node.len))?;
+            at = match edges.binary_search_by_key(&id[i - 1], |&(b, _)| b) {
+                Ok(k) => edges[k].1 as usize,
+                Err(_) => return best,
+            };
         }
-        best
     }
 
-    fn child(&self, at: usize, byte: u8) -> Option<usize> {
-        let n = self.nodes.get(at)?;
-        let edges = self
-            .edges
-            .get(n.first as usize..n.first as usize + usize::from(n.len))?;
-        edges
-            .binary_search_by_key(&byte, |&(b, _)| b)
-            .ok()
-            .map(|k| edges[k].1 as usize)
-    }
-
-    /// Number of trie nodes (memory grows with the total suffix length).
+    /// Number of radix-tree nodes (memory grows with the total suffix length).
     pub fn size(&self) -> usize {
         self.nodes.len()
     }
@@ -170,6 +197,21 @@ mod tests {
         assert_eq!(id("ST-cas1"), None);
         assert_eq!(id("cas1"), None);
         assert_eq!(id(""), None);
+    }
+
+    #[test]
+    fn chains_are_compressed() {
+        let ix = index(&[("cas-001.example.edu", 0), ("cas-002.example.edu", 1), ("cas-011.example.edu", 2)]);
+        // ".example.edu" -> { "1" -> { "cas-00", "cas-01" }, "cas-002" }
+        assert_eq!(ix.size(), 5);
+        let id = |s: &str| ix.lookup(s.as_bytes(), 2).map(|o| o.0);
+        assert_eq!(id("ST-1-a-cas-011.example.edu"), Some(2));
+        assert_eq!(id("ST-1-a-cas-002.example.edu"), Some(1));
+        assert_eq!(id("ST-1-a-cas-012.example.edu"), None);
+        assert_eq!(id("ST-1-a-cas-001.example.ed"), None);
+        assert_eq!(id(".example.edu"), None);
+        let empty = index(&[]);
+        assert_eq!(empty.lookup(b"ST-1-a-b", 2), None);
     }
 
     #[test]

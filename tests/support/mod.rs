@@ -1,0 +1,106 @@
+//! Shared fixtures for integration tests and benchmarks: generated CAS
+//! cluster configurations and the request mix of DESIGN §1.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use casfront::config;
+use casfront::routing::{Method, RoutingTable};
+
+/// Node `i`'s ticket suffix: realistic host names with a shared tail, so
+/// the suffix index has long common paths (`cas-007.example.edu`).
+pub fn suffix(i: usize) -> String {
+    format!("cas-{i:03}.example.edu")
+}
+
+/// A configuration with one `/cas` pool of `nodes` nodes.
+pub fn cluster_config(nodes: usize) -> String {
+    let mut s = String::from(
+        "[listen]\nhttps = \"127.0.0.1:8443\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+         [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n",
+    );
+    for i in 0..nodes {
+        s.push_str(&format!(
+            "[[pool.node]]\nname = \"cas{i}\"\nurl = \"https://10.0.{}.{}:8443\"\n\
+             ticket_suffixes = [\"{}\"]\njvm_route = \"jvm{i}\"\n",
+            i / 250,
+            i % 250 + 1,
+            suffix(i)
+        ));
+    }
+    s
+}
+
+pub fn table(nodes: usize) -> RoutingTable {
+    let parsed = config::parse(&cluster_config(nodes), Path::new("."));
+    let cfg = parsed
+        .config
+        .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
+    RoutingTable::new(&cfg)
+}
+
+/// One request of the benchmark mix.
+pub struct MixCase {
+    pub name: &'static str,
+    pub method: Method,
+    pub target: String,
+    pub headers: Vec<(&'static str, String)>,
+    /// The node the request must reach (`None`: any).
+    pub expect: Option<String>,
+}
+
+/// The DESIGN §1 mix against a cluster of `nodes`, aimed at the last node
+/// (the deepest in any list-based lookup). Ticket lengths are CAS 6's.
+pub fn mix(nodes: usize) -> Vec<MixCase> {
+    let last = nodes - 1;
+    let s = suffix(last);
+    let random = "tG0k5-yQ8pZ3mRw2LfXv9b7NcJhAeD4sU1";
+    let browser_cookies = format!(
+        "_ga=GA1.2.1234567890.1700000000; lang=en; \
+         CASTGC=TGT-4-{random}{random}-{s}; _gid=GA1.2.987654321.1700000000"
+    );
+    vec![
+        MixCase {
+            name: "validate_ticket",
+            method: Method::Get,
+            target: format!(
+                "/cas/p3/serviceValidate?service=https%3A%2F%2Fapp.example.edu%2Flogin&ticket=ST-12345-{random}-{s}"
+            ),
+            headers: vec![],
+            expect: Some(format!("cas{last}")),
+        },
+        MixCase {
+            name: "proxy_pgt",
+            method: Method::Get,
+            target: format!(
+                "/cas/proxy?targetService=https%3A%2F%2Fapi.example.edu&pgt=PGT-77-{random}{random}-{s}"
+            ),
+            headers: vec![],
+            expect: Some(format!("cas{last}")),
+        },
+        MixCase {
+            name: "login_castgc",
+            method: Method::Get,
+            target: "/cas/login?service=https%3A%2F%2Fapp.example.edu%2F".into(),
+            headers: vec![("cookie", browser_cookies)],
+            expect: Some(format!("cas{last}")),
+        },
+        MixCase {
+            name: "jsessionid_route",
+            method: Method::Post,
+            target: "/cas/login?service=https%3A%2F%2Fapp.example.edu%2F".into(),
+            headers: vec![(
+                "cookie",
+                format!("lang=en; JSESSIONID=8F3A2B1C9D0E7F6A5B4C3D2E1F0A9B8C.jvm{last}"),
+            )],
+            expect: Some(format!("cas{last}")),
+        },
+        MixCase {
+            name: "unknown_suffix",
+            method: Method::Get,
+            target: format!("/cas/serviceValidate?service=x&ticket=ST-12345-{random}-cas-999.example.org"),
+            headers: vec![],
+            expect: None,
+        },
+    ]
+}
