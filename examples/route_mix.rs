@@ -27,11 +27,18 @@ fn main() {
         if only.as_deref().is_some_and(|o| o != case.name) {
             continue;
         }
-        let headers: Vec<(&str, &str)> = case.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let headers: Vec<(&str, &str)> =
+            case.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let view = RequestView::new(case.method, case.target.as_bytes(), &headers[..]);
         let mut hits = 0u64;
         for pick in 0..reps {
-            let d = route(black_box(&table), black_box(&view), &AllHealthy, &NothingLearned, pick);
+            let d = route(
+                black_box(&table),
+                black_box(&view),
+                &AllHealthy,
+                &NothingLearned,
+                pick,
+            );
             hits += u64::from(black_box(d.node).is_some());
         }
         println!("{}: {hits}/{reps} routed", case.name);

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::routing::redact::redact;
 use crate::routing::{
-    route, Cause, Decision, How, Method, NodeState, NothingLearned, RequestView, RoutingTable,
-    ENTRIES,
+    route, value_of, Cause, Decision, Headers, How, Method, NodeState, NothingLearned, RequestView,
+    RoutingTable, ENTRIES,
 };
 
 /// A request as `explain` takes it.
@@ -81,16 +81,20 @@ pub fn explain(table: &RoutingTable, req: &Request) -> Result<Explained, Explain
         pool: d.pool.and_then(|p| table.pool(p)).map(|p| p.name.clone()),
         node: d.node.and_then(|n| table.node(n)).map(|n| n.name.clone()),
         rule: d.rule.map(|r| r.as_str()),
-        note: note(table, &d, &states, req.target.as_bytes()),
+        note: note(table, &d, &states, &view),
     })
 }
 
-fn note(table: &RoutingTable, d: &Decision<'_>, states: &[NodeState], target: &[u8]) -> String {
+fn note<H: Headers + ?Sized>(
+    table: &RoutingTable,
+    d: &Decision<'_>,
+    states: &[NodeState],
+    view: &RequestView<'_, H>,
+) -> String {
     let Some(pool) = d.pool.and_then(|p| table.pool(p)) else {
-        let path = target.split(|&b| b == b'?').next().unwrap_or(target);
         return format!(
             "no pool's path_prefix matches {}",
-            String::from_utf8_lossy(path)
+            String::from_utf8_lossy(view.path)
         );
     };
     let node_name = |n| table.node(n).map_or("?", |n| n.name.as_str());
@@ -98,9 +102,10 @@ fn note(table: &RoutingTable, d: &Decision<'_>, states: &[NodeState], target: &[
         .falls
         .iter()
         .map(|f| {
-            let entry = ENTRIES[usize::from(f.entry)].name;
-            let what = match (f.value, f.cause) {
-                (None, _) if f.name.is_empty() => {
+            let entry = &ENTRIES[usize::from(f.entry)];
+            let (name, value) = value_of(entry.source, pool, view, usize::from(f.cookie));
+            let what = match (value, f.cause) {
+                (None, _) if name.is_empty() => {
                     let names: Vec<String> = pool
                         .tgc_cookies
                         .iter()
@@ -108,22 +113,22 @@ fn note(table: &RoutingTable, d: &Decision<'_>, states: &[NodeState], target: &[
                         .collect();
                     format!("no {} cookie", names.join(" or "))
                 }
-                (None, _) | (Some(b""), _) => format!("no {}", String::from_utf8_lossy(f.name)),
+                (None, _) | (Some(b""), _) => format!("no {}", String::from_utf8_lossy(name)),
                 (Some(v), Cause::Unusable(n)) => format!(
                     "{}={} owned by {} which is {}",
-                    String::from_utf8_lossy(f.name),
+                    String::from_utf8_lossy(name),
                     redact(v),
                     node_name(n),
                     states[usize::from(n)].as_str()
                 ),
                 (Some(v), cause) => format!(
                     "{}={}: {}",
-                    String::from_utf8_lossy(f.name),
+                    String::from_utf8_lossy(name),
                     redact(v),
                     cause.as_str()
                 ),
             };
-            format!("{entry}: {what}")
+            format!("{}: {what}", entry.name)
         })
         .collect();
     if d.falls.dropped() > 0 {

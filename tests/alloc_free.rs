@@ -67,7 +67,9 @@ fn routing_decisions_allocate_nothing() {
         cases.push(support::MixCase {
             name: "encoded_and_saml",
             method: Method::Post,
-            target: "/cas/samlValidate?TARGET=https%3A%2F%2Fapp&ticket=ST-1-a%2Dcas-000.example.edu".into(),
+            target:
+                "/cas/samlValidate?TARGET=https%3A%2F%2Fapp&ticket=ST-1-a%2Dcas-000.example.edu"
+                    .into(),
             headers: vec![("cookie", "JSESSIONID=ABC.nope; CASTGC=TGT-1-%41-x".into())],
             expect: None,
         });
@@ -75,12 +77,15 @@ fn routing_decisions_allocate_nothing() {
             let headers: Vec<(&str, &str)> =
                 case.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
             let body = b"<samlp:AssertionArtifact> ST-1-abc&#45;cas%2D001.example.edu </samlp:AssertionArtifact>";
-            let view = RequestView::new(case.method, case.target.as_bytes(), &headers[..]).with_body(body);
+            let view =
+                RequestView::new(case.method, case.target.as_bytes(), &headers[..]).with_body(body);
             for pick in 0..10 {
-                let (n, d) = allocations(|| route(&table, &view, &states[..], &NothingLearned, pick));
+                let (n, d) =
+                    allocations(|| route(&table, &view, &states[..], &NothingLearned, pick));
                 assert_eq!(n, 0, "{} with {nodes} nodes allocated {n} times", case.name);
                 assert!(d.node.is_some());
-                let (n, _) = allocations(|| route(&table, &view, &AllHealthy, &NothingLearned, pick));
+                let (n, _) =
+                    allocations(|| route(&table, &view, &AllHealthy, &NothingLearned, pick));
                 assert_eq!(n, 0);
             }
         }

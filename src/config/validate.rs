@@ -173,8 +173,18 @@ fn path_prefix(v: &Str, names: &mut Names, d: &mut Diags) -> Option<String> {
 }
 
 fn tgc_cookies(p: &RawPool, d: &mut Diags) -> Vec<String> {
-    if let Some(list) = p.tgc_cookies.as_ref().filter(|l| l.get_ref().len() > MAX_TGC_COOKIES) {
-        d.error(list.span(), format!("tgc_cookies lists {} names: at most {MAX_TGC_COOKIES}", list.get_ref().len()));
+    if let Some(list) = p
+        .tgc_cookies
+        .as_ref()
+        .filter(|l| l.get_ref().len() > MAX_TGC_COOKIES)
+    {
+        d.error(
+            list.span(),
+            format!(
+                "tgc_cookies lists {} names: at most {MAX_TGC_COOKIES}",
+                list.get_ref().len()
+            ),
+        );
     }
     match &p.tgc_cookies {
         Some(list) => list

@@ -2,7 +2,7 @@
 //! found to a node (ticket suffix, jvmRoute, learned table), records why each
 //! applicable entry fell through, and ends with the `any` rule.
 
-use super::extract::{EntryId, Source, ENTRIES};
+use super::extract::{endpoint_of, EntryId, Source, ENTRIES};
 use super::parse::{cookie, cookies, path_param, query_param, ticket_prefix_end, with_decoded};
 use super::saml::{artifact_text, with_artifact};
 use super::suffix::SuffixKind;
@@ -74,38 +74,40 @@ impl Cause {
 
 /// One entry that applied to the request and fell through.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct Fall<'r> {
+pub struct Fall {
     pub entry: EntryId,
+    /// For the `tgc-cookie` entry: which of the pool's `tgc_cookies` (its
+    /// index); 0 otherwise. [`value_of`] gives the name and value again.
+    pub cookie: u8,
     pub cause: Cause,
-    /// The parameter or cookie name looked at (empty when none was present).
-    pub name: &'r [u8],
-    /// The raw value found, if any. A credential: redact before showing it.
-    pub value: Option<&'r [u8]>,
 }
-
-/// The most TGT cookie names a pool may configure (`tgc_cookies`).
-pub const MAX_TGC_COOKIES: usize = 4;
 
 /// The most fall-throughs a decision records; later ones are only counted.
 pub const MAX_FALLS: usize = 6;
 
+/// The most TGT cookie names a pool may configure (`tgc_cookies`).
+pub const MAX_TGC_COOKIES: usize = 4;
+
 /// Fall-throughs in order, stored inline (no allocation).
 #[derive(Copy, Clone, Debug)]
-pub struct Falls<'r> {
-    items: [Fall<'r>; MAX_FALLS],
+pub struct Falls {
+    items: [Fall; MAX_FALLS],
     len: u8,
     dropped: u8,
 }
 
-impl<'r> Falls<'r> {
-    const EMPTY: Fall<'static> = Fall {
-        entry: 0,
-        cause: Cause::NoValue,
-        name: b"",
-        value: None,
+impl Falls {
+    const EMPTY: Falls = Falls {
+        items: [Fall {
+            entry: 0,
+            cookie: 0,
+            cause: Cause::NoValue,
+        }; MAX_FALLS],
+        len: 0,
+        dropped: 0,
     };
 
-    fn push(&mut self, fall: Fall<'r>) {
+    fn push(&mut self, fall: Fall) {
         match self.items.get_mut(usize::from(self.len)) {
             Some(slot) => {
                 *slot = fall;
@@ -115,7 +117,7 @@ impl<'r> Falls<'r> {
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Fall<'r>> {
+    pub fn iter(&self) -> impl Iterator<Item = &Fall> {
         self.items[..usize::from(self.len)].iter()
     }
 
@@ -149,24 +151,34 @@ pub struct Decision<'r> {
     pub name: &'r [u8],
     pub value: Option<&'r [u8]>,
     /// Why earlier applicable entries fell through, in order.
-    pub falls: Falls<'r>,
+    pub falls: Falls,
 }
 
-impl Decision<'_> {
-    const NONE: Decision<'static> = Decision {
-        pool: None,
-        node: None,
-        rule: None,
-        entry: None,
-        how: None,
-        name: b"",
-        value: None,
-        falls: Falls {
-            items: [Falls::EMPTY; MAX_FALLS],
-            len: 0,
-            dropped: 0,
+/// The parameter or cookie name an entry reads, and its raw value in `req`
+/// (`cookie`: which of the pool's `tgc_cookies`, for `tgc-cookie`). The one
+/// place values are extracted, for `route` and for whoever explains it.
+pub fn value_of<'r, H: Headers + ?Sized>(
+    source: Source,
+    pool: &'r PoolInfo,
+    req: &RequestView<'r, H>,
+    cookie_ix: usize,
+) -> (&'r [u8], Option<&'r [u8]>) {
+    match source {
+        Source::QueryTicket(p) => (
+            p.as_bytes(),
+            req.query.and_then(|q| query_param(q, p.as_bytes())),
+        ),
+        Source::SamlArtifact => (b"AssertionArtifact", req.body.and_then(artifact_text)),
+        Source::TgcCookie => match pool.tgc_cookies.get(cookie_ix) {
+            Some(name) => (name, cookie(req.headers, name)),
+            None => (b"", None),
         },
-    };
+        Source::SessionCookie => (
+            &pool.session_cookie,
+            cookie(req.headers, &pool.session_cookie),
+        ),
+        Source::SessionPathParam => (&pool.path_param, path_param(req.path, &pool.path_param)),
+    }
 }
 
 /// Routes one request. `pick` drives the `any` rule's round robin (a
@@ -183,7 +195,16 @@ where
     S: NodeStates + ?Sized,
     L: Learned + ?Sized,
 {
-    let mut d = Decision::NONE;
+    let mut d = Decision {
+        pool: None,
+        node: None,
+        rule: None,
+        entry: None,
+        how: None,
+        name: b"",
+        value: None,
+        falls: Falls::EMPTY,
+    };
     let Some((pool_id, pool, rel)) = table.pool_for(req.path) else {
         return d;
     };
@@ -194,13 +215,13 @@ where
         states,
         learned,
     };
-    let plain = memchr::memchr(b';', rel).is_none();
+    let endpoint = endpoint_of(rel);
     for (i, entry) in ENTRIES.iter().enumerate() {
-        if !entry.methods.contains(req.method) || !entry.paths.matches(rel, plain) {
+        if !entry.methods.contains(req.method) || !entry.paths.matches(endpoint) {
             continue;
         }
         let id = i as EntryId;
-        let mut attempt = |name: &'r [u8], value: Option<&'r [u8]>, kind: Kind| {
+        let mut attempt = |name: &'r [u8], value: Option<&'r [u8]>, cookie: usize, kind: Kind| {
             let result = match value {
                 None | Some(b"") => Err(Cause::NoValue),
                 Some(v) => cx.resolve(kind, name, v),
@@ -210,51 +231,44 @@ where
                 Err(cause) => {
                     d.falls.push(Fall {
                         entry: id,
+                        cookie: cookie as u8,
                         cause,
-                        name,
-                        value,
                     });
                     None
                 }
             }
         };
         let hit = match entry.source {
-            Source::QueryTicket(p) => {
-                let v = req.query.and_then(|q| query_param(q, p.as_bytes()));
-                attempt(p.as_bytes(), v, Kind::QueryTicket)
-            }
-            Source::SamlArtifact => attempt(
-                b"AssertionArtifact",
-                req.body.and_then(artifact_text),
-                Kind::Artifact,
-            ),
             Source::TgcCookie => {
                 // One pass for all names, then each in configured order.
                 let names = &pool.tgc_cookies[..pool.tgc_cookies.len().min(MAX_TGC_COOKIES)];
                 let mut found = [None; MAX_TGC_COOKIES];
                 cookies(req.headers, names, &mut found);
-                let present = names.iter().zip(found).filter_map(|(n, v)| Some((&n[..], v?)));
-                let (mut seen, mut hit) = (false, None);
-                for (name, v) in present {
-                    seen = true;
-                    hit = attempt(name, Some(v), Kind::Tgc);
-                    if hit.is_some() {
-                        break;
+                let mut hit = None;
+                let mut seen = false;
+                for (k, (name, v)) in names.iter().zip(found).enumerate() {
+                    if v.is_some() {
+                        seen = true;
+                        hit = attempt(name, v, k, Kind::Tgc);
+                        if hit.is_some() {
+                            break;
+                        }
                     }
                 }
                 if seen {
                     hit
                 } else {
-                    attempt(b"", None, Kind::Tgc)
+                    attempt(b"", None, 0, Kind::Tgc)
                 }
             }
-            Source::SessionCookie => {
-                let name = &pool.session_cookie[..];
-                attempt(name, cookie(req.headers, name), Kind::Session)
-            }
-            Source::SessionPathParam => {
-                let v = path_param(req.path, &pool.path_param);
-                attempt(&pool.path_param, v, Kind::Session)
+            source => {
+                let (name, value) = value_of(source, pool, req, 0);
+                let kind = match source {
+                    Source::QueryTicket(_) => Kind::QueryTicket,
+                    Source::SamlArtifact => Kind::Artifact,
+                    _ => Kind::Session,
+                };
+                attempt(name, value, 0, kind)
             }
         };
         if let Some((node, how, name, value)) = hit {
@@ -301,14 +315,13 @@ impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
             Kind::QueryTicket => with_decoded(raw, true, |id| self.by_suffix(id)),
             Kind::Artifact => with_artifact(raw, |id| self.by_suffix(id)),
             // A readable ticket id (CAS 3.x/4.0, or crypto off), else learned.
-            Kind::Tgc => with_decoded(raw, false, |id| self.by_suffix(id))
-                .or_else(|cause| {
-                    let unlearned = match cause {
-                        Cause::NotTicket => Cause::NotLearned,
-                        other => other,
-                    };
-                    self.learned(name, raw).ok_or(unlearned)
-                }),
+            Kind::Tgc => with_decoded(raw, false, |id| self.by_suffix(id)).or_else(|cause| {
+                let unlearned = match cause {
+                    Cause::NotTicket => Cause::NotLearned,
+                    other => other,
+                };
+                self.learned(name, raw).ok_or(unlearned)
+            }),
             Kind::Session => self.session(raw),
         }?;
         if self.states.state(found.0).usable_for_affinity() {

@@ -39,30 +39,83 @@ impl Methods {
     }
 }
 
+/// Every pool-relative CAS endpoint an entry of the table names. A request
+/// path is classified once against this list ([`endpoint_of`]); entries
+/// hold a bit mask over it.
+pub static ENDPOINTS: &[&str] = &[
+    "/validate",
+    "/serviceValidate",
+    "/proxyValidate",
+    "/samlValidate",
+    "/p3/serviceValidate",
+    "/p3/proxyValidate",
+    "/proxy",
+];
+
 /// Which pool-relative paths an entry applies to.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Paths {
     Any,
-    /// Any of these paths, matched on whole segments (see [`path_is`]).
-    OneOf(&'static [&'static str]),
+    /// A bit mask over [`ENDPOINTS`]; build it with [`Paths::of`].
+    OneOf(u16),
 }
 
 impl Paths {
-    /// `plain`: `rel` has no `;` (no path parameter), the common case,
-    /// where a whole-segment match is a plain comparison.
-    pub fn matches(self, rel: &[u8], plain: bool) -> bool {
-        match self {
-            Paths::Any => true,
-            Paths::OneOf(list) if plain => list.iter().any(|p| {
-                let p = p.as_bytes();
-                rel.len() >= p.len()
-                    && rel.len() <= p.len() + 1
-                    && rel[..p.len()] == *p
-                    && matches!(rel.get(p.len()), None | Some(b'/'))
-            }),
-            Paths::OneOf(list) => list.iter().any(|p| path_is(rel, p.as_bytes())),
+    /// The endpoints named, checked at compile time against [`ENDPOINTS`].
+    pub const fn of(names: &[&str]) -> Paths {
+        let mut mask = 0u16;
+        let mut i = 0;
+        while i < names.len() {
+            let mut k = 0;
+            loop {
+                assert!(
+                    k < ENDPOINTS.len(),
+                    "an entry names a path missing from ENDPOINTS"
+                );
+                if const_eq(names[i].as_bytes(), ENDPOINTS[k].as_bytes()) {
+                    break;
+                }
+                k += 1;
+            }
+            mask |= 1 << k;
+            i += 1;
+        }
+        Paths::OneOf(mask)
+    }
+
+    /// Whether the request's endpoint (from [`endpoint_of`]) is one of these.
+    pub fn matches(self, endpoint: Option<usize>) -> bool {
+        match (self, endpoint) {
+            (Paths::Any, _) => true,
+            (Paths::OneOf(mask), Some(e)) => mask & (1 << e) != 0,
+            (Paths::OneOf(_), None) => false,
         }
     }
+}
+
+const fn const_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Which of [`ENDPOINTS`] the pool-relative path `rel` is, on whole
+/// segments (see [`path_is`]).
+pub fn endpoint_of(rel: &[u8]) -> Option<usize> {
+    if super::parse::find(b';', rel).is_none() {
+        // No path parameter, the common case: a plain comparison.
+        let rel = rel.strip_suffix(b"/").unwrap_or(rel);
+        return ENDPOINTS.iter().position(|e| e.as_bytes() == rel);
+    }
+    ENDPOINTS.iter().position(|e| path_is(rel, e.as_bytes()))
 }
 
 /// One row of the table.
@@ -77,14 +130,14 @@ pub struct Entry {
 }
 
 /// CAS validation endpoints (CAS 1, 2, 3 and SAML 1.1 protocols).
-const VALIDATE: &[&str] = &[
+const VALIDATE: Paths = Paths::of(&[
     "/validate",
     "/serviceValidate",
     "/proxyValidate",
     "/samlValidate",
     "/p3/serviceValidate",
     "/p3/proxyValidate",
-];
+]);
 
 /// The extractor table, in rule order (DESIGN §1).
 pub static ENTRIES: &[Entry] = &[
@@ -92,28 +145,28 @@ pub static ENTRIES: &[Entry] = &[
         name: "validate-ticket",
         rule: Rule::Ticket,
         methods: Methods::GET_HEAD,
-        paths: Paths::OneOf(VALIDATE),
+        paths: VALIDATE,
         source: Source::QueryTicket("ticket"),
     },
     Entry {
         name: "saml-artifact",
         rule: Rule::Ticket,
         methods: Methods::POST,
-        paths: Paths::OneOf(&["/samlValidate"]),
+        paths: Paths::of(&["/samlValidate"]),
         source: Source::SamlArtifact,
     },
     Entry {
         name: "saml-ticket",
         rule: Rule::Ticket,
         methods: Methods::POST,
-        paths: Paths::OneOf(&["/samlValidate"]),
+        paths: Paths::of(&["/samlValidate"]),
         source: Source::QueryTicket("ticket"),
     },
     Entry {
         name: "proxy-pgt",
         rule: Rule::Pgt,
         methods: Methods::GET_HEAD,
-        paths: Paths::OneOf(&["/proxy"]),
+        paths: Paths::of(&["/proxy"]),
         source: Source::QueryTicket("pgt"),
     },
     Entry {
@@ -201,13 +254,42 @@ mod tests {
     }
 
     #[test]
-    fn plain_and_parameter_paths_agree() {
-        let paths = Paths::OneOf(&["/proxy", "/p3/serviceValidate"]);
-        for rel in ["/proxy", "/proxy/", "/proxyValidate", "/prox", "/p3/serviceValidate", "/p3/serviceValidate//", "", "/"] {
-            let rel = rel.as_bytes();
-            let slow = paths.matches(rel, false);
-            assert_eq!(paths.matches(rel, true), slow, "{}", String::from_utf8_lossy(rel));
+    fn endpoints_on_whole_segments() {
+        let e = |rel: &str| endpoint_of(rel.as_bytes()).map(|k| ENDPOINTS[k]);
+        assert_eq!(e("/proxy"), Some("/proxy"));
+        assert_eq!(e("/proxy/"), Some("/proxy"));
+        assert_eq!(e("/proxy;jsessionid=A.b"), Some("/proxy"));
+        assert_eq!(e("/proxyValidate"), Some("/proxyValidate"));
+        assert_eq!(e("/p3;x/proxyValidate/;y"), Some("/p3/proxyValidate"));
+        assert_eq!(e("/prox"), None);
+        assert_eq!(e("/proxy//"), None);
+        assert_eq!(e(""), None);
+        assert_eq!(e("/"), None);
+        // Both paths of `endpoint_of` agree with `path_is`.
+        for rel in [
+            "/proxy",
+            "/proxy/",
+            "/proxyValidate",
+            "/p3/serviceValidate",
+            "/p3/serviceValidate//",
+            "/login",
+        ] {
+            let plain = endpoint_of(rel.as_bytes());
+            let slow = ENDPOINTS
+                .iter()
+                .position(|p| path_is(rel.as_bytes(), p.as_bytes()));
+            assert_eq!(plain, slow, "{rel}");
         }
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(
+            Paths::of(&["/validate", "/proxy"]),
+            Paths::OneOf(0b100_0001)
+        );
+        assert!(VALIDATE.matches(Some(3)) && !VALIDATE.matches(Some(6)) && !VALIDATE.matches(None));
+        assert!(Paths::Any.matches(None));
     }
 
     #[test]

@@ -20,14 +20,28 @@ pub fn query_param<'q>(query: &'q [u8], name: &[u8]) -> Option<&'q [u8]> {
     loop {
         let end = memchr::memchr(b'&', rest).unwrap_or(rest.len());
         let pair = &rest[..end];
-        let (k, v) = match memchr::memchr(b'=', pair) {
+        let (k, v) = match find(b'=', pair) {
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &pair[pair.len()..]),
         };
-        if starts_with(k, name) && k.len() == name.len() || has_escape(k) && decoded_eq(k, name, true) {
+        if starts_with(k, name) && k.len() == name.len()
+            || has_escape(k) && decoded_eq(k, name, true)
+        {
             return Some(v);
         }
         rest = rest.get(end + 1..)?;
+    }
+}
+
+/// The first `needle` in `hay`: a plain loop for short haystacks (query
+/// keys, pairs, relative paths), where `memchr`'s set-up costs more than
+/// it saves, `memchr` otherwise.
+#[inline]
+pub fn find(needle: u8, hay: &[u8]) -> Option<usize> {
+    if hay.len() < 32 {
+        hay.iter().position(|&b| b == needle)
+    } else {
+        memchr::memchr(needle, hay)
     }
 }
 
@@ -38,7 +52,7 @@ pub fn starts_with(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn has_escape(k: &[u8]) -> bool {
-    memchr::memchr2(b'%', b'+', k).is_some()
+    k.iter().any(|&b| b == b'%' || b == b'+')
 }
 
 /// The first cookie named exactly `name` across all `Cookie` headers, in
@@ -73,30 +87,33 @@ where
 }
 
 /// [`cookies`] over one header value; true when every name was found. Each
-/// pair is compared where it starts, then the scan jumps to the next `;`.
-fn cookies_in<'h, N: AsRef<[u8]>>(header: &'h [u8], names: &[N], found: &mut [Option<&'h [u8]>]) -> bool {
-    let mut missing = names.iter().zip(found.iter()).filter(|(_, f)| f.is_none()).count();
+/// pair is compared where it starts (first byte, then the rest), then the
+/// scan jumps to the next `;`.
+fn cookies_in<'h, N: AsRef<[u8]>>(
+    header: &'h [u8],
+    names: &[N],
+    found: &mut [Option<&'h [u8]>],
+) -> bool {
     let mut pos = 0;
-    while pos < header.len() && missing > 0 {
-        while matches!(header.get(pos), Some(b' ' | b'\t')) {
+    while let Some(&first) = header.get(pos) {
+        if first == b' ' || first == b'\t' {
             pos += 1;
+            continue;
         }
-        let Some(rest) = header.get(pos..) else { break };
+        let rest = &header[pos..];
         let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
-        let pair = &rest[..end];
         for (name, slot) in names.iter().zip(found.iter_mut()) {
             let name = name.as_ref();
-            if slot.is_none() && starts_with(pair, name) {
-                if let Some(v) = pair[name.len()..].trim_ascii_start().strip_prefix(b"=") {
+            if name.first() == Some(&first) && slot.is_none() && starts_with(&rest[..end], name) {
+                if let Some(v) = rest[name.len()..end].trim_ascii_start().strip_prefix(b"=") {
                     *slot = Some(unquote(trim(v)));
-                    missing -= 1;
                     break;
                 }
             }
         }
         pos += end + 1;
     }
-    missing == 0
+    found.iter().take(names.len()).all(Option::is_some)
 }
 
 /// The value of the path parameter `;name=value` in any segment of `path`
@@ -249,7 +266,10 @@ mod tests {
     #[test]
     fn decoding() {
         let dec = |raw: &[u8], plus| with_decoded(raw, plus, |v| v.map(<[u8]>::to_vec));
-        assert_eq!(dec(b"ST-1%2Dab-cas%2e01", false).as_deref(), Some(&b"ST-1-ab-cas.01"[..]));
+        assert_eq!(
+            dec(b"ST-1%2Dab-cas%2e01", false).as_deref(),
+            Some(&b"ST-1-ab-cas.01"[..])
+        );
         assert_eq!(dec(b"a+b%zz%4", true).as_deref(), Some(&b"a b%zz%4"[..]));
         assert_eq!(dec(b"a+b", false).as_deref(), Some(&b"a+b"[..]));
         assert_eq!(dec(&[b'%'; MAX_TICKET_LEN + 1], false), None);

@@ -1,8 +1,10 @@
-//! The ticket-suffix index of one pool: a trie over the suffixes' bytes read
-//! from the end, flattened into two arrays. A lookup walks the ticket id
-//! backwards once, so its cost depends on the longest suffix, not on the
-//! number of nodes; the deepest suffix preceded by `-` wins (longest match),
-//! which is how `cas-02.example.edu` beats `02.example.edu`.
+//! The ticket-suffix index of one pool: a hash map from suffix to node and
+//! the longest suffix length. A lookup tries each `-` among the id's last
+//! `max + 1` bytes, leftmost (longest candidate) first, so its cost depends
+//! on the longest suffix, not on the number of nodes, and the longest match
+//! wins: `cas-02.example.edu` beats `02.example.edu`.
+
+use rustc_hash::FxHashMap;
 
 use super::NodeId;
 
@@ -23,26 +25,14 @@ pub fn f5_md5(ip: std::net::Ipv4Addr) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[derive(Clone, Debug, Default)]
-struct TrieNode {
-    /// The bytes this node stands for, in ticket order: `labels[label..label + label_len]`.
-    label: u32,
-    label_len: u16,
-    /// Children are `edges[first..first + len]`, keyed by the last byte of
-    /// the child's label (the next byte read going backwards), sorted.
-    first: u32,
-    len: u16,
-    owner: Option<(NodeId, SuffixKind)>,
-}
-
-/// An immutable suffix index, built once per configuration: a radix tree
-/// (chains of single-child nodes merged into one label) over the suffixes
-/// read from the end.
+/// An immutable suffix index, built once per configuration. Keys come from
+/// the configuration, so a fast non-keyed hash is safe: a client's lookups
+/// cannot grow or degrade the map.
 #[derive(Clone, Debug, Default)]
 pub struct SuffixIndex {
-    nodes: Vec<TrieNode>,
-    edges: Vec<(u8, u32)>,
-    labels: Vec<u8>,
+    owners: FxHashMap<Box<[u8]>, (NodeId, SuffixKind)>,
+    min: usize,
+    max: usize,
 }
 
 /// A suffix claimed twice while building.
@@ -53,13 +43,6 @@ pub struct Conflict {
     pub second: NodeId,
 }
 
-/// The uncompressed trie the index is built from.
-#[derive(Default)]
-struct Build {
-    children: std::collections::BTreeMap<u8, usize>,
-    owner: Option<(NodeId, SuffixKind)>,
-}
-
 impl SuffixIndex {
     /// Builds the index. A suffix claimed by two nodes keeps its first owner
     /// and is reported (configuration validation rejects such a file before
@@ -67,101 +50,57 @@ impl SuffixIndex {
     pub fn build<'a>(
         suffixes: impl IntoIterator<Item = (&'a [u8], NodeId, SuffixKind)>,
     ) -> (SuffixIndex, Vec<Conflict>) {
-        let mut trie = vec![Build::default()];
+        let mut index = SuffixIndex {
+            min: usize::MAX,
+            ..SuffixIndex::default()
+        };
         let mut conflicts = Vec::new();
         for (suffix, node, kind) in suffixes {
             if suffix.is_empty() {
                 continue;
             }
-            let mut at = 0;
-            for &b in suffix.iter().rev() {
-                let next = trie.len();
-                at = *trie[at].children.entry(b).or_insert(next);
-                if at == next {
-                    trie.push(Build::default());
-                }
-            }
-            match trie[at].owner {
-                Some((first, _)) => conflicts.push(Conflict {
+            match index.owners.get(suffix) {
+                Some(&(first, _)) => conflicts.push(Conflict {
                     suffix: suffix.to_vec(),
                     first,
                     second: node,
                 }),
-                None => trie[at].owner = Some((node, kind)),
+                None => {
+                    index.owners.insert(suffix.into(), (node, kind));
+                    index.min = index.min.min(suffix.len());
+                    index.max = index.max.max(suffix.len());
+                }
             }
         }
-        let mut index = SuffixIndex::default();
-        index.add(&trie, 0, Vec::new());
         (index, conflicts)
-    }
-
-    /// Adds the compressed node that starts at `trie[start]` (reached by the
-    /// bytes `walked`, in reverse order); returns its index.
-    fn add(&mut self, trie: &[Build], start: usize, mut walked: Vec<u8>) -> u32 {
-        let mut at = start;
-        while trie[at].owner.is_none() && trie[at].children.len() == 1 {
-            let Some((&b, &child)) = trie[at].children.iter().next() else {
-                break;
-            };
-            walked.push(b);
-            at = child;
-        }
-        walked.reverse();
-        let idx = self.nodes.len();
-        self.nodes.push(TrieNode {
-            label: self.labels.len() as u32,
-            label_len: walked.len() as u16,
-            owner: trie[at].owner,
-            ..TrieNode::default()
-        });
-        self.labels.extend_from_slice(&walked);
-        let children: Vec<(u8, u32)> = trie[at]
-            .children
-            .iter()
-            .map(|(&b, &child)| (b, self.add(trie, child, vec![b])))
-            .collect();
-        self.nodes[idx].first = self.edges.len() as u32;
-        self.nodes[idx].len = children.len() as u16;
-        self.edges.extend(children);
-        idx as u32
     }
 
     /// The owner of the longest configured suffix `s` such that `id` ends in
     /// `-s` and that `-` comes after index `min_dash` (the ticket prefix's
     /// dash: `ST-cas1` has no suffix).
     pub fn lookup(&self, id: &[u8], min_dash: usize) -> Option<(NodeId, SuffixKind)> {
-        let mut at = 0usize;
-        let mut best = None;
-        let mut i = id.len();
-        loop {
-            let node = self.nodes.get(at)?;
-            let start = node.label as usize;
-            let label = self.labels.get(start..start + usize::from(node.label_len))?;
-            // Compared from the end, byte by byte: labels are short.
-            if label.len() > i || !id[..i].iter().rev().zip(label.iter().rev()).all(|(a, b)| a == b) {
-                return best;
+        let from = id.len().saturating_sub(self.max + 1).max(min_dash + 1);
+        let window = id.get(from..)?;
+        for dash in window
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'-')
+            .map(|(k, _)| k)
+        {
+            let tail = &window[dash + 1..];
+            if tail.len() < self.min {
+                break;
             }
-            i -= label.len();
-            if let Some(owner) = node.owner {
-                if i >= 1 && i - 1 > min_dash && id[i - 1] == b'-' {
-                    best = Some(owner);
-                }
+            if let Some(&owner) = self.owners.get(tail) {
+                return Some(owner);
             }
-            if i == 0 {
-                return best;
-            }
-            let first = node.first as usize;
-            let edges = self.edges.get(first..first + usize::from(node.len))?;
-            at = match edges.binary_search_by_key(&id[i - 1], |&(b, _)| b) {
-                Ok(k) => edges[k].1 as usize,
-                Err(_) => return best,
-            };
         }
+        None
     }
 
-    /// Number of radix-tree nodes (memory grows with the total suffix length).
+    /// Number of suffixes indexed.
     pub fn size(&self) -> usize {
-        self.nodes.len()
+        self.owners.len()
     }
 }
 
@@ -200,10 +139,13 @@ mod tests {
     }
 
     #[test]
-    fn chains_are_compressed() {
-        let ix = index(&[("cas-001.example.edu", 0), ("cas-002.example.edu", 1), ("cas-011.example.edu", 2)]);
-        // ".example.edu" -> { "1" -> { "cas-00", "cas-01" }, "cas-002" }
-        assert_eq!(ix.size(), 5);
+    fn shared_tails() {
+        let ix = index(&[
+            ("cas-001.example.edu", 0),
+            ("cas-002.example.edu", 1),
+            ("cas-011.example.edu", 2),
+        ]);
+        assert_eq!(ix.size(), 3);
         let id = |s: &str| ix.lookup(s.as_bytes(), 2).map(|o| o.0);
         assert_eq!(id("ST-1-a-cas-011.example.edu"), Some(2));
         assert_eq!(id("ST-1-a-cas-002.example.edu"), Some(1));

@@ -3,8 +3,9 @@
 //! a jvmRoute map per pool, primary and backup node lists). Built once per
 //! configuration and shared read-only.
 
-use std::collections::HashMap;
 use std::ops::Range;
+
+use rustc_hash::FxHashMap;
 
 use super::suffix::{f5_md5, Conflict, SuffixIndex, SuffixKind};
 use super::{NodeId, PoolId};
@@ -23,7 +24,9 @@ pub struct PoolInfo {
     /// This pool's nodes: a range of [`RoutingTable::nodes`].
     pub nodes: Range<NodeId>,
     pub(crate) suffixes: SuffixIndex,
-    pub(crate) jvm_routes: HashMap<Box<[u8]>, NodeId>,
+    /// Keys come from the configuration, so a fast non-keyed hash is safe:
+    /// a client's lookup cannot grow or degrade the table.
+    pub(crate) jvm_routes: FxHashMap<Box<[u8]>, NodeId>,
     pub(crate) primaries: Vec<NodeId>,
     pub(crate) backups: Vec<NodeId>,
 }
@@ -55,7 +58,7 @@ impl RoutingTable {
             let pool_id = p as PoolId;
             let first = nodes.len() as NodeId;
             let mut suffixes: Vec<(Vec<u8>, NodeId, SuffixKind)> = Vec::new();
-            let mut jvm_routes = HashMap::new();
+            let mut jvm_routes = FxHashMap::default();
             let (mut primaries, mut backups) = (Vec::new(), Vec::new());
             for node in &pool.nodes {
                 let id = nodes.len() as NodeId;
