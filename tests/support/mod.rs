@@ -104,3 +104,18 @@ pub fn mix(nodes: usize) -> Vec<MixCase> {
         },
     ]
 }
+
+/// Writes `contents` to a new file under Cargo's per-target temporary
+/// directory (integration tests only) and returns its path.
+pub fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(option_env!("CARGO_TARGET_TMPDIR").unwrap_or("/tmp"));
+    let path = dir.join(format!(
+        "{}-{}-{name}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, contents).unwrap();
+    path
+}

@@ -1,0 +1,150 @@
+//! The command line as a user runs it: the real binary, real files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+mod support;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/casfront.example.toml");
+
+fn casfront(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_casfront"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn explain(args: &[&str]) -> Value {
+    let mut all = vec!["explain", "-c", EXAMPLE];
+    all.extend_from_slice(args);
+    let out = casfront(&all);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn explain_routes_a_validation_by_ticket_suffix() {
+    let v = explain(&[
+        "--method",
+        "GET",
+        "/cas/serviceValidate?service=x&ticket=ST-1-abc-def-cas2",
+    ]);
+    assert_eq!(v["pool"], "cas");
+    assert_eq!(v["node"], "cas2");
+    assert_eq!(v["rule"], "ticket");
+    let note = v["note"].as_str().unwrap();
+    assert!(note.contains("ST-…-cas2"), "{note}");
+    assert!(!note.contains("ST-1-abc-def-cas2"), "the note must not show the whole ticket: {note}");
+}
+
+#[test]
+fn explain_with_headers_states_and_body() {
+    // CASTGC owned by cas2 (its dotted suffix), cas2 down: falls to jvmRoute.
+    let v = explain(&[
+        "--header",
+        "Cookie: CASTGC=TGT-9-Zz-cas-02.example.edu",
+        "--header",
+        "Cookie: JSESSIONID=ABCDEF.cas1",
+        "--down",
+        "cas2",
+        "/cas/login?service=x",
+    ]);
+    assert_eq!((v["node"].as_str(), v["rule"].as_str()), (Some("cas1"), Some("session")));
+    assert!(v["note"].as_str().unwrap().contains("owned by cas2 which is down"), "{v}");
+    // SAML 1.1 POST: the ticket is only in the body.
+    let v = explain(&[
+        "--method",
+        "post",
+        "--body",
+        "<samlp:AssertionArtifact>ST-5-x-cas2</samlp:AssertionArtifact>",
+        "/cas/samlValidate?TARGET=https%3A%2F%2Fapp",
+    ]);
+    assert_eq!((v["node"].as_str(), v["rule"].as_str()), (Some("cas2"), Some("ticket")));
+    // Only the backup is left.
+    let v = explain(&["--down", "cas1", "--disabled", "cas2", "/cas/login"]);
+    assert_eq!((v["node"].as_str(), v["rule"].as_str()), (Some("cas3"), Some("any")));
+    // Draining keeps its tickets.
+    let v = explain(&["--draining", "cas1", "/cas/validate?ticket=ST-1-a-cas1"]);
+    assert_eq!(v["node"], "cas1");
+    // No pool.
+    let v = explain(&["/nothing/here"]);
+    assert_eq!((v["pool"].is_null(), v["node"].is_null(), v["rule"].is_null()), (true, true, true));
+    // The F5 name printed by `suffix --f5` routes to its node.
+    let out = casfront(&["suffix", "--f5", "10.0.0.12"]);
+    let md5 = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let v = explain(&[&format!("/cas/proxy?pgt=PGT-1-x-{md5}")]);
+    assert_eq!((v["node"].as_str(), v["rule"].as_str()), (Some("cas2"), Some("pgt")));
+}
+
+#[test]
+fn explain_rejects_bad_arguments_clearly() {
+    for (args, says) in [
+        (vec!["--down", "nope", "/cas/login"], "unknown node `nope`"),
+        (vec!["--header", "no colon", "/cas/login"], "is not `Name: value`"),
+        (vec!["cas/login"], "must be an origin-form path"),
+    ] {
+        let mut all = vec!["explain", "-c", EXAMPLE];
+        all.extend(args);
+        let out = casfront(&all);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+    }
+}
+
+#[test]
+fn suffix_prints_the_f5_md5() {
+    let out = casfront(&["suffix", "--f5", "127.0.0.1"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "f528764d624db129b32c21fbca0cb8d6\n");
+    let out = casfront(&["suffix", "--f5", "10.0.0.256"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn check_accepts_the_example() {
+    let out = casfront(&["check", "-c", EXAMPLE]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 2 pool(s), 4 node(s)"));
+}
+
+#[test]
+fn check_lists_three_mistakes_with_positions() {
+    let path = support::temp_file(
+        "three.toml",
+        "[listen]\nhttps = \"0.0.0.0:8443\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+         [[pool]]\nname = \"cas\"\npath_prefix = \"cas\"\n\
+         [[pool.node]]\nname = \"cas1\"\nurl = \"ftp://10.0.0.1:21\"\nweigth = 2\n",
+    );
+    let out = casfront(&["check", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let p = path.display();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(lines[0].starts_with(&format!("{p}:8:15: error: path_prefix `cas` must start with `/`")), "{err}");
+    assert!(lines[1].starts_with(&format!("{p}:11:7: error: node url `ftp://10.0.0.1:21` must use http or https")), "{err}");
+    assert_eq!(
+        lines[2],
+        format!("{p}:12:1: error: unknown key `weigth`; expected one of: name, url, ticket_suffixes, f5_md5, jvm_route, backup")
+    );
+    assert_eq!(lines[3], format!("{p}: 3 error(s), 0 warning(s)"));
+}
+
+#[test]
+fn check_reports_a_missing_file() {
+    let out = casfront(&["check", "-c", "/nonexistent/casfront.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/casfront.toml"));
+}
+
+#[test]
+fn run_says_plainly_that_serving_is_not_built() {
+    let out = casfront(&["run", "-c", EXAMPLE]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("serving is not built yet"));
+}
