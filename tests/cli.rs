@@ -20,7 +20,11 @@ fn explain(args: &[&str]) -> Value {
     let mut all = vec!["explain", "-c", EXAMPLE];
     all.extend_from_slice(args);
     let out = casfront(&all);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
     serde_json::from_str(&stdout).unwrap()
@@ -38,7 +42,10 @@ fn explain_routes_a_validation_by_ticket_suffix() {
     assert_eq!(v["rule"], "ticket");
     let note = v["note"].as_str().unwrap();
     assert!(note.contains("ST-…-cas2"), "{note}");
-    assert!(!note.contains("ST-1-abc-def-cas2"), "the note must not show the whole ticket: {note}");
+    assert!(
+        !note.contains("ST-1-abc-def-cas2"),
+        "the note must not show the whole ticket: {note}"
+    );
 }
 
 #[test]
@@ -53,8 +60,17 @@ fn explain_with_headers_states_and_body() {
         "cas2",
         "/cas/login?service=x",
     ]);
-    assert_eq!((v["node"].as_str(), v["rule"].as_str()), (Some("cas1"), Some("session")));
-    assert!(v["note"].as_str().unwrap().contains("owned by cas2 which is down"), "{v}");
+    assert_eq!(
+        (v["node"].as_str(), v["rule"].as_str()),
+        (Some("cas1"), Some("session"))
+    );
+    assert!(
+        v["note"]
+            .as_str()
+            .unwrap()
+            .contains("owned by cas2 which is down"),
+        "{v}"
+    );
     // SAML 1.1 POST: the ticket is only in the body.
     let v = explain(&[
         "--method",
@@ -63,28 +79,47 @@ fn explain_with_headers_states_and_body() {
         "<samlp:AssertionArtifact>ST-5-x-cas2</samlp:AssertionArtifact>",
         "/cas/samlValidate?TARGET=https%3A%2F%2Fapp",
     ]);
-    assert_eq!((v["node"].as_str(), v["rule"].as_str()), (Some("cas2"), Some("ticket")));
+    assert_eq!(
+        (v["node"].as_str(), v["rule"].as_str()),
+        (Some("cas2"), Some("ticket"))
+    );
     // Only the backup is left.
     let v = explain(&["--down", "cas1", "--disabled", "cas2", "/cas/login"]);
-    assert_eq!((v["node"].as_str(), v["rule"].as_str()), (Some("cas3"), Some("any")));
+    assert_eq!(
+        (v["node"].as_str(), v["rule"].as_str()),
+        (Some("cas3"), Some("any"))
+    );
     // Draining keeps its tickets.
     let v = explain(&["--draining", "cas1", "/cas/validate?ticket=ST-1-a-cas1"]);
     assert_eq!(v["node"], "cas1");
     // No pool.
     let v = explain(&["/nothing/here"]);
-    assert_eq!((v["pool"].is_null(), v["node"].is_null(), v["rule"].is_null()), (true, true, true));
+    assert_eq!(
+        (
+            v["pool"].is_null(),
+            v["node"].is_null(),
+            v["rule"].is_null()
+        ),
+        (true, true, true)
+    );
     // The F5 name printed by `suffix --f5` routes to its node.
     let out = casfront(&["suffix", "--f5", "10.0.0.12"]);
     let md5 = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let v = explain(&[&format!("/cas/proxy?pgt=PGT-1-x-{md5}")]);
-    assert_eq!((v["node"].as_str(), v["rule"].as_str()), (Some("cas2"), Some("pgt")));
+    assert_eq!(
+        (v["node"].as_str(), v["rule"].as_str()),
+        (Some("cas2"), Some("pgt"))
+    );
 }
 
 #[test]
 fn explain_rejects_bad_arguments_clearly() {
     for (args, says) in [
         (vec!["--down", "nope", "/cas/login"], "unknown node `nope`"),
-        (vec!["--header", "no colon", "/cas/login"], "is not `Name: value`"),
+        (
+            vec!["--header", "no colon", "/cas/login"],
+            "is not `Name: value`",
+        ),
         (vec!["cas/login"], "must be an origin-form path"),
     ] {
         let mut all = vec!["explain", "-c", EXAMPLE];
@@ -100,7 +135,10 @@ fn explain_rejects_bad_arguments_clearly() {
 fn suffix_prints_the_f5_md5() {
     let out = casfront(&["suffix", "--f5", "127.0.0.1"]);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), "f528764d624db129b32c21fbca0cb8d6\n");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "f528764d624db129b32c21fbca0cb8d6\n"
+    );
     let out = casfront(&["suffix", "--f5", "10.0.0.256"]);
     assert_eq!(out.status.code(), Some(2));
 }
@@ -108,7 +146,11 @@ fn suffix_prints_the_f5_md5() {
 #[test]
 fn check_accepts_the_example() {
     let out = casfront(&["check", "-c", EXAMPLE]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 2 pool(s), 4 node(s)"));
 }
 
@@ -126,8 +168,18 @@ fn check_lists_three_mistakes_with_positions() {
     let p = path.display();
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 4, "{err}");
-    assert!(lines[0].starts_with(&format!("{p}:8:15: error: path_prefix `cas` must start with `/`")), "{err}");
-    assert!(lines[1].starts_with(&format!("{p}:11:7: error: node url `ftp://10.0.0.1:21` must use http or https")), "{err}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{p}:8:15: error: path_prefix `cas` must start with `/`"
+        )),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{p}:11:7: error: node url `ftp://10.0.0.1:21` must use http or https"
+        )),
+        "{err}"
+    );
     assert_eq!(
         lines[2],
         format!("{p}:12:1: error: unknown key `weigth`; expected one of: name, url, ticket_suffixes, f5_md5, jvm_route, backup")
@@ -147,4 +199,27 @@ fn run_says_plainly_that_serving_is_not_built() {
     let out = casfront(&["run", "-c", EXAMPLE]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("serving is not built yet"));
+}
+
+#[test]
+fn the_readme_example_is_true() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let shown = readme
+        .lines()
+        .find(|l| l.starts_with("{\"pool\":\"cas\",\"node\":\"cas1\",\"rule\":\"session\""))
+        .expect("the README shows the explain output");
+    let out = casfront(&[
+        "explain",
+        "-c",
+        EXAMPLE,
+        "--header",
+        "Cookie: CASTGC=TGT-9-Zz-cas-02.example.edu; JSESSIONID=ABC.cas1",
+        "--down",
+        "cas2",
+        "/cas/login?service=https%3A%2F%2Fapp",
+    ]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim_end(), shown);
+    assert!(readme.contains("--down cas2 '/cas/login?service=https%3A%2F%2Fapp'"));
+    assert!(readme.contains("'Cookie: CASTGC=TGT-9-Zz-cas-02.example.edu; JSESSIONID=ABC.cas1'"));
 }

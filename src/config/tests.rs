@@ -277,6 +277,16 @@ fn bad_values() {
 }
 
 #[test]
+fn slow_health_checks_warn() {
+    let src = with_pool("[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[pool.health]\ninterval = \"1s\"\ntimeout = \"1500ms\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://h:1\"\n");
+    assert!(errors(&src).is_empty());
+    assert_eq!(
+        warnings(&src),
+        ["11:11: health timeout is not shorter than interval: checks will overlap"]
+    );
+}
+
+#[test]
 fn too_many_tgc_cookies() {
     let src = with_pool("[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\ntgc_cookies = [\"a\", \"b\", \"c\", \"d\", \"e\"]\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://h:1\"\n");
     assert_eq!(errors(&src), ["9:15: tgc_cookies lists 5 names: at most 4"]);

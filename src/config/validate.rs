@@ -221,6 +221,14 @@ fn health(raw: Option<Spanned<RawHealth>>, prefix: &str, d: &mut Diags) -> Optio
         defaults::HEALTH_TIMEOUT,
         d,
     );
+    if let (Some(i), Some(t), Some(at)) = (interval, timeout, h.and_then(|h| h.timeout.as_ref())) {
+        if t >= i {
+            d.warn(
+                at.span(),
+                "health timeout is not shorter than interval: checks will overlap",
+            );
+        }
+    }
     let rise = threshold(
         h.and_then(|h| h.rise.as_ref()),
         "rise",
