@@ -15,8 +15,7 @@ fn routing(c: &mut Criterion) {
         let table = support::table(nodes);
         let mut group = c.benchmark_group(format!("route/{nodes}_nodes"));
         for case in support::mix(nodes) {
-            let headers: Vec<(&str, &str)> =
-                case.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let headers = case.header_pairs();
             let view = RequestView::new(case.method, case.target.as_bytes(), &headers[..]);
             // Check once that the bench measures the intended decision.
             let d = route(&table, &view, &AllHealthy, &NothingLearned, 0);

@@ -27,8 +27,7 @@ fn main() {
         if only.as_deref().is_some_and(|o| o != case.name) {
             continue;
         }
-        let headers: Vec<(&str, &str)> =
-            case.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let headers = case.header_pairs();
         let view = RequestView::new(case.method, case.target.as_bytes(), &headers[..]);
         let mut hits = 0u64;
         for pick in 0..reps {

@@ -74,8 +74,7 @@ fn routing_decisions_allocate_nothing() {
             expect: None,
         });
         for case in &cases {
-            let headers: Vec<(&str, &str)> =
-                case.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let headers = case.header_pairs();
             let body = b"<samlp:AssertionArtifact> ST-1-abc&#45;cas%2D001.example.edu </samlp:AssertionArtifact>";
             let view =
                 RequestView::new(case.method, case.target.as_bytes(), &headers[..]).with_body(body);

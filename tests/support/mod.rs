@@ -49,6 +49,13 @@ pub struct MixCase {
     pub expect: Option<String>,
 }
 
+impl MixCase {
+    /// The headers as the borrowed pairs a `RequestView` reads.
+    pub fn header_pairs(&self) -> Vec<(&str, &str)> {
+        self.headers.iter().map(|(n, v)| (*n, v.as_str())).collect()
+    }
+}
+
 /// The DESIGN §1 mix against a cluster of `nodes`, aimed at the last node
 /// (the deepest in any list-based lookup). Ticket lengths are CAS 6's.
 pub fn mix(nodes: usize) -> Vec<MixCase> {
