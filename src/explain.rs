@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::routing::redact::redact;
 use crate::routing::{
     route, value_of, Cause, Decision, Headers, How, Method, NodeState, NothingLearned, RequestView,
-    RoutingTable, ENTRIES,
+    RoutingTable, Source, ENTRIES,
 };
 
 /// A request as `explain` takes it.
@@ -105,7 +105,7 @@ fn note<H: Headers + ?Sized>(
             let entry = &ENTRIES[usize::from(f.entry)];
             let (name, value) = value_of(entry.source, pool, view, usize::from(f.cookie));
             let what = match (value, f.cause) {
-                (None, _) if name.is_empty() => {
+                (None, _) if entry.source == Source::TgcCookie => {
                     let names: Vec<String> = pool
                         .tgc_cookies
                         .iter()
@@ -117,14 +117,14 @@ fn note<H: Headers + ?Sized>(
                 (Some(v), Cause::Unusable(n)) => format!(
                     "{}={} owned by {} which is {}",
                     String::from_utf8_lossy(name),
-                    redact(v),
+                    redact(v, Some(pool)),
                     node_name(n),
                     states[usize::from(n)].as_str()
                 ),
                 (Some(v), cause) => format!(
                     "{}={}: {}",
                     String::from_utf8_lossy(name),
-                    redact(v),
+                    redact(v, Some(pool)),
                     cause.as_str()
                 ),
             };
@@ -139,7 +139,7 @@ fn note<H: Headers + ?Sized>(
             "{}: {}={} -> {} by {}",
             ENTRIES[usize::from(e)].name,
             String::from_utf8_lossy(d.name),
-            d.value.map(redact).unwrap_or_default(),
+            d.value.map(|v| redact(v, Some(pool))).unwrap_or_default(),
             node_name(n),
             how.as_str()
         ),

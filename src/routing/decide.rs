@@ -155,8 +155,9 @@ pub struct Decision<'r> {
 }
 
 /// The parameter or cookie name an entry reads, and its raw value in `req`
-/// (`cookie`: which of the pool's `tgc_cookies`, for `tgc-cookie`). The one
-/// place values are extracted, for `route` and for whoever explains it.
+/// (`cookie_ix`: which of the pool's `tgc_cookies`, for `tgc-cookie`). What
+/// `route` reads, for whoever explains a decision; `route` itself reads the
+/// TGT cookies of a pool in one pass with the same scanner.
 pub fn value_of<'r, H: Headers + ?Sized>(
     source: Source,
     pool: &'r PoolInfo,
@@ -219,6 +220,9 @@ where
     for (i, entry) in ENTRIES.iter().enumerate() {
         if !entry.methods.contains(req.method) || !entry.paths.matches(endpoint) {
             continue;
+        }
+        if entry.source == Source::TgcCookie && pool.tgc_cookies.is_empty() {
+            continue; // `tgc_cookies = []`: the rule is off for this pool
         }
         let id = i as EntryId;
         let mut attempt = |name: &'r [u8], value: Option<&'r [u8]>, cookie: usize, kind: Kind| {
@@ -336,8 +340,8 @@ impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
         let id = id.ok_or(Cause::TooLong)?;
         let dash = ticket_prefix_end(id).ok_or(Cause::NotTicket)?;
         match self.pool.suffixes.lookup(id, dash) {
-            Some((node, SuffixKind::Name)) => Ok((node, How::Suffix)),
-            Some((node, SuffixKind::F5Md5)) => Ok((node, How::F5Md5)),
+            Some(m) if m.kind == SuffixKind::Name => Ok((m.node, How::Suffix)),
+            Some(m) => Ok((m.node, How::F5Md5)),
             None => Err(Cause::UnknownSuffix),
         }
     }
@@ -347,11 +351,14 @@ impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
     /// name, whether it came as a cookie or as a path parameter.
     fn session(&self, raw: &[u8]) -> Result<(NodeId, How), Cause> {
         let name = &self.pool.session_cookie;
-        match memchr::memchr(b'.', raw) {
-            Some(dot) => match self.pool.jvm_routes.get(&raw[dot + 1..]) {
-                Some(&node) => Ok((node, How::JvmRoute)),
-                None => self.learned(name, raw).ok_or(Cause::UnknownRoute),
-            },
+        let route = with_decoded(raw, false, |id| {
+            let id = id?;
+            let dot = memchr::memchr(b'.', id)?;
+            Some(self.pool.jvm_routes.get(&id[dot + 1..]).copied())
+        });
+        match route {
+            Some(Some(node)) => Ok((node, How::JvmRoute)),
+            Some(None) => self.learned(name, raw).ok_or(Cause::UnknownRoute),
             None => self.learned(name, raw).ok_or(Cause::NotLearned),
         }
     }
@@ -368,18 +375,26 @@ impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
 }
 
 /// The `any` rule: round robin from `pick` over the primaries usable for new
-/// logins (a down node's turn goes to the next usable one), then the backups.
+/// logins, then the backups. The node at `pick` is taken when usable (the
+/// common case, O(1)); otherwise the `pick`-th of the usable ones, so each
+/// usable node gets an equal share: 1/n directly plus (down/n) * 1/usable.
 fn pick_any<S: NodeStates + ?Sized>(
     pool: &PoolInfo,
     states: &S,
     pick: u64,
 ) -> Option<(NodeId, How)> {
     let round = |list: &[NodeId]| {
-        let n = list.len();
-        let start = usize::try_from(pick % (n.max(1) as u64)).unwrap_or(0);
-        (0..n)
-            .map(|k| list[(start + k) % n])
-            .find(|&id| states.state(id).usable_for_any())
+        let usable = |id: &NodeId| states.state(*id).usable_for_any();
+        let nth = |n: usize| usize::try_from(pick % n as u64).ok();
+        let first = *list.get(nth(list.len().max(1))?)?;
+        if usable(&first) {
+            return Some(first);
+        }
+        let count = list.iter().filter(|id| usable(id)).count();
+        list.iter()
+            .filter(|id| usable(id))
+            .nth(nth(count.max(1))?)
+            .copied()
     };
     round(&pool.primaries)
         .map(|n| (n, How::RoundRobin))

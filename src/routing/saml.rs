@@ -57,8 +57,8 @@ fn opens_tag(before: &[u8]) -> bool {
 
 /// Calls `f` with the artifact text decoded: XML whitespace trimmed, the
 /// five named entities and numeric character references (ASCII only)
-/// replaced, then percent-escapes decoded. `None` when the result does not
-/// fit in [`MAX_TICKET_LEN`] or an entity is malformed.
+/// replaced (anything else after `&` is kept as it is), then percent-escapes
+/// decoded. `None` when the result does not fit in [`MAX_TICKET_LEN`].
 pub fn with_artifact<R>(raw: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
     let raw = raw.trim_ascii();
     if memchr::memchr(b'&', raw).is_none() {
@@ -71,17 +71,18 @@ pub fn with_artifact<R>(raw: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
     }
 }
 
-/// Replaces XML character references into `out`; the length written.
+/// Replaces XML character references into `out`; the length written, or
+/// `None` when it does not fit.
 fn unescape(raw: &[u8], out: &mut DecodeBuf) -> Option<usize> {
     let mut n = 0;
     let mut i = 0;
     while i < raw.len() {
-        let (byte, used) = if raw[i] == b'&' {
-            let semi = memchr::memchr(b';', raw.get(i + 1..(i + 10).min(raw.len()))?)?;
-            (entity(&raw[i + 1..i + 1 + semi])?, semi + 2)
-        } else {
-            (raw[i], 1)
-        };
+        let reference = (raw[i] == b'&')
+            .then(|| raw.get(i + 1..(i + 10).min(raw.len())))
+            .flatten()
+            .and_then(|r| memchr::memchr(b';', r))
+            .and_then(|semi| Some((entity(&raw[i + 1..i + 1 + semi])?, semi + 2)));
+        let (byte, used) = reference.unwrap_or((raw[i], 1));
         *out.get_mut(n)? = byte;
         n += 1;
         i += used;
@@ -160,8 +161,16 @@ mod tests {
         assert_eq!(d("<AssertionArtifacts>ST-1-a-n1<"), None);
         assert_eq!(d("<x AssertionArtifact>ST-1-a-n1<"), None);
         assert_eq!(d("<AssertionArtifact>ST-1-a-n1"), None);
-        assert_eq!(d("<AssertionArtifact>&bogus;<"), None);
-        assert_eq!(d("<AssertionArtifact>&#300;<"), None);
+        // Not a reference: kept as it is (then no ticket id, or no suffix).
+        assert_eq!(d("<AssertionArtifact>&bogus;<").as_deref(), Some("&bogus;"));
+        assert_eq!(
+            d("<AssertionArtifact>ST-1-&#300;-&<").as_deref(),
+            Some("ST-1-&#300;-&")
+        );
+        assert_eq!(
+            d(&format!("<AssertionArtifact>{}<", "&amp;".repeat(600))),
+            None
+        );
         assert_eq!(d(":AssertionArtifact>x<"), None);
     }
 }

@@ -35,50 +35,41 @@ pub struct SuffixIndex {
     max: usize,
 }
 
-/// A suffix claimed twice while building.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Conflict {
-    pub suffix: Vec<u8>,
-    pub first: NodeId,
-    pub second: NodeId,
+/// What [`SuffixIndex::lookup`] found.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SuffixMatch {
+    pub node: NodeId,
+    pub kind: SuffixKind,
+    /// The length of the suffix that matched (without its `-`).
+    pub len: usize,
 }
 
 impl SuffixIndex {
-    /// Builds the index. A suffix claimed by two nodes keeps its first owner
-    /// and is reported (configuration validation rejects such a file before
-    /// it gets here). Empty suffixes are ignored.
+    /// Builds the index; empty suffixes are ignored, and a suffix claimed
+    /// twice keeps its first owner (configuration validation reports such a
+    /// file before it gets here).
     pub fn build<'a>(
         suffixes: impl IntoIterator<Item = (&'a [u8], NodeId, SuffixKind)>,
-    ) -> (SuffixIndex, Vec<Conflict>) {
+    ) -> SuffixIndex {
         let mut index = SuffixIndex {
             min: usize::MAX,
             ..SuffixIndex::default()
         };
-        let mut conflicts = Vec::new();
         for (suffix, node, kind) in suffixes {
-            if suffix.is_empty() {
+            if suffix.is_empty() || index.owners.contains_key(suffix) {
                 continue;
             }
-            match index.owners.get(suffix) {
-                Some(&(first, _)) => conflicts.push(Conflict {
-                    suffix: suffix.to_vec(),
-                    first,
-                    second: node,
-                }),
-                None => {
-                    index.owners.insert(suffix.into(), (node, kind));
-                    index.min = index.min.min(suffix.len());
-                    index.max = index.max.max(suffix.len());
-                }
-            }
+            index.owners.insert(suffix.into(), (node, kind));
+            index.min = index.min.min(suffix.len());
+            index.max = index.max.max(suffix.len());
         }
-        (index, conflicts)
+        index
     }
 
-    /// The owner of the longest configured suffix `s` such that `id` ends in
-    /// `-s` and that `-` comes after index `min_dash` (the ticket prefix's
-    /// dash: `ST-cas1` has no suffix).
-    pub fn lookup(&self, id: &[u8], min_dash: usize) -> Option<(NodeId, SuffixKind)> {
+    /// The longest configured suffix `s` such that `id` ends in `-s` and
+    /// that `-` comes after index `min_dash` (the ticket prefix's dash:
+    /// `ST-cas1` has no suffix).
+    pub fn lookup(&self, id: &[u8], min_dash: usize) -> Option<SuffixMatch> {
         let from = id.len().saturating_sub(self.max + 1).max(min_dash + 1);
         let window = id.get(from..)?;
         for dash in window
@@ -91,16 +82,15 @@ impl SuffixIndex {
             if tail.len() < self.min {
                 break;
             }
-            if let Some(&owner) = self.owners.get(tail) {
-                return Some(owner);
+            if let Some(&(node, kind)) = self.owners.get(tail) {
+                return Some(SuffixMatch {
+                    node,
+                    kind,
+                    len: tail.len(),
+                });
             }
         }
         None
-    }
-
-    /// Number of suffixes indexed.
-    pub fn size(&self) -> usize {
-        self.owners.len()
     }
 }
 
@@ -109,12 +99,10 @@ mod tests {
     use super::*;
 
     fn index(list: &[(&str, NodeId)]) -> SuffixIndex {
-        let (ix, conflicts) = SuffixIndex::build(
+        SuffixIndex::build(
             list.iter()
                 .map(|&(s, n)| (s.as_bytes(), n, SuffixKind::Name)),
-        );
-        assert!(conflicts.is_empty());
-        ix
+        )
     }
 
     #[test]
@@ -124,7 +112,7 @@ mod tests {
             ("cas-02.example.edu", 2),
             ("cas1", 3),
         ]);
-        let id = |s: &str| ix.lookup(s.as_bytes(), 2).map(|o| o.0);
+        let id = |s: &str| ix.lookup(s.as_bytes(), 2).map(|m| m.node);
         assert_eq!(id("ST-1-abc-cas-02.example.edu"), Some(2));
         assert_eq!(id("ST-1-abc-02.example.edu"), Some(1));
         // The random part may end in `cas` by chance: still the longest.
@@ -145,8 +133,7 @@ mod tests {
             ("cas-002.example.edu", 1),
             ("cas-011.example.edu", 2),
         ]);
-        assert_eq!(ix.size(), 3);
-        let id = |s: &str| ix.lookup(s.as_bytes(), 2).map(|o| o.0);
+        let id = |s: &str| ix.lookup(s.as_bytes(), 2).map(|m| m.node);
         assert_eq!(id("ST-1-a-cas-011.example.edu"), Some(2));
         assert_eq!(id("ST-1-a-cas-002.example.edu"), Some(1));
         assert_eq!(id("ST-1-a-cas-012.example.edu"), None);
@@ -167,19 +154,21 @@ mod tests {
     }
 
     #[test]
-    fn conflicts_are_reported() {
-        let (_, c) = SuffixIndex::build([
-            (&b"a1"[..], 0, SuffixKind::Name),
-            (&b"a1"[..], 1, SuffixKind::F5Md5),
+    fn first_claim_wins_and_lengths_are_reported() {
+        let ix = SuffixIndex::build([
+            (&b"a1b"[..], 0, SuffixKind::Name),
+            (&b"a1b"[..], 1, SuffixKind::F5Md5),
             (&b""[..], 2, SuffixKind::Name),
         ]);
+        let m = ix.lookup(b"ST-1-x-a1b", 2);
         assert_eq!(
-            c,
-            vec![Conflict {
-                suffix: b"a1".to_vec(),
-                first: 0,
-                second: 1
-            }]
+            m,
+            Some(SuffixMatch {
+                node: 0,
+                kind: SuffixKind::Name,
+                len: 3
+            })
         );
+        assert_eq!(ix.lookup(b"ST-1-x-", 2), None);
     }
 }

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
-use super::suffix::{f5_md5, Conflict, SuffixIndex, SuffixKind};
+use super::suffix::{f5_md5, SuffixIndex, SuffixKind};
 use super::{NodeId, PoolId};
 use crate::config::Config;
 
@@ -82,7 +82,7 @@ impl RoutingTable {
                     backup: node.backup,
                 });
             }
-            let (index, _conflicts) = Self::index(&suffixes);
+            let index = SuffixIndex::build(suffixes.iter().map(|(s, n, k)| (s.as_slice(), *n, *k)));
             pools.push(PoolInfo {
                 name: pool.name.clone(),
                 prefix: pool.path_prefix.as_bytes().into(),
@@ -107,10 +107,6 @@ impl RoutingTable {
             nodes,
             by_prefix,
         }
-    }
-
-    fn index(suffixes: &[(Vec<u8>, NodeId, SuffixKind)]) -> (SuffixIndex, Vec<Conflict>) {
-        SuffixIndex::build(suffixes.iter().map(|(s, n, k)| (s.as_slice(), *n, *k)))
     }
 
     pub fn pools(&self) -> &[PoolInfo] {

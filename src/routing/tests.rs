@@ -154,7 +154,9 @@ fn cases() -> Vec<Case> {
         Case { name: "POST login with CASTGC is not tgc", method: "POST", target: "/cas/login", headers: &[("Cookie", "CASTGC=TGT-1-abc-cas2")], ..C },
         Case { name: "JWS TGC, not learned", target: "/cas/login", headers: &[("Cookie", "TGC=eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJ4In0.c2ln")], ..C },
         Case { name: "ticket wins over cookie", target: "/cas/serviceValidate?ticket=ST-1-a-cas1", headers: &[("Cookie", "CASTGC=TGT-1-abc-cas2")], node: Some("cas1"), rule: Some(Ticket), ..C },
-        Case { name: "tgc off in idp pool", target: "/idp/x", headers: &[("Cookie", "CASTGC=TGT-1-abc-cas2")], pool: Some("idp"), node: Some("idp1"), ..C },
+        Case { name: "tgc off in idp pool", target: "/idp/x", headers: &[("Cookie", "CASTGC=TGT-1-abc-idp1")], pool: Some("idp"), node: Some("idp1"), ..C },
+        Case { name: "encoded jvmRoute", target: "/cas/login", headers: &[("Cookie", "JSESSIONID=0A1B2C.j%72" )], ..C },
+        Case { name: "encoded jvmRoute of cas4", target: "/cas/login", headers: &[("Cookie", "JSESSIONID=0A1B2C.jr%34")], node: Some("cas4"), rule: Some(Session), ..C },
         // rule `session`
         Case { name: "jvmRoute", target: "/cas/login", headers: &[("Cookie", "JSESSIONID=0A1B2C.jr4")], node: Some("cas4"), rule: Some(Session), ..C },
         Case { name: "jvmRoute on POST", method: "POST", target: "/cas/login", headers: &[("Cookie", "JSESSIONID=0A1B2C.jr4")], node: Some("cas4"), rule: Some(Session), ..C },
@@ -327,23 +329,41 @@ fn fall_through_causes_are_recorded() {
 }
 
 #[test]
-fn round_robin_over_usable_primaries() {
+fn round_robin_shares_evenly_over_usable_primaries() {
     let t = table();
-    let mut states = vec![NodeState::Healthy; t.nodes().len()];
-    states[usize::from(t.node_by_name("n3").unwrap())] = NodeState::Down;
     let view = RequestView::new(Method::Get, b"/cas/login", &[] as &[(&str, &str)]);
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for pick in 0..400 {
-        let d = route(&t, &view, &states[..], &NothingLearned, pick);
-        *counts
-            .entry(t.node(d.node.unwrap()).unwrap().name.clone())
-            .or_default() += 1;
-    }
-    // Four primaries, n3 down: its turn goes to the next one (cas4).
-    let expect: HashMap<String, usize> = [("cas1", 100), ("cas2", 100), ("cas4", 200)]
-        .map(|(n, c)| (n.to_owned(), c))
-        .into();
-    assert_eq!(counts, expect);
+    let share = |down: &[&str]| {
+        let mut states = vec![NodeState::Healthy; t.nodes().len()];
+        for n in down {
+            states[usize::from(t.node_by_name(n).unwrap())] = NodeState::Down;
+        }
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        // A whole cycle: 4 primaries times up to 4 usable.
+        for pick in 0..4 * 3 * 100 {
+            let d = route(&t, &view, &states[..], &NothingLearned, pick);
+            *counts
+                .entry(t.node(d.node.unwrap()).unwrap().name.clone())
+                .or_default() += 1;
+        }
+        let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+        v.sort();
+        v
+    };
+    let even = |names: &[&str], each: usize| {
+        names
+            .iter()
+            .map(|n| (n.to_string(), each))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(share(&[]), even(&["cas1", "cas2", "cas4", "n3"], 300));
+    // A down node's share is spread over the others, not given to its neighbour.
+    assert_eq!(share(&["n3"]), even(&["cas1", "cas2", "cas4"], 400));
+    assert_eq!(share(&["cas2", "n3"]), even(&["cas1", "cas4"], 600));
+    // No primary: the backup.
+    assert_eq!(
+        share(&["cas1", "cas2", "n3", "cas4"]),
+        even(&["spare"], 1200)
+    );
 }
 
 #[test]
