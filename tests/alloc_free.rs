@@ -1,13 +1,16 @@
 //! Proves that a routing decision allocates nothing: a counting global
 //! allocator counts this thread's allocations around `route` for every case
 //! of the benchmark mix, with 3 and 200 nodes, and for the slow paths
-//! (percent-decoding, SAML artifacts, fall-through to `any`).
+//! (percent-decoding, SAML artifacts, every rule falling through to `any`),
+//! each checked to take the path it is meant to.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use casfront::routing::{route, AllHealthy, Method, NodeState, NothingLearned, RequestView};
+use casfront::routing::{
+    route, AllHealthy, Method, NodeState, NothingLearned, RequestView, ENTRIES,
+};
 
 mod support;
 
@@ -57,25 +60,51 @@ fn the_counter_counts() {
     assert_eq!((n, v.len()), (1, 10));
 }
 
+/// Slow paths, each with the entry that must decide (`None`: `any`).
+fn slow_paths() -> Vec<(support::MixCase, &'static [u8], Option<&'static str>)> {
+    let case = |method, target: &str, cookie: &str| support::MixCase {
+        name: "slow",
+        method,
+        target: target.into(),
+        headers: vec![("cookie", cookie.into())],
+        expect: None,
+    };
+    vec![
+        // Percent-decoding into the stack buffer.
+        (case(Method::Get, "/cas/serviceValidate?t%69cket=ST-1-a%2Dcas-001.example.edu", ""), b"", Some("validate-ticket")),
+        // SAML artifact with entities, percent-escapes and whitespace.
+        (
+            case(Method::Post, "/cas/samlValidate?TARGET=https%3A%2F%2Fapp", "lang=en"),
+            b"<samlp:AssertionArtifact>\n ST-1-abc&#45;cas%2D001.example.edu </samlp:AssertionArtifact>",
+            Some("saml-artifact"),
+        ),
+        // Every rule falls through: unknown suffix, encoded TGC, unknown route.
+        (
+            case(Method::Get, "/cas/login;jsessionid=X.nope", "CASTGC=TGT-1-%41-x; TGC=eyJhbGciOiJIUzUxMiJ9.e30.c2ln; JSESSIONID=ABC.nope"),
+            b"",
+            None,
+        ),
+        // The path parameter, decoded.
+        (case(Method::Post, "/cas/login;jsessionid=ABC.jvm%31", ""), b"", Some("session-path")),
+    ]
+}
+
 #[test]
 fn routing_decisions_allocate_nothing() {
     for nodes in [3, 200] {
         let table = support::table(nodes);
         let mut states = vec![NodeState::Healthy; nodes];
         states[0] = NodeState::Down;
-        let mut cases = support::mix(nodes);
-        cases.push(support::MixCase {
-            name: "encoded_and_saml",
-            method: Method::Post,
-            target:
-                "/cas/samlValidate?TARGET=https%3A%2F%2Fapp&ticket=ST-1-a%2Dcas-000.example.edu"
-                    .into(),
-            headers: vec![("cookie", "JSESSIONID=ABC.nope; CASTGC=TGT-1-%41-x".into())],
-            expect: None,
-        });
-        for case in &cases {
+        let cases = support::mix(nodes)
+            .into_iter()
+            .map(|c| (c, &b""[..], None))
+            .chain(
+                slow_paths()
+                    .into_iter()
+                    .map(|(c, body, e)| (c, body, Some(e))),
+            );
+        for (case, body, entry) in cases {
             let headers = case.header_pairs();
-            let body = b"<samlp:AssertionArtifact> ST-1-abc&#45;cas%2D001.example.edu </samlp:AssertionArtifact>";
             let view =
                 RequestView::new(case.method, case.target.as_bytes(), &headers[..]).with_body(body);
             for pick in 0..10 {
@@ -83,6 +112,14 @@ fn routing_decisions_allocate_nothing() {
                     allocations(|| route(&table, &view, &states[..], &NothingLearned, pick));
                 assert_eq!(n, 0, "{} with {nodes} nodes allocated {n} times", case.name);
                 assert!(d.node.is_some());
+                if let Some(entry) = entry {
+                    assert_eq!(
+                        d.entry.map(|e| ENTRIES[usize::from(e)].name),
+                        entry,
+                        "{}",
+                        case.target
+                    );
+                }
                 let (n, _) =
                     allocations(|| route(&table, &view, &AllHealthy, &NothingLearned, pick));
                 assert_eq!(n, 0);

@@ -16,18 +16,37 @@ use super::diag::{closest, fields_of, Diags};
 
 pub type Str = Spanned<String>;
 
+/// A table read on its own. Required keys are `Option` in the struct and
+/// listed here, so that all missing ones are reported at once (serde stops
+/// at the first); validation treats a `None` there as already reported.
+pub trait Section: DeserializeOwned {
+    /// How messages name the table.
+    const TABLE: &'static str;
+    const REQUIRED: &'static [&'static str] = &[];
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListen {
-    pub https: Str,
+    pub https: Option<Str>,
     pub http: Option<Str>,
+}
+
+impl Section for RawListen {
+    const TABLE: &'static str = "[listen]";
+    const REQUIRED: &'static [&'static str] = &["https"];
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
-    pub cert: Str,
-    pub key: Str,
+    pub cert: Option<Str>,
+    pub key: Option<Str>,
+}
+
+impl Section for RawTls {
+    const TABLE: &'static str = "[tls]";
+    const REQUIRED: &'static [&'static str] = &["cert", "key"];
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,15 +55,24 @@ pub struct RawAdmin {
     pub listen: Option<Str>,
 }
 
+impl Section for RawAdmin {
+    const TABLE: &'static str = "[admin]";
+}
+
 /// A `[[pool]]` table without its `health` and `node` sub-tables, which are
 /// read on their own.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
-    pub name: Str,
-    pub path_prefix: Str,
+    pub name: Option<Str>,
+    pub path_prefix: Option<Str>,
     pub tgc_cookies: Option<Spanned<Vec<Str>>>,
     pub session_cookie: Option<Str>,
+}
+
+impl Section for RawPool {
+    const TABLE: &'static str = "[[pool]]";
+    const REQUIRED: &'static [&'static str] = &["name", "path_prefix"];
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,15 +85,24 @@ pub struct RawHealth {
     pub fall: Option<Spanned<i64>>,
 }
 
+impl Section for RawHealth {
+    const TABLE: &'static str = "[pool.health]";
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNode {
-    pub name: Str,
-    pub url: Str,
+    pub name: Option<Str>,
+    pub url: Option<Str>,
     pub ticket_suffixes: Option<Spanned<Vec<Str>>>,
     pub f5_md5: Option<Spanned<bool>>,
     pub jvm_route: Option<Str>,
     pub backup: Option<bool>,
+}
+
+impl Section for RawNode {
+    const TABLE: &'static str = "[[pool.node]]";
+    const REQUIRED: &'static [&'static str] = &["name", "url"];
 }
 
 /// A pool with the sections read separately. A section that could not be
@@ -146,15 +183,17 @@ fn read_pool(mut table: DeTable<'_>, span: Range<usize>, diags: &mut Diags) -> P
 }
 
 /// Reads one table into `T`: reports every unknown key (those in `also`
-/// belong to the caller), then lets serde read the rest.
-fn section<T: DeserializeOwned>(
+/// belong to the caller) and every missing required key, then lets serde
+/// read the rest; a value serde rejects is reported and dropped, and the
+/// table read again, so that every bad value is reported.
+fn section<T: Section>(
     value: Spanned<DeValue<'_>>,
     also: &[&str],
     diags: &mut Diags,
 ) -> Option<Spanned<T>> {
     let span = value.span();
     let DeValue::Table(mut table) = value.into_inner() else {
-        diags.error(span, "expected a table");
+        diags.error(span, format!("{} must be a table", T::TABLE));
         return None;
     };
     let fields = fields_of::<T>();
@@ -169,13 +208,24 @@ fn section<T: DeserializeOwned>(
         unknown(diags, at, &name, &known, "key");
         table.remove(name.as_str());
     }
-    let de = ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(table)));
-    match T::deserialize(de) {
-        Ok(t) => Some(Spanned::new(span, t)),
-        Err(e) => {
-            diags.toml(&e, span);
-            None
+    for key in T::REQUIRED {
+        if !table.contains_key(*key) {
+            diags.error(span.clone(), format!("missing key `{key}` in {}", T::TABLE));
         }
+    }
+    loop {
+        let de = ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(table.clone())));
+        let err = match T::deserialize(de) {
+            Ok(t) => return Some(Spanned::new(span, t)),
+            Err(e) => e,
+        };
+        diags.toml(&err, span.clone());
+        let at = err.span().map(|s| s.start)?;
+        let culprit = table
+            .iter()
+            .find(|(k, v)| k.span().contains(&at) || v.span().contains(&at))
+            .map(|(k, _)| k.get_ref().to_string())?;
+        table.remove(culprit.as_str());
     }
 }
 

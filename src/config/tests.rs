@@ -102,10 +102,37 @@ fn unknown_and_missing_keys() {
         errors(src),
         [
             "3:1: unknown key `htps` (did you mean `https`?); expected one of: https, http",
-            "4:1: missing field `key`",
+            "4:1: missing key `key` in [tls]",
             "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, admin, pool",
-            "10:1: missing field `url`",
+            "10:1: missing key `url` in [[pool.node]]",
         ]
+    );
+}
+
+#[test]
+fn every_bad_value_and_missing_key_of_one_section() {
+    // One node: both required keys missing, two values of the wrong type,
+    // and a pool with a wrong type beside a bad value.
+    let src = with_pool(
+        "[[pool]]\nname = 3\npath_prefix = \"cas\"\n\
+         [[pool.node]]\nbackup = \"yes\"\nticket_suffixes = [1]\n",
+    );
+    let e = errors(&src);
+    assert_eq!(e.len(), 6, "{e:#?}");
+    assert!(
+        e[0].starts_with("7:8: invalid type: integer `3`, expected a string"),
+        "{e:#?}"
+    );
+    assert_eq!(e[1], "8:15: path_prefix `cas` must start with `/`");
+    assert_eq!(e[2], "9:1: missing key `name` in [[pool.node]]");
+    assert_eq!(e[3], "9:1: missing key `url` in [[pool.node]]");
+    assert!(
+        e[4].starts_with("10:10: invalid type: string \"yes\", expected a boolean"),
+        "{e:#?}"
+    );
+    assert!(
+        e[5].starts_with("11:20: invalid type: integer `1`, expected a string"),
+        "{e:#?}"
     );
 }
 

@@ -36,7 +36,7 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
         );
     }
     let listen = raw.listen.map(Spanned::into_inner).and_then(|l| {
-        let https = addr(&l.https, d);
+        let https = l.https.as_ref().and_then(|h| addr(h, d));
         let http = match &l.http {
             None => Some(None),
             Some(h) => addr(h, d).map(Some),
@@ -47,8 +47,8 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
         })
     });
     let tls = raw.tls.map(Spanned::into_inner).and_then(|t| {
-        let cert = file(&t.cert, base, d);
-        let key = file(&t.key, base, d);
+        let cert = t.cert.as_ref().and_then(|c| file(c, base, d));
+        let key = t.key.as_ref().and_then(|k| file(k, base, d));
         Some(Tls {
             cert: cert?,
             key: key?,
@@ -110,10 +110,11 @@ fn pool(s: PoolSections, names: &mut Names, d: &mut Diags) -> Option<Pool> {
     let raw = s.pool;
     let prefix = raw
         .as_ref()
-        .and_then(|p| path_prefix(&p.path_prefix, names, d));
-    if let Some(p) = &raw {
-        name(&p.name, "pool", d);
-        Names::claim(&mut names.pools, "pool name", &p.name, d);
+        .and_then(|p| p.path_prefix.as_ref())
+        .and_then(|p| path_prefix(p, names, d));
+    if let Some(n) = raw.as_ref().and_then(|p| p.name.as_ref()) {
+        name(n, "pool", d);
+        Names::claim(&mut names.pools, "pool name", n, d);
     }
     let tgc_cookies = raw.as_ref().map(|p| tgc_cookies(p, d));
     let session_cookie = raw.as_ref().map(|p| match &p.session_cookie {
@@ -127,14 +128,24 @@ fn pool(s: PoolSections, names: &mut Names, d: &mut Diags) -> Option<Pool> {
     if s.nodes.is_empty() {
         d.error(s.span.clone(), "a pool needs at least one [[pool.node]]");
     }
-    let raw_nodes: Vec<Spanned<RawNode>> = s.nodes.into_iter().flatten().collect();
-    let nodes: Vec<Option<Node>> = raw_nodes.iter().map(|n| node(n, names, d)).collect();
-    let complete: Option<Vec<Node>> = nodes.into_iter().collect();
-    if let Some(nodes) = &complete {
-        pool_claims(&raw_nodes, nodes, d);
-    }
+    let built: Vec<(Spanned<RawNode>, Option<Node>)> = s
+        .nodes
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let built = node(&n, names, d);
+            (n, built)
+        })
+        .collect();
+    // Claims are checked among the nodes that are valid so far.
+    let valid: Vec<(&Spanned<RawNode>, &Node)> = built
+        .iter()
+        .filter_map(|(r, n)| Some((r, n.as_ref()?)))
+        .collect();
+    pool_claims(&valid, d);
+    let complete: Option<Vec<Node>> = built.into_iter().map(|(_, n)| n).collect();
     Some(Pool {
-        name: raw?.name.into_inner(),
+        name: raw?.name?.into_inner(),
         path_prefix: prefix?,
         tgc_cookies: tgc_cookies?,
         session_cookie: session_cookie?,
@@ -289,9 +300,13 @@ fn threshold(v: Option<&Spanned<i64>>, key: &str, default: u32, d: &mut Diags) -
 
 fn node(n: &Spanned<RawNode>, names: &mut Names, d: &mut Diags) -> Option<Node> {
     let r = n.get_ref();
-    let name_ok = name(&r.name, "node", d);
-    Names::claim(&mut names.nodes, "node name", &r.name, d);
-    let url = node_url(&r.url, d);
+    let node_name = r.name.as_ref().filter(|nm| {
+        let ok = name(nm, "node", d);
+        Names::claim(&mut names.nodes, "node name", nm, d);
+        ok
+    });
+    let shown = r.name.as_ref().map_or("?", |nm| nm.get_ref().as_str());
+    let url = r.url.as_ref().and_then(|u| node_url(u, d));
     let f5 = r.f5_md5.as_ref().is_some_and(|f| *f.get_ref());
     if let (Some(f), Some(u)) = (&r.f5_md5, &url) {
         if *f.get_ref() && u.ipv4.is_none() {
@@ -301,15 +316,12 @@ fn node(n: &Spanned<RawNode>, names: &mut Names, d: &mut Diags) -> Option<Node> 
             );
         }
     }
-    let suffixes: Vec<String> = match &r.ticket_suffixes {
-        Some(list) => {
+    let suffixes: Vec<String> = match (&r.ticket_suffixes, node_name) {
+        (Some(list), _) => {
             if list.get_ref().is_empty() && !f5 {
                 d.warn(
                     list.span(),
-                    format!(
-                        "node `{}` has no ticket suffix: no ticket routes to it",
-                        r.name.get_ref()
-                    ),
+                    format!("node `{shown}` has no ticket suffix: no ticket routes to it"),
                 );
             }
             list.get_ref()
@@ -318,10 +330,11 @@ fn node(n: &Spanned<RawNode>, names: &mut Names, d: &mut Diags) -> Option<Node> 
                 .map(|s| s.get_ref().clone())
                 .collect()
         }
-        None => {
-            suffix(&r.name, d);
-            vec![r.name.get_ref().clone()]
+        (None, Some(nm)) => {
+            suffix(nm, d);
+            vec![nm.get_ref().clone()]
         }
+        (None, None) => Vec::new(),
     };
     let jvm_route = match &r.jvm_route {
         Some(j) if j.get_ref().is_empty() || j.get_ref().contains([';', ' ', '\t']) => {
@@ -335,13 +348,10 @@ fn node(n: &Spanned<RawNode>, names: &mut Names, d: &mut Diags) -> Option<Node> 
             None
         }
         Some(j) => Some(j.get_ref().clone()),
-        None => Some(r.name.get_ref().clone()),
+        None => node_name.map(|nm| nm.get_ref().clone()),
     };
-    if !name_ok {
-        return None;
-    }
     Some(Node {
-        name: r.name.get_ref().clone(),
+        name: node_name?.get_ref().clone(),
         url: url?,
         ticket_suffixes: suffixes,
         f5_md5: f5,
@@ -352,10 +362,11 @@ fn node(n: &Spanned<RawNode>, names: &mut Names, d: &mut Diags) -> Option<Node> 
 
 /// Per pool: each suffix (and F5 name) and jvmRoute belongs to one node;
 /// a suffix that is a `-`-separated tail of another node's is a warning.
-fn pool_claims(raw: &[Spanned<RawNode>], nodes: &[Node], d: &mut Diags) {
+fn pool_claims(nodes: &[(&Spanned<RawNode>, &Node)], d: &mut Diags) {
     let mut claims: Vec<(String, usize, Range<usize>)> = Vec::new();
     let mut routes: HashMap<&str, &str> = HashMap::new();
-    for (i, (r, n)) in raw.iter().zip(nodes).enumerate() {
+    for (i, &(r, n)) in nodes.iter().enumerate() {
+        let name_span = r.get_ref().name.as_ref().map_or(r.span(), Spanned::span);
         let span = |s: &str| {
             r.get_ref()
                 .ticket_suffixes
@@ -366,7 +377,7 @@ fn pool_claims(raw: &[Spanned<RawNode>], nodes: &[Node], d: &mut Diags) {
                         .find(|x| x.get_ref() == s)
                         .map(Spanned::span)
                 })
-                .unwrap_or_else(|| r.get_ref().name.span())
+                .unwrap_or_else(|| name_span.clone())
         };
         for s in &n.ticket_suffixes {
             claims.push((s.clone(), i, span(s)));
@@ -379,7 +390,7 @@ fn pool_claims(raw: &[Spanned<RawNode>], nodes: &[Node], d: &mut Diags) {
             .get_ref()
             .jvm_route
             .as_ref()
-            .map_or(r.get_ref().name.span(), Spanned::span);
+            .map_or(name_span.clone(), Spanned::span);
         if let Some(other) = routes.insert(&n.jvm_route, &n.name) {
             d.error(
                 route_span,
@@ -395,7 +406,7 @@ fn pool_claims(raw: &[Spanned<RawNode>], nodes: &[Node], d: &mut Diags) {
             if i == j {
                 continue;
             }
-            let (a, b) = (&nodes[*j].name, &nodes[*i].name);
+            let (a, b) = (&nodes[*j].1.name, &nodes[*i].1.name);
             if s == t {
                 d.error(
                     at.clone(),
@@ -413,7 +424,7 @@ fn pool_claims(raw: &[Spanned<RawNode>], nodes: &[Node], d: &mut Diags) {
                     at.clone(),
                     format!(
                         "suffix `{s}` of node `{}` is a tail of `{t}` (node `{}`): the longest match decides",
-                        nodes[*i].name, nodes[*j].name
+                        nodes[*i].1.name, nodes[*j].1.name
                     ),
                 );
             }
