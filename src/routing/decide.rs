@@ -225,10 +225,10 @@ where
             continue; // `tgc_cookies = []`: the rule is off for this pool
         }
         let id = i as EntryId;
-        let mut attempt = |name: &'r [u8], value: Option<&'r [u8]>, cookie: usize, kind: Kind| {
+        let mut attempt = |name: &'r [u8], value: Option<&'r [u8]>, cookie: usize| {
             let result = match value {
                 None | Some(b"") => Err(Cause::NoValue),
-                Some(v) => cx.resolve(kind, name, v),
+                Some(v) => cx.resolve(entry.source, name, v),
             };
             match result {
                 Ok((node, how)) => Some((node, how, name, value)),
@@ -253,7 +253,7 @@ where
                 for (k, (name, v)) in names.iter().zip(found).enumerate() {
                     if v.is_some() {
                         seen = true;
-                        hit = attempt(name, v, k, Kind::Tgc);
+                        hit = attempt(name, v, k);
                         if hit.is_some() {
                             break;
                         }
@@ -262,17 +262,12 @@ where
                 if seen {
                     hit
                 } else {
-                    attempt(b"", None, 0, Kind::Tgc)
+                    attempt(b"", None, 0)
                 }
             }
             source => {
                 let (name, value) = value_of(source, pool, req, 0);
-                let kind = match source {
-                    Source::QueryTicket(_) => Kind::QueryTicket,
-                    Source::SamlArtifact => Kind::Artifact,
-                    _ => Kind::Session,
-                };
-                attempt(name, value, 0, kind)
+                attempt(name, value, 0)
             }
         };
         if let Some((node, how, name, value)) = hit {
@@ -293,19 +288,6 @@ where
     d
 }
 
-/// How a found value is turned into a node.
-#[derive(Copy, Clone)]
-enum Kind {
-    /// A ticket id in a query parameter (`+` means space).
-    QueryTicket,
-    /// A ticket id in a SAML `AssertionArtifact`.
-    Artifact,
-    /// A ticket id, else the learned table.
-    Tgc,
-    /// A Tomcat jvmRoute, else the learned table.
-    Session,
-}
-
 struct Resolver<'a, S: ?Sized, L: ?Sized> {
     pool_id: PoolId,
     pool: &'a PoolInfo,
@@ -314,19 +296,24 @@ struct Resolver<'a, S: ?Sized, L: ?Sized> {
 }
 
 impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
-    fn resolve(&self, kind: Kind, name: &[u8], raw: &[u8]) -> Result<(NodeId, How), Cause> {
-        let found = match kind {
-            Kind::QueryTicket => with_decoded(raw, true, |id| self.by_suffix(id)),
-            Kind::Artifact => with_artifact(raw, |id| self.by_suffix(id)),
+    /// Turns a value found by `source` into its owner, if usable.
+    fn resolve(&self, source: Source, name: &[u8], raw: &[u8]) -> Result<(NodeId, How), Cause> {
+        let found = match source {
+            // A ticket id in a query parameter (`+` means space).
+            Source::QueryTicket(_) => with_decoded(raw, true, |id| self.by_suffix(id)),
+            Source::SamlArtifact => with_artifact(raw, |id| self.by_suffix(id)),
             // A readable ticket id (CAS 3.x/4.0, or crypto off), else learned.
-            Kind::Tgc => with_decoded(raw, false, |id| self.by_suffix(id)).or_else(|cause| {
-                let unlearned = match cause {
-                    Cause::NotTicket => Cause::NotLearned,
-                    other => other,
-                };
-                self.learned(name, raw).ok_or(unlearned)
-            }),
-            Kind::Session => self.session(raw),
+            Source::TgcCookie => {
+                with_decoded(raw, false, |id| self.by_suffix(id)).or_else(|cause| {
+                    let unlearned = match cause {
+                        Cause::NotTicket => Cause::NotLearned,
+                        other => other,
+                    };
+                    self.learned(name, raw).ok_or(unlearned)
+                })
+            }
+            // A Tomcat jvmRoute, else the learned table.
+            Source::SessionCookie | Source::SessionPathParam => self.session(raw),
         }?;
         if self.states.state(found.0).usable_for_affinity() {
             Ok(found)
