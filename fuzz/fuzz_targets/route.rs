@@ -11,43 +11,16 @@ use casfront::config;
 use casfront::routing::{route, Method, NodeState, NothingLearned, RequestView, RoutingTable, Rule};
 use libfuzzer_sys::fuzz_target;
 
-const CONFIG: &str = r#"
-[listen]
-https = "127.0.0.1:8443"
-[tls]
-cert = "c.pem"
-key = "k.pem"
-[[pool]]
-name = "cas"
-path_prefix = "/cas"
-[[pool.node]]
-name = "cas1"
-url = "https://10.0.0.11:8443"
-f5_md5 = true
-[[pool.node]]
-name = "cas2"
-url = "https://10.0.0.12:8443"
-ticket_suffixes = ["cas2", "cas-02.example.edu"]
-[[pool.node]]
-name = "n3"
-url = "https://10.0.0.13:8443"
-ticket_suffixes = ["02.example.edu"]
-backup = true
-[[pool]]
-name = "root"
-path_prefix = "/"
-session_cookie = "PHPSESSID"
-[[pool.node]]
-name = "r1"
-url = "http://10.0.1.1:80"
-"#;
+/// The documented example: suffixes with `-` and `.`, an F5 node, a backup,
+/// and a second pool without TGT cookies.
+const CONFIG: &str = include_str!("../../config/casfront.example.toml");
 
 fn table() -> &'static RoutingTable {
     static TABLE: OnceLock<RoutingTable> = OnceLock::new();
     TABLE.get_or_init(|| {
         let cfg = config::parse(CONFIG, std::path::Path::new("."))
             .config
-            .expect("the fuzz configuration is valid");
+            .expect("the example configuration is valid");
         RoutingTable::new(&cfg)
     })
 }
