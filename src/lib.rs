@@ -3,9 +3,10 @@
 //!
 //! Modules: [`config`] (the validated configuration and its diagnostics),
 //! [`routing`] (the pure routing core), [`explain`] (what `casfront explain`
-//! prints for one request).
+//! prints for one request), [`demo`] (CAS-like demo nodes).
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod demo;
 pub mod explain;
 pub mod routing;

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub mod client;
+
 use casfront::config;
 use casfront::routing::{Method, RoutingTable};
 

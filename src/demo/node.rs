@@ -1,0 +1,447 @@
+//! A small CAS-like node for the demo, the integration tests and the bench
+//! harness. Like a CAS node without a shared ticket registry, it knows only
+//! the tickets it issued: a ticket validated on another node fails.
+//!
+//! - `GET  {prefix}/login`: with a valid `CASTGC` of this node and a
+//!   `service`, 302 to the service with a new ST; else the login form, with
+//!   a `JSESSIONID=<id>.<jvmRoute>` session (the login web flow's state).
+//! - `POST {prefix}/login`: needs this node's session (cookie or
+//!   `;jsessionid=`), as vanilla CAS does; `username` = `password` logs in,
+//!   sets `CASTGC` (a TGT id ending in the node's suffix) and, with a
+//!   `service`, 302 to it with an ST.
+//! - `{prefix}/validate` (CAS 1.0), `/serviceValidate`, `/p3/serviceValidate`
+//!   (STs), `/proxyValidate`, `/p3/proxyValidate` (STs and PTs): success only
+//!   for this node's unexpired tickets, each ST or PT valid once. With
+//!   `pgtUrl`, a PGT is issued; instead of calling the pgtUrl back (the demo
+//!   makes no outbound calls) its id comes in the `X-Demo-Pgt` header.
+//! - `{prefix}/proxy?pgt=...&targetService=...`: a PT.
+//!
+//! Every response carries `X-Cas-Node: <name>`.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rand::distr::{Alphanumeric, SampleString};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Who a demo node is.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub name: String,
+    /// The end of its ticket ids (`cas.host.name`).
+    pub suffix: String,
+    pub jvm_route: String,
+    /// The CAS context path, e.g. `/cas`.
+    pub prefix: String,
+}
+
+impl NodeSpec {
+    /// A node whose suffix and jvmRoute are its name.
+    pub fn named(name: &str) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            suffix: name.into(),
+            jvm_route: name.into(),
+            prefix: "/cas".into(),
+        }
+    }
+}
+
+const ST_LIFETIME: Duration = Duration::from_secs(10);
+const TGT_LIFETIME: Duration = Duration::from_secs(8 * 3600);
+const MAX_FORM: usize = 16 * 1024;
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Tgt,
+    St { service: String },
+    Pgt,
+    Pt { service: String },
+}
+
+#[derive(Clone, Debug)]
+struct Ticket {
+    kind: Kind,
+    user: String,
+    expires: Instant,
+}
+
+struct State {
+    spec: NodeSpec,
+    tickets: Mutex<HashMap<String, Ticket>>,
+    sessions: Mutex<HashSet<String>>,
+    serial: AtomicU64,
+}
+
+/// A running demo node; dropping it (or [`RunningNode::stop`]) closes its
+/// listener and every connection, as a crashed node would.
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    pub spec: NodeSpec,
+    task: JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Stops the node: when this returns, its port refuses connections and
+    /// its open connections are closed.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let task = &mut self.task;
+        let _ = task.await;
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a node on `127.0.0.1:0` (plain HTTP/1.1 with keep-alive).
+pub async fn spawn(spec: NodeSpec) -> std::io::Result<RunningNode> {
+    spawn_on(spec, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Starts a node on `addr`.
+pub async fn spawn_on(spec: NodeSpec, addr: SocketAddr) -> std::io::Result<RunningNode> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(State {
+        spec: spec.clone(),
+        tickets: Mutex::new(HashMap::new()),
+        sessions: Mutex::new(HashSet::new()),
+        serial: AtomicU64::new(1),
+    });
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let state = state.clone();
+            conns.spawn(async move {
+                let svc = service_fn(move |req| handle(state.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    });
+    Ok(RunningNode { addr, spec, task })
+}
+
+type Resp = Response<Full<Bytes>>;
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let mut resp = route(&state, req).await;
+    if let Ok(v) = header::HeaderValue::from_str(&state.spec.name) {
+        resp.headers_mut().insert("x-cas-node", v);
+    }
+    Ok(resp)
+}
+
+async fn route(state: &State, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_owned();
+    let Some(rel) = path.strip_prefix(state.spec.prefix.as_str()) else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    // Path parameters (`;jsessionid=`) are not part of the endpoint.
+    let endpoint: String = rel
+        .split('/')
+        .map(|s| s.split(';').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("/");
+    let query: HashMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let q = |k: &str| query.get(k).cloned().unwrap_or_default();
+    match (req.method().clone(), endpoint.as_str()) {
+        (Method::GET | Method::HEAD, "/login") => login_form(state, &req, &q("service")),
+        (Method::POST, "/login") => login_post(state, req).await,
+        (Method::GET | Method::HEAD, "/validate") => validate1(state, &q("ticket"), &q("service")),
+        (Method::GET | Method::HEAD, "/serviceValidate" | "/p3/serviceValidate") => {
+            validate2(state, &q("ticket"), &q("service"), &q("pgtUrl"), false)
+        }
+        (Method::GET | Method::HEAD, "/proxyValidate" | "/p3/proxyValidate") => {
+            validate2(state, &q("ticket"), &q("service"), &q("pgtUrl"), true)
+        }
+        (Method::GET | Method::HEAD, "/proxy") => proxy(state, &q("pgt"), &q("targetService")),
+        (Method::GET | Method::HEAD, "" | "/") => {
+            redirect(&format!("{}/login", state.spec.prefix), None)
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn login_form(state: &State, req: &Request<Incoming>, service: &str) -> Resp {
+    if let Some(tgt) = cookie(req, "CASTGC") {
+        if let Some(t) = state.valid(&tgt, |k| matches!(k, Kind::Tgt)) {
+            if !service.is_empty() {
+                let st = state.issue(
+                    "ST",
+                    Kind::St {
+                        service: service.into(),
+                    },
+                    &t.user,
+                );
+                return redirect(&with_ticket(service, &st), None);
+            }
+            return text(StatusCode::OK, &format!("logged in as {}\n", t.user));
+        }
+    }
+    let session = format!(
+        "{}.{}",
+        Alphanumeric.sample_string(&mut rand::rng(), 24),
+        state.spec.jvm_route
+    );
+    lock(&state.sessions).insert(session.clone());
+    let body = format!(
+        "<!DOCTYPE html><title>CAS demo: {name}</title><form method=post action=\"{prefix}/login\">\
+         <input name=username><input name=password type=password>\
+         <input type=hidden name=service value=\"{service}\"><button>Log in</button></form>\n",
+        name = state.spec.name,
+        prefix = state.spec.prefix,
+        service = service.replace('"', "&quot;").replace('<', "&lt;"),
+    );
+    let mut resp = html(StatusCode::OK, body);
+    set_cookie(
+        &mut resp,
+        &format!("JSESSIONID={session}; Path={}; HttpOnly", state.spec.prefix),
+    );
+    resp
+}
+
+async fn login_post(state: &State, req: Request<Incoming>) -> Resp {
+    let session = cookie(&req, "JSESSIONID").or_else(|| path_session(req.uri().path()));
+    let known = session
+        .as_ref()
+        .is_some_and(|s| lock(&state.sessions).remove(s));
+    let Ok(body) = Limited::new(req.into_body(), MAX_FORM).collect().await else {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "form too large\n");
+    };
+    if !known {
+        // What CAS answers when the POST reaches a node without the flow.
+        return text(
+            StatusCode::BAD_REQUEST,
+            "login session expired or unknown on this node\n",
+        );
+    }
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body.to_bytes())
+        .into_owned()
+        .collect();
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    let user = field("username");
+    if user.is_empty() || user != field("password") {
+        return text(StatusCode::UNAUTHORIZED, "bad credentials\n");
+    }
+    let tgt = state.issue("TGT", Kind::Tgt, user);
+    let service = field("service");
+    let mut resp = if service.is_empty() {
+        text(StatusCode::OK, &format!("logged in as {user}\n"))
+    } else {
+        let st = state.issue(
+            "ST",
+            Kind::St {
+                service: service.into(),
+            },
+            user,
+        );
+        redirect(&with_ticket(service, &st), None)
+    };
+    set_cookie(
+        &mut resp,
+        &format!("CASTGC={tgt}; Path={}; Secure; HttpOnly", state.spec.prefix),
+    );
+    resp
+}
+
+fn validate1(state: &State, ticket: &str, service: &str) -> Resp {
+    match state.redeem(ticket, service, false) {
+        Some(t) => text(StatusCode::OK, &format!("yes\n{}\n", t.user)),
+        None => text(StatusCode::OK, "no\n\n"),
+    }
+}
+
+fn validate2(state: &State, ticket: &str, service: &str, pgt_url: &str, proxies: bool) -> Resp {
+    let Some(t) = state.redeem(ticket, service, proxies) else {
+        let reason = if ticket.is_empty() {
+            "INVALID_REQUEST"
+        } else {
+            "INVALID_TICKET"
+        };
+        return xml(format!(
+            "<cas:authenticationFailure code=\"{reason}\">Ticket {} not recognized</cas:authenticationFailure>",
+            crate::routing::redact::redact(ticket.as_bytes(), None)
+        ));
+    };
+    let mut extra = String::new();
+    let mut pgt = None;
+    if !pgt_url.is_empty() {
+        let iou = format!(
+            "PGTIOU-{}-{}",
+            state.serial.fetch_add(1, Ordering::Relaxed),
+            Alphanumeric.sample_string(&mut rand::rng(), 20)
+        );
+        extra = format!("<cas:proxyGrantingTicket>{iou}</cas:proxyGrantingTicket>");
+        pgt = Some(state.issue("PGT", Kind::Pgt, &t.user));
+    }
+    let mut resp = xml(format!(
+        "<cas:authenticationSuccess><cas:user>{}</cas:user>{extra}</cas:authenticationSuccess>",
+        t.user
+    ));
+    if let Some(pgt) = pgt.and_then(|p| header::HeaderValue::from_str(&p).ok()) {
+        resp.headers_mut().insert("x-demo-pgt", pgt);
+    }
+    resp
+}
+
+fn proxy(state: &State, pgt: &str, target: &str) -> Resp {
+    match state.valid(pgt, |k| matches!(k, Kind::Pgt)) {
+        Some(t) if !target.is_empty() => {
+            let pt = state.issue(
+                "PT",
+                Kind::Pt {
+                    service: target.into(),
+                },
+                &t.user,
+            );
+            xml(format!(
+                "<cas:proxySuccess><cas:proxyTicket>{pt}</cas:proxyTicket></cas:proxySuccess>"
+            ))
+        }
+        _ => xml(
+            "<cas:proxyFailure code=\"INVALID_TICKET\">PGT not recognized</cas:proxyFailure>"
+                .into(),
+        ),
+    }
+}
+
+impl State {
+    /// A new ticket id `PREFIX-N-RANDOM-SUFFIX`; the random part may contain
+    /// `-`, as CAS 5.2+ ids do.
+    fn issue(&self, prefix: &str, kind: Kind, user: &str) -> String {
+        let n = self.serial.fetch_add(1, Ordering::Relaxed);
+        let random = Alphanumeric.sample_string(&mut rand::rng(), 30);
+        let id = format!(
+            "{prefix}-{n}-{}-{}-{}",
+            &random[..12],
+            &random[12..],
+            self.spec.suffix
+        );
+        let lifetime = if matches!(kind, Kind::St { .. } | Kind::Pt { .. }) {
+            ST_LIFETIME
+        } else {
+            TGT_LIFETIME
+        };
+        let ticket = Ticket {
+            kind,
+            user: user.into(),
+            expires: Instant::now() + lifetime,
+        };
+        lock(&self.tickets).insert(id.clone(), ticket);
+        id
+    }
+
+    fn valid(&self, id: &str, kind: impl Fn(&Kind) -> bool) -> Option<Ticket> {
+        let tickets = lock(&self.tickets);
+        tickets
+            .get(id)
+            .filter(|t| kind(&t.kind) && t.expires > Instant::now())
+            .cloned()
+    }
+
+    /// Consumes an ST (or, when `proxies`, a PT) issued for `service`.
+    fn redeem(&self, id: &str, service: &str, proxies: bool) -> Option<Ticket> {
+        let mut tickets = lock(&self.tickets);
+        let t = tickets.remove(id)?;
+        let ok = t.expires > Instant::now()
+            && match &t.kind {
+                Kind::St { service: s } => s == service,
+                Kind::Pt { service: s } => proxies && s == service,
+                _ => false,
+            };
+        if !ok && matches!(t.kind, Kind::Tgt | Kind::Pgt) {
+            tickets.insert(id.into(), t); // not consumable here: keep it
+            return None;
+        }
+        ok.then_some(t)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn cookie(req: &Request<Incoming>, name: &str) -> Option<String> {
+    let headers: Vec<(&str, &[u8])> = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| ("cookie", v.as_bytes()))
+        .collect();
+    crate::routing::parse::cookie(&headers[..], name.as_bytes())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn path_session(path: &str) -> Option<String> {
+    crate::routing::parse::path_param(path.as_bytes(), b"jsessionid")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn with_ticket(service: &str, ticket: &str) -> String {
+    let sep = if service.contains('?') { '&' } else { '?' };
+    format!("{service}{sep}ticket={ticket}")
+}
+
+fn text(status: StatusCode, body: &str) -> Resp {
+    respond(status, "text/plain; charset=utf-8", body.to_owned())
+}
+
+fn html(status: StatusCode, body: String) -> Resp {
+    respond(status, "text/html; charset=utf-8", body)
+}
+
+fn xml(inner: String) -> Resp {
+    let body = format!("<cas:serviceResponse xmlns:cas=\"http://www.yale.edu/tp/cas\">{inner}</cas:serviceResponse>\n");
+    respond(StatusCode::OK, "application/xml; charset=utf-8", body)
+}
+
+fn redirect(location: &str, body: Option<&str>) -> Resp {
+    let mut resp = text(StatusCode::FOUND, body.unwrap_or(""));
+    if let Ok(v) = header::HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn set_cookie(resp: &mut Resp, value: &str) {
+    if let Ok(v) = header::HeaderValue::from_str(value) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    resp
+}

@@ -1,0 +1,131 @@
+//! A minimal real HTTP client for tests: one HTTP/1.1 request per
+//! connection, plain or TLS (trusting the given roots), over hyper.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `name=value` of the first `Set-Cookie` for `name`.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").to_owned())
+            .find(|c| c.starts_with(&format!("{name}=")))
+    }
+}
+
+/// Sends one request on a new plain connection.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    exchange(
+        TokioIo::new(stream),
+        "localhost",
+        method,
+        target,
+        headers,
+        body,
+    )
+    .await
+}
+
+/// Sends one request on a new TLS connection to `server_name`.
+pub async fn send_tls(
+    tls: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    server_name: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
+    let tls_stream = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, stream)
+        .await
+        .unwrap();
+    exchange(
+        TokioIo::new(tls_stream),
+        server_name,
+        method,
+        target,
+        headers,
+        body,
+    )
+    .await
+}
+
+async fn exchange<S>(
+    io: TokioIo<S>,
+    host: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(Method::from_bytes(method.as_bytes()).unwrap())
+        .uri(target);
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        req = req.header("host", host);
+    }
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// The ticket in a redirect's `Location` (`...?ticket=ST-...`).
+pub fn ticket_in(location: &str) -> String {
+    location
+        .split("ticket=")
+        .nth(1)
+        .unwrap_or("")
+        .split('&')
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
