@@ -1,4 +1,117 @@
-//! The demo: CAS-like nodes ([`node`]) that the integration tests and the
-//! bench harness share.
+//! The demo: CAS-like nodes ([`node`]) and a whole cluster — nodes plus
+//! casfront in front of them on loopback, with a certificate generated at
+//! start — that `casfront demo`, the integration tests and the bench
+//! harness share.
 
 pub mod node;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config;
+use crate::proxy::{Proxy, ProxyError, ProxySettings};
+use crate::server::{self, tls, ServerSettings};
+use node::{NodeSpec, RunningNode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("starting a demo node: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("generating the demo certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+    #[error("the demo TLS configuration: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("the demo configuration is invalid: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+}
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, as PEM.
+pub struct DemoCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub fn self_signed() -> Result<DemoCert, rcgen::Error> {
+    let key =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    Ok(DemoCert {
+        cert_pem: key.cert.pem(),
+        key_pem: key.signing_key.serialize_pem(),
+    })
+}
+
+/// The configuration of a demo cluster: one `/cas` pool, node `casN` with
+/// suffix and jvmRoute `casN`.
+pub fn cluster_config(listen: SocketAddr, nodes: &[SocketAddr]) -> String {
+    let mut s = format!(
+        "[listen]\nhttps = \"{listen}\"\n[tls]\ncert = \"generated\"\nkey = \"generated\"\n\
+         [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n"
+    );
+    for (i, addr) in nodes.iter().enumerate() {
+        s.push_str(&format!(
+            "[[pool.node]]\nname = \"cas{}\"\nurl = \"http://{addr}\"\n",
+            i + 1
+        ));
+    }
+    s
+}
+
+/// Demo nodes with casfront in front of them.
+pub struct Cluster {
+    pub nodes: Vec<RunningNode>,
+    /// Where casfront listens (TLS).
+    pub addr: SocketAddr,
+    pub cert_pem: String,
+    pub proxy: Arc<Proxy>,
+    server: JoinHandle<()>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes on loopback ports and casfront on `listen`.
+    pub async fn start(
+        n: usize,
+        listen: SocketAddr,
+        settings: ProxySettings,
+    ) -> Result<Cluster, DemoError> {
+        let mut nodes = Vec::with_capacity(n);
+        for i in 1..=n {
+            nodes.push(node::spawn(NodeSpec::named(&format!("cas{i}"))).await?);
+        }
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+        let parsed = config::parse(&cluster_config(addr, &addrs), Path::new("."));
+        let Some(cfg) = parsed.config else {
+            let errors: Vec<String> = parsed.errors().map(ToString::to_string).collect();
+            return Err(DemoError::Config(errors.join("; ")));
+        };
+        let cert = self_signed()?;
+        let tls = tls::from_pem(&cert.cert_pem, &cert.key_pem)?;
+        let proxy = Arc::new(Proxy::new(&cfg, &settings)?);
+        let server = tokio::spawn(server::serve(
+            listener,
+            tls,
+            proxy.clone(),
+            ServerSettings::default(),
+        ));
+        Ok(Cluster {
+            nodes,
+            addr,
+            cert_pem: cert.cert_pem,
+            proxy,
+            server,
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}

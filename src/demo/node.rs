@@ -84,15 +84,24 @@ struct State {
     serial: AtomicU64,
 }
 
+/// Connections a node has accepted.
+type Accepted = Arc<AtomicU64>;
+
 /// A running demo node; dropping it (or [`RunningNode::stop`]) closes its
 /// listener and every connection, as a crashed node would.
 pub struct RunningNode {
     pub addr: SocketAddr,
     pub spec: NodeSpec,
+    accepted: Accepted,
     task: JoinHandle<()>,
 }
 
 impl RunningNode {
+    /// How many connections the node has accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
     /// Stops the node: when this returns, its port refuses connections and
     /// its open connections are closed.
     pub async fn stop(mut self) {
@@ -123,9 +132,12 @@ pub async fn spawn_on(spec: NodeSpec, addr: SocketAddr) -> std::io::Result<Runni
         sessions: Mutex::new(HashSet::new()),
         serial: AtomicU64::new(1),
     });
+    let accepted = Accepted::default();
+    let counter = accepted.clone();
     let task = tokio::spawn(async move {
         let mut conns = JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
             let state = state.clone();
             conns.spawn(async move {
@@ -137,15 +149,31 @@ pub async fn spawn_on(spec: NodeSpec, addr: SocketAddr) -> std::io::Result<Runni
             while conns.try_join_next().is_some() {}
         }
     });
-    Ok(RunningNode { addr, spec, task })
+    Ok(RunningNode {
+        addr,
+        spec,
+        accepted,
+        task,
+    })
 }
 
 type Resp = Response<Full<Bytes>>;
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    // What the front end told us about the client, echoed for tests.
+    let seen: Vec<(&'static str, header::HeaderValue)> = [
+        ("x-forwarded-for", "x-demo-forwarded-for"),
+        ("x-forwarded-proto", "x-demo-forwarded-proto"),
+    ]
+    .into_iter()
+    .filter_map(|(from, to)| Some((to, req.headers().get(from)?.clone())))
+    .collect();
     let mut resp = route(&state, req).await;
     if let Ok(v) = header::HeaderValue::from_str(&state.spec.name) {
         resp.headers_mut().insert("x-cas-node", v);
+    }
+    for (name, value) in seen {
+        resp.headers_mut().insert(name, value);
     }
     Ok(resp)
 }

@@ -129,3 +129,19 @@ pub fn ticket_in(location: &str) -> String {
         .unwrap_or("")
         .to_owned()
 }
+
+/// A client configuration trusting `cert_pem` (ring provider, HTTP/1.1).
+pub fn tls_trusting(cert_pem: &str) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}

@@ -1,0 +1,187 @@
+//! What casfront changes in a request on its way to a node and in the
+//! response on its way back: hop-by-hop headers removed, `X-Forwarded-*`
+//! set (client-sent ones dropped), HTTP/2 turned into HTTP/1.1 (`Host` from
+//! `:authority`, `cookie` headers joined with `"; "`, RFC 9113 §8.2.3),
+//! origin-form URI.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+
+/// What the connection tells about the client.
+#[derive(Copy, Clone, Debug)]
+pub struct ClientInfo {
+    pub peer: SocketAddr,
+    /// The port the client connected to (for `X-Forwarded-Port`).
+    pub local_port: u16,
+}
+
+/// Headers a client may not set: casfront sets them itself.
+const FORWARDING: [&str; 6] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// Rewrites `req` in place for the node.
+pub fn prepare_request<B>(req: &mut Request<B>, client: &ClientInfo) {
+    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+    let version = req.version();
+    *req.version_mut() = Version::HTTP_11;
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    if let Ok(uri) = path.parse::<Uri>() {
+        *req.uri_mut() = uri;
+    }
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    if version == Version::HTTP_2 {
+        if let (false, Some(a)) = (headers.contains_key(header::HOST), authority) {
+            if let Ok(v) = HeaderValue::from_str(&a) {
+                headers.insert(header::HOST, v);
+            }
+        }
+    }
+    join_cookies(headers);
+    for name in FORWARDING {
+        headers.remove(name);
+    }
+    let set = |headers: &mut HeaderMap, name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(headers, "x-forwarded-for", client.peer.ip().to_string());
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("https"),
+    );
+    if let Some(host) = headers.get(header::HOST).cloned() {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+    }
+    set(headers, "x-forwarded-port", client.local_port.to_string());
+}
+
+/// Removes hop-by-hop headers from a response.
+pub fn prepare_response<B>(resp: &mut Response<B>) {
+    strip_hop_by_hop(resp.headers_mut());
+}
+
+/// Connection and the headers it names, Keep-Alive, TE, Upgrade,
+/// Transfer-Encoding (hyper frames the body itself) and every `Proxy-*`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::UPGRADE,
+        header::TRANSFER_ENCODING,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    let proxy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+}
+
+/// Several `cookie` headers (HTTP/2) become one, joined with `"; "`.
+fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> ClientInfo {
+        ClientInfo {
+            peer: "192.0.2.7:50000".parse().unwrap(),
+            local_port: 8443,
+        }
+    }
+
+    #[test]
+    fn forwarding_headers_are_ours() {
+        let mut req = Request::builder()
+            .uri("https://cas.example.edu/cas/login?service=x")
+            .header("host", "cas.example.edu")
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("X-Real-IP", "6.6.6.6")
+            .header("forwarded", "for=6.6.6.6")
+            .header("connection", "keep-alive, x-secret")
+            .header("x-secret", "1")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-authorization", "Basic x")
+            .header("te", "trailers")
+            .header("x-kept", "yes")
+            .body(())
+            .unwrap();
+        prepare_request(&mut req, &client());
+        let h = req.headers();
+        assert_eq!(req.uri(), "/cas/login?service=x");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "cas.example.edu");
+        assert_eq!(h["x-forwarded-port"], "8443");
+        assert_eq!(h["x-kept"], "yes");
+        for gone in [
+            "x-real-ip",
+            "forwarded",
+            "connection",
+            "x-secret",
+            "keep-alive",
+            "proxy-authorization",
+            "te",
+        ] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+    }
+
+    #[test]
+    fn http2_becomes_http11() {
+        let mut req = Request::builder()
+            .version(Version::HTTP_2)
+            .uri("https://cas.example.edu:8443/cas/login")
+            .header("cookie", "a=1")
+            .header("cookie", "CASTGC=TGT-1-x-cas1")
+            .body(())
+            .unwrap();
+        prepare_request(&mut req, &client());
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.headers()["host"], "cas.example.edu:8443");
+        assert_eq!(req.headers().get_all("cookie").iter().count(), 1);
+        assert_eq!(req.headers()["cookie"], "a=1; CASTGC=TGT-1-x-cas1");
+    }
+}

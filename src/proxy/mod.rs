@@ -1,0 +1,230 @@
+//! The request path: route each request with the routing core, send it to
+//! the chosen node's pool, fail over when no connection to that node can be
+//! made (nothing was sent, so any method may go elsewhere), and answer
+//! 404/502/503/504 with short bodies that never name a node's address.
+//! Submodules: [`upstream`] (per-node connection pools), [`forward`] (header
+//! rewriting).
+
+pub mod forward;
+pub mod upstream;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::config::{Config, Scheme};
+use crate::routing::{
+    route, Headers, NodeId, NodeState, NodeStates, NothingLearned, RequestView, RoutingTable,
+};
+use forward::{prepare_request, prepare_response, ClientInfo};
+use upstream::{NodePool, PooledBody, UpstreamError, UpstreamSettings};
+
+/// What casfront answers with: a node's streamed body, or a short local one.
+pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
+
+/// Node states as the data plane knows them: a node whose connection failed
+/// is down until a cool-down passes (active health checks come later).
+pub struct Health {
+    base: Instant,
+    /// Milliseconds since `base` until which the node is down.
+    down_until: Vec<AtomicU64>,
+    cooldown: Duration,
+}
+
+impl Health {
+    pub fn new(nodes: usize, cooldown: Duration) -> Health {
+        Health {
+            base: Instant::now(),
+            down_until: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
+            cooldown,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Marks `node` down for the cool-down.
+    pub fn mark_down(&self, node: NodeId) {
+        if let Some(d) = self.down_until.get(usize::from(node)) {
+            let until = self
+                .now_ms()
+                .saturating_add(u64::try_from(self.cooldown.as_millis()).unwrap_or(u64::MAX));
+            d.store(until.max(1), Ordering::Relaxed);
+        }
+    }
+}
+
+impl NodeStates for Health {
+    fn state(&self, node: NodeId) -> NodeState {
+        match self.down_until.get(usize::from(node)) {
+            Some(d) if d.load(Ordering::Relaxed) > self.now_ms() => NodeState::Down,
+            Some(_) => NodeState::Healthy,
+            None => NodeState::Down,
+        }
+    }
+}
+
+/// The request headers as the routing core reads them.
+struct HeaderView<'a>(&'a HeaderMap);
+
+impl Headers for HeaderView<'_> {
+    fn values<'s>(&'s self, lowercase_name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.0.get_all(lowercase_name).iter().map(|v| v.as_bytes())
+    }
+}
+
+/// Settings of the data plane that the configuration does not carry yet.
+#[derive(Clone, Debug)]
+pub struct ProxySettings {
+    pub upstream: UpstreamSettings,
+    /// How long a node whose connection failed stays down.
+    pub down_cooldown: Duration,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            upstream: UpstreamSettings::default(),
+            down_cooldown: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Errors building the data plane from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("node `{0}` uses https: upstream TLS (with `upstream_ca`) is not built yet; use http")]
+    HttpsNode(String),
+}
+
+/// Everything a request needs, shared by all connections.
+pub struct Proxy {
+    table: RoutingTable,
+    pools: Vec<Arc<NodePool>>,
+    health: Health,
+    counter: AtomicU64,
+}
+
+impl Proxy {
+    pub fn new(config: &Config, settings: &ProxySettings) -> Result<Proxy, ProxyError> {
+        let mut pools = Vec::new();
+        for node in config.pools.iter().flat_map(|p| &p.nodes) {
+            if node.url.scheme == Scheme::Https {
+                return Err(ProxyError::HttpsNode(node.name.clone()));
+            }
+            pools.push(NodePool::new(
+                node.url.authority(),
+                settings.upstream.clone(),
+            ));
+        }
+        let table = RoutingTable::new(config);
+        let health = Health::new(pools.len(), settings.down_cooldown);
+        Ok(Proxy {
+            table,
+            pools,
+            health,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The pool of `node` (tests, metrics).
+    pub fn pool(&self, node: NodeId) -> Option<&Arc<NodePool>> {
+        self.pools.get(usize::from(node))
+    }
+
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// Serves one request.
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        client: ClientInfo,
+    ) -> Response<ProxyBody> {
+        prepare_request(&mut req, &client);
+        // Route, and route again without a node whose connection failed.
+        let (node, conn) = loop {
+            let node = {
+                let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                let headers = HeaderView(req.headers());
+                let method = crate::routing::Method::from_bytes(req.method().as_str().as_bytes());
+                let view = RequestView::new(method, target.as_bytes(), &headers);
+                // The counter moves only when `any` picks: advancing it on
+                // every request would alias with the requests of a login.
+                let pick = self.counter.load(Ordering::Relaxed);
+                let d = route(&self.table, &view, &self.health, &NothingLearned, pick);
+                if d.entry.is_none() {
+                    self.counter.fetch_add(1, Ordering::Relaxed);
+                }
+                match (d.pool, d.node) {
+                    (None, _) => {
+                        return local(StatusCode::NOT_FOUND, "casfront: no service at this path\n")
+                    }
+                    (Some(_), None) => {
+                        return local(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "casfront: no CAS node is available\n",
+                        )
+                    }
+                    (Some(_), Some(n)) => n,
+                }
+            };
+            let Some(pool) = self.pools.get(usize::from(node)) else {
+                return local(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "casfront: internal error\n",
+                );
+            };
+            match pool.checkout().await {
+                Ok(conn) => break (node, conn),
+                Err(_) => self.health.mark_down(node),
+            }
+        };
+        let Some(pool) = self.pools.get(usize::from(node)) else {
+            return local(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "casfront: internal error\n",
+            );
+        };
+        match pool.send(conn, req).await {
+            Ok(resp) => {
+                let mut resp = resp.map(Either::Left);
+                prepare_response(&mut resp);
+                resp
+            }
+            Err(UpstreamError::ResponseTimeout(_)) => local(
+                StatusCode::GATEWAY_TIMEOUT,
+                "casfront: the CAS node did not answer in time\n",
+            ),
+            Err(e) => {
+                if e.nothing_sent() {
+                    self.health.mark_down(node);
+                }
+                local(StatusCode::BAD_GATEWAY, "casfront: the CAS node failed\n")
+            }
+        }
+    }
+}
+
+fn local(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+        body.as_bytes(),
+    ))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

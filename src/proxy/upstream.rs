@@ -1,0 +1,276 @@
+//! casfront's own small connection pool per node over
+//! `hyper::client::conn::http1` (DESIGN §6): take an idle connection or
+//! connect (one timeout covers TCP), send; a connection is returned to the
+//! pool when its response body has been read to the end. Idle connections
+//! are capped per node and expire before Tomcat's keep-alive (20 s) would
+//! close them.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Timeouts and limits of the upstream side.
+#[derive(Clone, Debug)]
+pub struct UpstreamSettings {
+    /// TCP connect (and, for https nodes, the TLS handshake).
+    pub connect_timeout: Duration,
+    /// From the request sent to the response head.
+    pub response_timeout: Duration,
+    /// An idle pooled connection older than this is closed, not reused.
+    pub idle_timeout: Duration,
+    /// Idle connections kept per node.
+    pub max_idle: usize,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(30),
+            // Tomcat closes idle keep-alive connections after 20 s.
+            idle_timeout: Duration::from_secs(15),
+            max_idle: 64,
+        }
+    }
+}
+
+/// Why a request could not be sent or answered.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Nothing was sent: another node may take the request, whatever its method.
+    #[error("connect to {addr} failed: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connect to {0} timed out")]
+    ConnectTimeout(String),
+    #[error("HTTP handshake with {addr} failed: {source}")]
+    Handshake {
+        addr: String,
+        #[source]
+        source: hyper::Error,
+    },
+    /// The request may have reached the node: not retried.
+    #[error("request to {addr} failed: {source}")]
+    Request {
+        addr: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("no response from {0} in time")]
+    ResponseTimeout(String),
+}
+
+impl UpstreamError {
+    /// True when nothing reached the node, so another node may be tried.
+    pub fn nothing_sent(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect { .. }
+                | UpstreamError::ConnectTimeout(_)
+                | UpstreamError::Handshake { .. }
+        )
+    }
+}
+
+struct Idle {
+    sender: SendRequest<Incoming>,
+    since: Instant,
+}
+
+/// A connection taken from the pool or just made.
+pub struct Conn {
+    sender: SendRequest<Incoming>,
+    pooled: bool,
+}
+
+/// The pool of one node.
+pub struct NodePool {
+    addr: String,
+    settings: UpstreamSettings,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl NodePool {
+    /// `addr` is `host:port` (plain HTTP; https nodes come with `upstream_ca`).
+    pub fn new(addr: String, settings: UpstreamSettings) -> Arc<NodePool> {
+        Arc::new(NodePool {
+            addr,
+            settings,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// An idle connection when one is usable, else a new one. Nothing has
+    /// been sent when this fails, so another node may take the request.
+    pub async fn checkout(&self) -> Result<Conn, UpstreamError> {
+        if let Some(mut sender) = self.take_idle() {
+            // Its previous exchange may still be finishing in its task.
+            if sender.ready().await.is_ok() {
+                return Ok(Conn {
+                    sender,
+                    pooled: true,
+                });
+            }
+        }
+        Ok(Conn {
+            sender: self.connect().await?,
+            pooled: false,
+        })
+    }
+
+    /// Sends `req` on `conn`. A pooled connection found closed before the
+    /// request was written is replaced by a fresh one, once.
+    pub async fn send(
+        self: &Arc<Self>,
+        conn: Conn,
+        req: Request<Incoming>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        let Conn { mut sender, pooled } = conn;
+        let timeout = self.settings.response_timeout;
+        let resp = match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
+            Err(_) => return Err(UpstreamError::ResponseTimeout(self.addr.clone())),
+            Ok(Ok(resp)) => resp,
+            Ok(Err(mut e)) => match e.take_message() {
+                Some(req) if pooled => {
+                    sender = self.connect().await?;
+                    match tokio::time::timeout(timeout, sender.send_request(req)).await {
+                        Err(_) => return Err(UpstreamError::ResponseTimeout(self.addr.clone())),
+                        Ok(r) => r.map_err(|source| self.request_error(source))?,
+                    }
+                }
+                _ => return Err(self.request_error(e.into_error())),
+            },
+        };
+        if resp.body().is_end_stream() {
+            // HEAD, 204, 304: nobody may poll this body; the connection is free.
+            self.put_idle(sender);
+            return Ok(resp.map(|inner| PooledBody { inner, back: None }));
+        }
+        Ok(resp.map(|inner| PooledBody {
+            inner,
+            back: Some((self.clone(), sender)),
+        }))
+    }
+
+    fn request_error(&self, source: hyper::Error) -> UpstreamError {
+        UpstreamError::Request {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+
+    /// The most recently used idle connection that is still open and young
+    /// enough; older ones are dropped (closing them).
+    fn take_idle(&self) -> Option<SendRequest<Incoming>> {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some(i) = idle.pop() {
+            if i.since.elapsed() < self.settings.idle_timeout && !i.sender.is_closed() {
+                return Some(i.sender);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, sender: SendRequest<Incoming>) {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < self.settings.max_idle {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Idle connections now pooled (for tests and metrics).
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+        let addr = self.addr.clone();
+        let stream = match tokio::time::timeout(
+            self.settings.connect_timeout,
+            TcpStream::connect(&self.addr),
+        )
+        .await
+        {
+            Err(_) => return Err(UpstreamError::ConnectTimeout(addr)),
+            Ok(Err(source)) => return Err(UpstreamError::Connect { addr, source }),
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| UpstreamError::Handshake { addr, source })?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    /// The address this pool connects to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// A socket address, when `addr` is one (tests).
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        self.addr.parse().ok()
+    }
+}
+
+/// A response body that returns its connection to the pool once read to
+/// the end. Dropped early (the client went away), the connection is closed.
+pub struct PooledBody {
+    inner: Incoming,
+    back: Option<(Arc<NodePool>, SendRequest<Incoming>)>,
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        // hyper stops polling once `is_end_stream` is true, so the last data
+        // frame may be the last call.
+        let done = match &frame {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            _ => false,
+        };
+        if done {
+            if let Some((pool, sender)) = self.back.take() {
+                pool.put_idle(sender);
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,271 @@
+//! End to end: a real TLS client -> casfront -> demo CAS nodes, all on
+//! 127.0.0.1:0. Which node answered is read from `X-Cas-Node`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use casfront::demo::Cluster;
+use casfront::proxy::ProxySettings;
+
+mod support;
+use support::client::{send_tls, ticket_in, tls_trusting, Reply};
+
+const SERVICE: &str = "https%3A%2F%2Fapp.example.edu%2F";
+
+struct Env {
+    cluster: Cluster,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl Env {
+    async fn start(settings: ProxySettings) -> Env {
+        let cluster = Cluster::start(3, "127.0.0.1:0".parse().unwrap(), settings)
+            .await
+            .unwrap();
+        let tls = tls_trusting(&cluster.cert_pem);
+        Env { cluster, tls }
+    }
+
+    async fn get(&self, target: &str, headers: &[(&str, &str)]) -> Reply {
+        send_tls(
+            &self.tls,
+            self.cluster.addr,
+            "localhost",
+            "GET",
+            target,
+            headers,
+            "",
+        )
+        .await
+    }
+
+    async fn post(&self, target: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        send_tls(
+            &self.tls,
+            self.cluster.addr,
+            "localhost",
+            "POST",
+            target,
+            headers,
+            body,
+        )
+        .await
+    }
+
+    /// A whole browser login through casfront: the form, the POST (routed
+    /// by the JSESSIONID jvmRoute to the node holding the flow), the TGT
+    /// cookie and an ST.
+    async fn login(&self, user: &str) -> (String, String, String) {
+        let form = self
+            .get(&format!("/cas/login?service={SERVICE}"), &[])
+            .await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        let node = form.header("x-cas-node").unwrap().to_owned();
+        let session = form.set_cookie("JSESSIONID").unwrap();
+        let creds = format!("username={user}&password={user}&service={SERVICE}");
+        let ok = self
+            .post(
+                "/cas/login",
+                &[
+                    ("cookie", &session),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+                &creds,
+            )
+            .await;
+        assert_eq!(
+            (ok.status, ok.header("x-cas-node")),
+            (302, Some(node.as_str())),
+            "{}",
+            ok.body
+        );
+        (
+            node,
+            ok.set_cookie("CASTGC").unwrap(),
+            ticket_in(ok.header("location").unwrap()),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rule_reaches_the_owner() {
+    let env = Env::start(ProxySettings::default()).await;
+    let (node, tgc, st) = env.login("alice").await;
+    assert!(st.ends_with(&format!("-{node}")));
+    // tgc: with the TGT cookie, the owner issues a new ST without a form.
+    for _ in 0..5 {
+        let sso = env
+            .get(
+                &format!("/cas/login?service={SERVICE}"),
+                &[("cookie", &format!("lang=en; {tgc}"))],
+            )
+            .await;
+        assert_eq!(
+            (sso.status, sso.header("x-cas-node")),
+            (302, Some(node.as_str()))
+        );
+    }
+    // ticket: validation goes to the issuer (tickets live only there).
+    let v = env
+        .get(
+            &format!(
+                "/cas/serviceValidate?service={SERVICE}&ticket={st}&pgtUrl=https%3A%2F%2Fportal"
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(v.header("x-cas-node"), Some(node.as_str()));
+    assert!(v.body.contains("<cas:user>alice</cas:user>"), "{}", v.body);
+    // pgt: /proxy goes to the PGT's node.
+    let pgt = v.header("x-demo-pgt").unwrap().to_owned();
+    let p = env
+        .get(
+            &format!("/cas/proxy?targetService=https%3A%2F%2Fapi&pgt={pgt}"),
+            &[],
+        )
+        .await;
+    assert_eq!(p.header("x-cas-node"), Some(node.as_str()));
+    assert!(p.body.contains("<cas:proxyTicket>PT-"), "{}", p.body);
+    // session: the path parameter form of JSESSIONID, on any method.
+    let put = env
+        .post(&format!("/cas/login;jsessionid=ABC.{node}"), &[], "")
+        .await;
+    assert_eq!(put.header("x-cas-node"), Some(node.as_str()));
+    // any: a new visitor is spread over the nodes.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..6 {
+        seen.insert(
+            env.get("/cas/login", &[])
+                .await
+                .header("x-cas-node")
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    // No pool: 404 from casfront itself.
+    let none = env.get("/nothing", &[]).await;
+    assert_eq!((none.status, none.header("x-cas-node")), (404, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_logins_validate_without_a_failure() {
+    let env = Env::start(ProxySettings::default()).await;
+    let mut per_node = std::collections::HashMap::new();
+    for i in 0..200 {
+        let (node, _tgc, st) = env.login(&format!("user{i}")).await;
+        let v = env
+            .get(
+                &format!("/cas/p3/serviceValidate?service={SERVICE}&ticket={st}"),
+                &[],
+            )
+            .await;
+        assert!(
+            v.body.contains(&format!("<cas:user>user{i}</cas:user>")),
+            "login {i}: {}",
+            v.body
+        );
+        assert_eq!(v.header("x-cas-node"), Some(node.as_str()));
+        *per_node.entry(node).or_insert(0) += 1;
+    }
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_costs_no_request() {
+    let mut env = Env::start(ProxySettings::default()).await;
+    let stopped = env.cluster.nodes.remove(1);
+    let name = stopped.spec.name.clone();
+    stopped.stop().await;
+    for i in 0..30 {
+        let r = env.get("/cas/login", &[]).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.body);
+        assert_ne!(r.header("x-cas-node"), Some(name.as_str()));
+    }
+    // A ticket of the stopped node falls through to a live one.
+    let r = env
+        .get(
+            &format!("/cas/serviceValidate?service={SERVICE}&ticket=ST-1-abc-{name}"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("INVALID_TICKET"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_gets_a_504_in_time() {
+    // A node that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr: SocketAddr = silent.local_addr().unwrap();
+    let _hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            open.push(s);
+        }
+    });
+    let settings = ProxySettings {
+        upstream: casfront::proxy::upstream::UpstreamSettings {
+            response_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let cfg = casfront::demo::cluster_config("127.0.0.1:0".parse().unwrap(), &[silent_addr]);
+    let cfg = casfront::config::parse(&cfg, std::path::Path::new("."))
+        .config
+        .unwrap();
+    let proxy = Arc::new(casfront::proxy::Proxy::new(&cfg, &settings).unwrap());
+    let cert = casfront::demo::self_signed().unwrap();
+    let tls = casfront::server::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _server = tokio::spawn(casfront::server::serve(
+        listener,
+        tls,
+        proxy,
+        Default::default(),
+    ));
+    let client = tls_trusting(&cert.cert_pem);
+    let started = std::time::Instant::now();
+    let r = send_tls(&client, addr, "localhost", "GET", "/cas/login", &[], "").await;
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        !r.body.contains("127.0.0.1"),
+        "never reveal a node's address: {}",
+        r.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_forwarding_headers_are_replaced() {
+    let env = Env::start(ProxySettings::default()).await;
+    let r = env
+        .get(
+            "/cas/login",
+            &[("x-forwarded-for", "6.6.6.6"), ("x-real-ip", "6.6.6.6")],
+        )
+        .await;
+    assert_eq!(r.header("x-demo-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(r.header("x-demo-forwarded-proto"), Some("https"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let env = Env::start(ProxySettings::default()).await;
+    let node = env.cluster.proxy.table().node_by_name("cas1").unwrap();
+    for _ in 0..200 {
+        let r = env.get("/cas/login;jsessionid=X.cas1", &[]).await;
+        assert_eq!(r.header("x-cas-node"), Some("cas1"));
+    }
+    let pool = env.cluster.proxy.pool(node).unwrap();
+    assert_eq!(pool.idle_count(), 1);
+    assert_eq!(
+        env.cluster.nodes[0].connections(),
+        1,
+        "one upstream connection for 200 sequential requests"
+    );
+}
