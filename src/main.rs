@@ -4,12 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use casfront::config::{self, Config};
+use casfront::demo::Cluster;
 use casfront::explain::{self, parse_header};
+use casfront::proxy::{Proxy, ProxySettings};
 use casfront::routing::{suffix::f5_md5, NodeState, RoutingTable};
+use casfront::server::{self, ServerSettings};
+use tokio::net::TcpListener;
 
 #[derive(Parser)]
 #[command(name = "casfront", version, about = "A CAS-aware TLS front end")]
@@ -58,6 +65,15 @@ enum Command {
         /// Path and query, e.g. '/cas/serviceValidate?service=x&ticket=ST-1-a-cas1'.
         target: String,
     },
+    /// Start 3 demo CAS nodes and casfront in front of them on loopback,
+    /// with a certificate generated at start; print what to try.
+    Demo {
+        /// Where casfront listens.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+    },
     /// Print a node name as CAS would put it in ticket ids.
     Suffix {
         /// The F5-style name: lowercase hex MD5 of the dotted IPv4 address.
@@ -87,14 +103,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Run { config } => {
-            if load(&config, false)?.is_none() {
+            let Some(cfg) = load(&config, false)? else {
                 return Ok(ExitCode::from(1));
+            };
+            runtime()?.block_on(serve(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { listen, nodes } => {
+            if nodes == 0 {
+                bail!("--nodes must be at least 1");
             }
-            bail!(
-                "{}: the configuration is valid, but serving is not built yet \
-                 (the data plane is the next issue); use `casfront explain` to see routing",
-                config.display()
-            )
+            runtime()?.block_on(demo(listen, nodes))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Explain {
             config,
@@ -139,6 +159,64 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Serves `cfg` until Ctrl-C.
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let tls = server::tls::from_files(&cfg.tls.cert, &cfg.tls.key)?;
+    let proxy = Arc::new(Proxy::new(&cfg, &ProxySettings::default())?);
+    if let Some(http) = cfg.listen.http {
+        eprintln!("casfront: warning: the plain-HTTP redirect listener ({http}) is not built yet; not listening there");
+    }
+    let listener = TcpListener::bind(cfg.listen.https)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen.https))?;
+    eprintln!("casfront: serving https on {}", listener.local_addr()?);
+    tokio::select! {
+        () = server::serve(listener, tls, proxy, ServerSettings::default()) => {}
+        r = tokio::signal::ctrl_c() => r?,
+    }
+    Ok(())
+}
+
+/// Runs the demo cluster until Ctrl-C.
+async fn demo(listen: SocketAddr, nodes: usize) -> anyhow::Result<()> {
+    let cluster = Cluster::start(nodes, listen, ProxySettings::default())
+        .await
+        .with_context(|| format!("starting the demo on {listen} (try --listen 127.0.0.1:0)"))?;
+    let ca = std::env::temp_dir().join(format!("casfront-demo-{}.pem", std::process::id()));
+    std::fs::write(&ca, &cluster.cert_pem).with_context(|| format!("writing {}", ca.display()))?;
+    let port = cluster.addr.port();
+    println!(
+        "casfront demo: {nodes} CAS nodes (cas1..cas{nodes}) behind https://localhost:{port}/cas"
+    );
+    for n in &cluster.nodes {
+        println!("  {} on http://{}", n.spec.name, n.addr);
+    }
+    println!(
+        "\nTry (every response names its node in X-Cas-Node; the demo accepts password = user name):\n\n\
+         CA={ca}; B=https://localhost:{port}/cas; S='https%3A%2F%2Fapp.example.edu%2F'; J=$(mktemp)\n\
+         # 1. the login form, from any node; its JSESSIONID carries the node's jvmRoute\n\
+         curl -s --cacert $CA -c $J -D - -o /dev/null \"$B/login?service=$S\" | grep -i x-cas-node\n\
+         # 2. the POST follows the session to the same node, which issues a TGT cookie and an ST\n\
+         ST=$(curl -s --cacert $CA -b $J -c $J -d \"username=alice&password=alice&service=$S\" -D - -o /dev/null \"$B/login\" \\\n\
+         \x20    | sed -n 's/^location:.*ticket=\\([^&[:space:]]*\\).*/\\1/Ip'); echo \"$ST\"\n\
+         # 3. the application validates the ST: routed by its suffix to the node that issued it\n\
+         curl -s --cacert $CA -D - \"$B/serviceValidate?service=$S&ticket=$ST\" | grep -iE 'x-cas-node|cas:user'\n\
+         # 4. single sign-on with the TGT cookie: routed by the cookie to the same node\n\
+         curl -s --cacert $CA -b $J -D - -o /dev/null \"$B/login?service=$S\" | grep -iE 'x-cas-node|location'\n\
+         \nCtrl-C stops the demo.",
+        ca = ca.display()
+    );
+    tokio::signal::ctrl_c().await?;
+    let _ = std::fs::remove_file(&ca);
+    Ok(())
 }
 
 /// Loads and validates; prints diagnostics as `FILE:LINE:COL: ...` on

@@ -195,10 +195,106 @@ fn check_reports_a_missing_file() {
 }
 
 #[test]
-fn run_says_plainly_that_serving_is_not_built() {
+fn run_reports_unreadable_certificates() {
     let out = casfront(&["run", "-c", EXAMPLE]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("serving is not built yet"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("reading certificates from /etc/casfront/server.pem"),
+        "{err}"
+    );
+}
+
+/// Starts the binary with `args`, reads stderr/stdout lines until `ready`
+/// returns a value, and kills the process when the guard drops.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_until<T>(
+    args: &[&str],
+    from_stderr: bool,
+    ready: impl Fn(&str) -> Option<T>,
+) -> (Running, T, Vec<String>) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut running = Running(
+        Command::new(env!("CARGO_BIN_EXE_casfront"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines: Box<dyn BufRead> = if from_stderr {
+        Box::new(std::io::BufReader::new(running.0.stderr.take().unwrap()))
+    } else {
+        Box::new(std::io::BufReader::new(running.0.stdout.take().unwrap()))
+    };
+    let mut seen = Vec::new();
+    for line in lines.lines() {
+        let line = line.unwrap();
+        if let Some(v) = ready(&line) {
+            seen.push(line);
+            return (running, v, seen);
+        }
+        seen.push(line);
+    }
+    panic!("the process ended before it was ready: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_a_configuration() {
+    let node = casfront::demo::node::spawn(casfront::demo::node::NodeSpec::named("cas1"))
+        .await
+        .unwrap();
+    let cert = casfront::demo::self_signed().unwrap();
+    let cert_path = support::temp_file("server.pem", &cert.cert_pem);
+    let key_path = support::temp_file("server.key", &cert.key_pem);
+    let config = support::temp_file(
+        "run.toml",
+        &format!(
+            "[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+             [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://{}\"\n",
+            cert_path.display(),
+            key_path.display(),
+            node.addr
+        ),
+    );
+    let (_proc, addr, _) = start_until(&["run", "-c", config.to_str().unwrap()], true, |l| {
+        l.strip_prefix("casfront: serving https on ")
+            .map(|a| a.parse::<std::net::SocketAddr>().unwrap())
+    });
+    let tls = support::client::tls_trusting(&cert.cert_pem);
+    let r = support::client::send_tls(&tls, addr, "localhost", "GET", "/cas/login", &[], "").await;
+    assert_eq!((r.status, r.header("x-cas-node")), (200, Some("cas1")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_and_prints_what_to_try() {
+    let (_proc, port, _) = start_until(&["demo", "--listen", "127.0.0.1:0"], false, |l| {
+        l.strip_prefix("casfront demo: 3 CAS nodes (cas1..cas3) behind https://localhost:")
+            .and_then(|rest| rest.strip_suffix("/cas"))
+            .map(|p| p.parse::<u16>().unwrap())
+    });
+    // The demo writes its certificate before it prints the ready line.
+    let ca = std::env::temp_dir().join(format!("casfront-demo-{}.pem", _proc.0.id()));
+    let pem = std::fs::read_to_string(&ca).unwrap();
+    assert!(
+        pem.contains("BEGIN CERTIFICATE"),
+        "the demo wrote {}",
+        ca.display()
+    );
+    let tls = support::client::tls_trusting(&pem);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let r = support::client::send_tls(&tls, addr, "localhost", "GET", "/cas/login", &[], "").await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("x-cas-node").unwrap().starts_with("cas"));
 }
 
 #[test]
