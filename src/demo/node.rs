@@ -210,6 +210,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
             validate2(state, &q("ticket"), &q("service"), &q("pgtUrl"), true)
         }
         (Method::GET | Method::HEAD, "/proxy") => proxy(state, &q("pgt"), &q("targetService")),
+        (Method::POST, "/samlValidate") => saml_validate(state, req, &q("TARGET")).await,
         (Method::GET | Method::HEAD, "" | "/") => {
             redirect(&format!("{}/login", state.spec.prefix), None)
         }
@@ -336,6 +337,37 @@ fn validate2(state: &State, ticket: &str, service: &str, pgt_url: &str, proxies:
     if let Some(pgt) = pgt.and_then(|p| header::HeaderValue::from_str(&p).ok()) {
         resp.headers_mut().insert("x-demo-pgt", pgt);
     }
+    resp
+}
+
+/// SAML 1.1 validation: the ST is the `AssertionArtifact` of the SOAP body.
+/// The body length received is echoed in `X-Demo-Body-Len`.
+async fn saml_validate(state: &State, req: Request<Incoming>, target: &str) -> Resp {
+    let Ok(body) = Limited::new(req.into_body(), 64 * MAX_FORM).collect().await else {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+    };
+    let body = body.to_bytes();
+    let ticket = crate::routing::saml::artifact_text(&body).and_then(|raw| {
+        crate::routing::saml::with_artifact(raw, |v| {
+            v.map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+    });
+    let status = match ticket.as_deref().and_then(|t| state.redeem(t, target, false)) {
+        Some(t) => format!(
+            "<samlp:Status><samlp:StatusCode Value=\"samlp:Success\"/></samlp:Status>\
+             <saml:Assertion><saml:AuthenticationStatement><saml:Subject>\
+             <saml:NameIdentifier>{}</saml:NameIdentifier></saml:Subject></saml:AuthenticationStatement></saml:Assertion>",
+            t.user
+        ),
+        None => "<samlp:Status><samlp:StatusCode Value=\"samlp:Responder\"/></samlp:Status>".to_owned(),
+    };
+    let mut resp = respond(
+        StatusCode::OK,
+        "text/xml; charset=utf-8",
+        format!("<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://schemas.xmlsoap.org/soap/envelope/\"><SOAP-ENV:Body><samlp:Response>{status}</samlp:Response></SOAP-ENV:Body></SOAP-ENV:Envelope>\n"),
+    );
+    resp.headers_mut()
+        .insert("x-demo-body-len", header::HeaderValue::from(body.len()));
     resp
 }
 

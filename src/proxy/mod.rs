@@ -3,8 +3,9 @@
 //! made (nothing was sent, so any method may go elsewhere), and answer
 //! 404/502/503/504 with short bodies that never name a node's address.
 //! Submodules: [`upstream`] (per-node connection pools), [`forward`] (header
-//! rewriting).
+//! rewriting), [`body`] (request bodies, with a replayed prefix).
 
+pub mod body;
 pub mod forward;
 pub mod upstream;
 
@@ -21,6 +22,7 @@ use crate::config::{Config, Scheme};
 use crate::routing::{
     route, Headers, NodeId, NodeState, NodeStates, NothingLearned, RequestView, RoutingTable,
 };
+use body::{read_prefix, RequestBody};
 use forward::{prepare_request, prepare_response, ClientInfo};
 use upstream::{NodePool, PooledBody, UpstreamError, UpstreamSettings};
 
@@ -85,6 +87,10 @@ pub struct ProxySettings {
     pub upstream: UpstreamSettings,
     /// How long a node whose connection failed stays down.
     pub down_cooldown: Duration,
+    /// How much of a `POST /samlValidate` body is read to find the artifact.
+    pub body_prefix: usize,
+    /// How long to wait for that prefix before routing with what arrived.
+    pub body_wait: Duration,
 }
 
 impl Default for ProxySettings {
@@ -92,6 +98,8 @@ impl Default for ProxySettings {
         ProxySettings {
             upstream: UpstreamSettings::default(),
             down_cooldown: Duration::from_secs(10),
+            body_prefix: 16 * 1024,
+            body_wait: Duration::from_secs(5),
         }
     }
 }
@@ -109,6 +117,7 @@ pub struct Proxy {
     pools: Vec<Arc<NodePool>>,
     health: Health,
     counter: AtomicU64,
+    settings: ProxySettings,
 }
 
 impl Proxy {
@@ -130,6 +139,7 @@ impl Proxy {
             pools,
             health,
             counter: AtomicU64::new(0),
+            settings: settings.clone(),
         })
     }
 
@@ -147,19 +157,34 @@ impl Proxy {
     }
 
     /// Serves one request.
-    pub async fn handle(
-        &self,
-        mut req: Request<Incoming>,
-        client: ClientInfo,
-    ) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<ProxyBody> {
+        let (parts, body) = req.into_parts();
+        let method = crate::routing::Method::from_bytes(parts.method.as_str().as_bytes());
+        let wants_body = self.table.wants_body(method, parts.uri.path().as_bytes());
+        let (prefix, body) = if wants_body {
+            match read_prefix(body, self.settings.body_prefix, self.settings.body_wait).await {
+                Ok(read) => read,
+                Err(_) => {
+                    return local(
+                        StatusCode::BAD_REQUEST,
+                        "casfront: the request body could not be read\n",
+                    )
+                }
+            }
+        } else {
+            (Bytes::new(), RequestBody::Streamed(body))
+        };
+        let mut req = Request::from_parts(parts, body);
         prepare_request(&mut req, &client);
         // Route, and route again without a node whose connection failed.
         let (node, conn) = loop {
             let node = {
                 let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 let headers = HeaderView(req.headers());
-                let method = crate::routing::Method::from_bytes(req.method().as_str().as_bytes());
-                let view = RequestView::new(method, target.as_bytes(), &headers);
+                let mut view = RequestView::new(method, target.as_bytes(), &headers);
+                if wants_body {
+                    view = view.with_body(&prefix);
+                }
                 // The counter moves only when `any` picks: advancing it on
                 // every request would alias with the requests of a login.
                 let pick = self.counter.load(Ordering::Relaxed);

@@ -18,6 +18,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::body::RequestBody;
+
 /// Timeouts and limits of the upstream side.
 #[derive(Clone, Debug)]
 pub struct UpstreamSettings {
@@ -85,13 +87,13 @@ impl UpstreamError {
 }
 
 struct Idle {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<RequestBody>,
     since: Instant,
 }
 
 /// A connection taken from the pool or just made.
 pub struct Conn {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<RequestBody>,
     pooled: bool,
 }
 
@@ -135,7 +137,7 @@ impl NodePool {
     pub async fn send(
         self: &Arc<Self>,
         conn: Conn,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
         let Conn { mut sender, pooled } = conn;
         let timeout = self.settings.response_timeout;
@@ -173,7 +175,7 @@ impl NodePool {
 
     /// The most recently used idle connection that is still open and young
     /// enough; older ones are dropped (closing them).
-    fn take_idle(&self) -> Option<SendRequest<Incoming>> {
+    fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
         let mut idle = self
             .idle
             .lock()
@@ -186,7 +188,7 @@ impl NodePool {
         None
     }
 
-    fn put_idle(&self, sender: SendRequest<Incoming>) {
+    fn put_idle(&self, sender: SendRequest<RequestBody>) {
         let mut idle = self
             .idle
             .lock()
@@ -204,7 +206,7 @@ impl NodePool {
         self.idle.lock().map(|i| i.len()).unwrap_or(0)
     }
 
-    async fn connect(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+    async fn connect(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
         let addr = self.addr.clone();
         let stream = match tokio::time::timeout(
             self.settings.connect_timeout,
@@ -239,7 +241,7 @@ impl NodePool {
 /// the end. Dropped early (the client went away), the connection is closed.
 pub struct PooledBody {
     inner: Incoming,
-    back: Option<(Arc<NodePool>, SendRequest<Incoming>)>,
+    back: Option<(Arc<NodePool>, SendRequest<RequestBody>)>,
 }
 
 impl Body for PooledBody {

@@ -132,6 +132,20 @@ impl RoutingTable {
             .map(|i| i as NodeId)
     }
 
+    /// Whether routing `method path` reads a body prefix (an entry of the
+    /// extractor table takes its value from the body: `POST /samlValidate`).
+    pub fn wants_body(&self, method: super::Method, path: &[u8]) -> bool {
+        let Some((_, _, rel)) = self.pool_for(path) else {
+            return false;
+        };
+        let endpoint = super::extract::endpoint_of(rel);
+        super::ENTRIES.iter().any(|e| {
+            e.source == super::Source::SamlArtifact
+                && e.methods.contains(method)
+                && e.paths.matches(endpoint)
+        })
+    }
+
     /// The pool whose prefix is the longest to match `path` on a segment
     /// boundary, with the pool-relative rest of the path.
     pub fn pool_for<'p>(&self, path: &'p [u8]) -> Option<(PoolId, &PoolInfo, &'p [u8])> {
@@ -155,6 +169,18 @@ fn relative<'p>(prefix: &[u8], path: &'p [u8]) -> Option<&'p [u8]> {
 #[cfg(test)]
 mod tests {
     use super::relative;
+    use crate::routing::tests::table;
+    use crate::routing::Method;
+
+    #[test]
+    fn only_saml_posts_want_a_body() {
+        let t = table();
+        assert!(t.wants_body(Method::Post, b"/cas/samlValidate"));
+        assert!(t.wants_body(Method::Post, b"/cas/samlValidate;jsessionid=x"));
+        assert!(!t.wants_body(Method::Get, b"/cas/samlValidate"));
+        assert!(!t.wants_body(Method::Post, b"/cas/login"));
+        assert!(!t.wants_body(Method::Post, b"/nothing/samlValidate"));
+    }
 
     #[test]
     fn prefixes_on_segment_boundaries() {
