@@ -309,3 +309,29 @@ async fn saml_validate_post_is_routed_by_the_soap_body() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learned_sessions_keep_a_login_on_its_node() {
+    // Session ids without a jvmRoute: only the learned table can send the
+    // POST to the node that holds the login flow (by chance: 1 in 3).
+    let specs = (1..=3)
+        .map(|i| casfront::demo::node::NodeSpec {
+            jvm_route: String::new(),
+            ..casfront::demo::node::NodeSpec::named(&format!("cas{i}"))
+        })
+        .collect();
+    let cluster = Cluster::start_with(
+        specs,
+        "127.0.0.1:0".parse().unwrap(),
+        ProxySettings::default(),
+    )
+    .await
+    .unwrap();
+    let tls = tls_trusting(&cluster.cert_pem);
+    let env = Env { cluster, tls };
+    for i in 0..30 {
+        let (node, _tgc, st) = env.login(&format!("dave{i}")).await;
+        assert!(st.ends_with(&format!("-{node}")));
+    }
+    assert!(!env.cluster.proxy.learned().is_empty());
+}

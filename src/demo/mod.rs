@@ -79,9 +79,21 @@ impl Cluster {
         listen: SocketAddr,
         settings: ProxySettings,
     ) -> Result<Cluster, DemoError> {
-        let mut nodes = Vec::with_capacity(n);
-        for i in 1..=n {
-            nodes.push(node::spawn(NodeSpec::named(&format!("cas{i}"))).await?);
+        let specs = (1..=n)
+            .map(|i| NodeSpec::named(&format!("cas{i}")))
+            .collect();
+        Self::start_with(specs, listen, settings).await
+    }
+
+    /// The same with nodes of one's own (named `cas1`... in that order).
+    pub async fn start_with(
+        specs: Vec<NodeSpec>,
+        listen: SocketAddr,
+        settings: ProxySettings,
+    ) -> Result<Cluster, DemoError> {
+        let mut nodes = Vec::with_capacity(specs.len());
+        for spec in specs {
+            nodes.push(node::spawn(spec).await?);
         }
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;

@@ -41,6 +41,8 @@ pub struct NodeSpec {
     pub name: String,
     /// The end of its ticket ids (`cas.host.name`).
     pub suffix: String,
+    /// Appended to session ids as Tomcat does (`<id>.<jvmRoute>`); empty
+    /// for none.
     pub jvm_route: String,
     /// The CAS context path, e.g. `/cas`.
     pub prefix: String,

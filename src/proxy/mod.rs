@@ -3,10 +3,12 @@
 //! made (nothing was sent, so any method may go elsewhere), and answer
 //! 404/502/503/504 with short bodies that never name a node's address.
 //! Submodules: [`upstream`] (per-node connection pools), [`forward`] (header
-//! rewriting), [`body`] (request bodies, with a replayed prefix).
+//! rewriting), [`body`] (request bodies, with a replayed prefix),
+//! [`learned`] (the learned cookie table).
 
 pub mod body;
 pub mod forward;
+pub mod learned;
 pub mod upstream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,10 +22,11 @@ use hyper::body::Incoming;
 
 use crate::config::{Config, Scheme};
 use crate::routing::{
-    route, Headers, NodeId, NodeState, NodeStates, NothingLearned, RequestView, RoutingTable,
+    route, Headers, NodeId, NodeState, NodeStates, PoolId, RequestView, RoutingTable,
 };
 use body::{read_prefix, RequestBody};
 use forward::{prepare_request, prepare_response, ClientInfo};
+use learned::LearnedTable;
 use upstream::{NodePool, PooledBody, UpstreamError, UpstreamSettings};
 
 /// What casfront answers with: a node's streamed body, or a short local one.
@@ -91,6 +94,9 @@ pub struct ProxySettings {
     pub body_prefix: usize,
     /// How long to wait for that prefix before routing with what arrived.
     pub body_wait: Duration,
+    /// Learned cookie table: entries kept, and how long.
+    pub learned_capacity: usize,
+    pub learned_ttl: Duration,
 }
 
 impl Default for ProxySettings {
@@ -100,6 +106,8 @@ impl Default for ProxySettings {
             down_cooldown: Duration::from_secs(10),
             body_prefix: 16 * 1024,
             body_wait: Duration::from_secs(5),
+            learned_capacity: 100_000,
+            learned_ttl: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -116,6 +124,7 @@ pub struct Proxy {
     table: RoutingTable,
     pools: Vec<Arc<NodePool>>,
     health: Health,
+    learned: LearnedTable,
     counter: AtomicU64,
     settings: ProxySettings,
 }
@@ -138,6 +147,7 @@ impl Proxy {
             table,
             pools,
             health,
+            learned: LearnedTable::new(settings.learned_capacity, settings.learned_ttl),
             counter: AtomicU64::new(0),
             settings: settings.clone(),
         })
@@ -177,8 +187,8 @@ impl Proxy {
         let mut req = Request::from_parts(parts, body);
         prepare_request(&mut req, &client);
         // Route, and route again without a node whose connection failed.
-        let (node, conn) = loop {
-            let node = {
+        let (pool_id, node, conn) = loop {
+            let (pool_id, node) = {
                 let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 let headers = HeaderView(req.headers());
                 let mut view = RequestView::new(method, target.as_bytes(), &headers);
@@ -188,7 +198,7 @@ impl Proxy {
                 // The counter moves only when `any` picks: advancing it on
                 // every request would alias with the requests of a login.
                 let pick = self.counter.load(Ordering::Relaxed);
-                let d = route(&self.table, &view, &self.health, &NothingLearned, pick);
+                let d = route(&self.table, &view, &self.health, &self.learned, pick);
                 if d.entry.is_none() {
                     self.counter.fetch_add(1, Ordering::Relaxed);
                 }
@@ -202,7 +212,7 @@ impl Proxy {
                             "casfront: no CAS node is available\n",
                         )
                     }
-                    (Some(_), Some(n)) => n,
+                    (Some(p), Some(n)) => (p, n),
                 }
             };
             let Some(pool) = self.pools.get(usize::from(node)) else {
@@ -212,7 +222,7 @@ impl Proxy {
                 );
             };
             match pool.checkout().await {
-                Ok(conn) => break (node, conn),
+                Ok(conn) => break (pool_id, node, conn),
                 Err(_) => self.health.mark_down(node),
             }
         };
@@ -222,10 +232,14 @@ impl Proxy {
                 "casfront: internal error\n",
             );
         };
+        // Kept aside to forget a cookie the node expires (its Set-Cookie
+        // then carries an empty value). One header after `prepare_request`.
+        let sent_cookies = req.headers().get(header::COOKIE).cloned();
         match pool.send(conn, req).await {
             Ok(resp) => {
                 let mut resp = resp.map(Either::Left);
                 prepare_response(&mut resp);
+                self.learn(pool_id, node, resp.headers(), sent_cookies.as_ref());
                 resp
             }
             Err(UpstreamError::ResponseTimeout(_)) => local(
@@ -239,6 +253,45 @@ impl Proxy {
                 local(StatusCode::BAD_GATEWAY, "casfront: the CAS node failed\n")
             }
         }
+    }
+}
+
+impl Proxy {
+    /// Learns the pool's TGT and session cookies a node sets; forgets the
+    /// ones it expires.
+    fn learn(
+        &self,
+        pool_id: PoolId,
+        node: NodeId,
+        headers: &HeaderMap,
+        sent: Option<&header::HeaderValue>,
+    ) {
+        let Some(pool) = self.table.pool(pool_id) else {
+            return;
+        };
+        for set in headers.get_all(header::SET_COOKIE) {
+            let Some((name, value, expired)) = learned::parse_set_cookie(set.as_bytes()) else {
+                continue;
+            };
+            if *name != *pool.session_cookie && !pool.tgc_cookies.iter().any(|c| **c == *name) {
+                continue;
+            }
+            if expired {
+                let sent: Vec<(&str, &[u8])> =
+                    sent.map(|c| ("cookie", c.as_bytes())).into_iter().collect();
+                if let Some(old) = crate::routing::parse::cookie(&sent[..], name) {
+                    self.learned.forget(pool_id, name, old);
+                }
+            } else if !value.is_empty() {
+                self.learned
+                    .learn(pool_id, name, value, node, Instant::now());
+            }
+        }
+    }
+
+    /// The learned cookie table (tests, metrics).
+    pub fn learned(&self) -> &LearnedTable {
+        &self.learned
     }
 }
 

@@ -1,0 +1,201 @@
+//! The learned cookie table (DESIGN §1): `(pool, cookie name, value) ->
+//! node`, filled from the nodes' `Set-Cookie` for the pool's TGT and
+//! session cookies, read by the `tgc` and `session` rules.
+//!
+//! Bounded by construction: two generations of at most `capacity / 2`
+//! entries each; inserting into a full current generation (or one older
+//! than half the TTL) drops the previous generation and starts a new one.
+//! An entry lives between TTL/2 and TTL, and memory stays flat under a flood
+//! of distinct cookies. Keys are a 128-bit keyed hash of the triple, so the
+//! table holds no cookie value (they are credentials) and a lookup
+//! allocates nothing.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::routing::{Learned, NodeId, PoolId};
+
+type Key = u128;
+
+struct Generation {
+    entries: HashMap<Key, (NodeId, Instant)>,
+    started: Instant,
+}
+
+/// The table; cheap to share behind an `Arc`.
+pub struct LearnedTable {
+    hashers: (RandomState, RandomState),
+    half_capacity: usize,
+    ttl: Duration,
+    gens: Mutex<(Generation, Generation)>,
+}
+
+impl LearnedTable {
+    pub fn new(capacity: usize, ttl: Duration) -> LearnedTable {
+        let gen = || Generation {
+            entries: HashMap::new(),
+            started: Instant::now(),
+        };
+        LearnedTable {
+            hashers: (RandomState::new(), RandomState::new()),
+            half_capacity: (capacity / 2).max(1),
+            ttl,
+            gens: Mutex::new((gen(), gen())),
+        }
+    }
+
+    fn key(&self, pool: PoolId, cookie: &[u8], value: &[u8]) -> Key {
+        let half = |s: &RandomState| s.hash_one((pool, cookie, value));
+        u128::from(half(&self.hashers.0)) << 64 | u128::from(half(&self.hashers.1))
+    }
+
+    /// Remembers that `node` set `cookie=value`.
+    pub fn learn(&self, pool: PoolId, cookie: &[u8], value: &[u8], node: NodeId, now: Instant) {
+        let key = self.key(pool, cookie, value);
+        let mut g = self
+            .gens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (current, previous) = &mut *g;
+        let full =
+            current.entries.len() >= self.half_capacity && !current.entries.contains_key(&key);
+        if full || now.duration_since(current.started) >= self.ttl / 2 {
+            *previous = std::mem::replace(
+                current,
+                Generation {
+                    entries: HashMap::with_capacity(self.half_capacity.min(1024)),
+                    started: now,
+                },
+            );
+        }
+        previous.entries.remove(&key);
+        current.entries.insert(key, (node, now));
+    }
+
+    /// Forgets `cookie=value` (the node expired the cookie: logout).
+    pub fn forget(&self, pool: PoolId, cookie: &[u8], value: &[u8]) {
+        let key = self.key(pool, cookie, value);
+        let mut g = self
+            .gens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.0.entries.remove(&key);
+        g.1.entries.remove(&key);
+    }
+
+    /// The node that set `cookie=value` less than the TTL ago.
+    pub fn find(&self, pool: PoolId, cookie: &[u8], value: &[u8], now: Instant) -> Option<NodeId> {
+        let key = self.key(pool, cookie, value);
+        let g = self
+            .gens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (node, at) = g.0.entries.get(&key).or_else(|| g.1.entries.get(&key))?;
+        (now.duration_since(*at) < self.ttl).then_some(*node)
+    }
+
+    /// Entries held (both generations).
+    pub fn len(&self) -> usize {
+        let g = self
+            .gens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.0.entries.len() + g.1.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Learned for LearnedTable {
+    fn lookup(&self, pool: PoolId, cookie: &[u8], value: &[u8]) -> Option<NodeId> {
+        self.find(pool, cookie, value, Instant::now())
+    }
+}
+
+/// A `Set-Cookie` header's name, value and whether it expires the cookie
+/// (`Max-Age=0` or less, as CAS sends on logout).
+pub fn parse_set_cookie(header: &[u8]) -> Option<(&[u8], &[u8], bool)> {
+    let mut parts = header.split(|&b| b == b';');
+    let pair = parts.next()?;
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    let name = pair[..eq].trim_ascii();
+    // Unquoted, as the routing core reads the value a browser sends back.
+    let value = match pair[eq + 1..].trim_ascii() {
+        [b'"', inner @ .., b'"'] => inner,
+        v => v,
+    };
+    let expired = parts.any(|attr| {
+        let attr = attr.trim_ascii();
+        attr.len() > 8
+            && attr[..8].eq_ignore_ascii_case(b"max-age=")
+            && std::str::from_utf8(&attr[8..])
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .is_some_and(|v| v <= 0)
+    });
+    (!name.is_empty()).then_some((name, value, expired))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learns_forgets_and_expires() {
+        let t = LearnedTable::new(100, Duration::from_secs(60));
+        let now = Instant::now();
+        t.learn(0, b"JSESSIONID", b"abc", 2, now);
+        assert_eq!(t.find(0, b"JSESSIONID", b"abc", now), Some(2));
+        assert_eq!(t.find(1, b"JSESSIONID", b"abc", now), None, "per pool");
+        assert_eq!(t.find(0, b"TGC", b"abc", now), None, "per cookie name");
+        assert_eq!(
+            t.find(0, b"JSESSIONID", b"abc", now + Duration::from_secs(61)),
+            None,
+            "past the TTL"
+        );
+        t.forget(0, b"JSESSIONID", b"abc");
+        assert_eq!(t.find(0, b"JSESSIONID", b"abc", now), None);
+    }
+
+    #[test]
+    fn memory_stays_bounded_and_recent_entries_survive() {
+        let t = LearnedTable::new(1000, Duration::from_secs(3600));
+        let now = Instant::now();
+        for i in 0..100_000u32 {
+            t.learn(0, b"JSESSIONID", &i.to_le_bytes(), 1, now);
+            assert!(t.len() <= 1000);
+        }
+        // The most recent half-capacity entries are all still known.
+        for i in 100_000 - 500..100_000u32 {
+            assert_eq!(t.find(0, b"JSESSIONID", &i.to_le_bytes(), now), Some(1));
+        }
+        assert_eq!(t.find(0, b"JSESSIONID", &0u32.to_le_bytes(), now), None);
+    }
+
+    #[test]
+    fn set_cookie_headers() {
+        assert_eq!(
+            parse_set_cookie(b"JSESSIONID=ABC.cas1; Path=/cas; HttpOnly"),
+            Some((&b"JSESSIONID"[..], &b"ABC.cas1"[..], false))
+        );
+        assert_eq!(
+            parse_set_cookie(b"TGC=\"\"; Max-Age=0; Path=/cas"),
+            Some((&b"TGC"[..], &b""[..], true))
+        );
+        assert_eq!(
+            parse_set_cookie(b"x=1; max-age=-1").map(|c| c.2),
+            Some(true)
+        );
+        assert_eq!(
+            parse_set_cookie(b"x=1; Max-Age=10").map(|c| c.2),
+            Some(false)
+        );
+        assert_eq!(parse_set_cookie(b"noequals"), None);
+        assert_eq!(parse_set_cookie(b"=v"), None);
+    }
+}
