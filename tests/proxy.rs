@@ -335,3 +335,58 @@ async fn learned_sessions_keep_a_login_on_its_node() {
     }
     assert!(!env.cluster.proxy.learned().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_are_proxied_as_http11() {
+    let env = Env::start(ProxySettings::default()).await;
+    let (node, tgc, _st) = env.login("erin").await;
+    let h2 = support::client::tls_trusting_h2(&env.cluster.cert_pem);
+    // Browsers on HTTP/2 send cookies as several headers; the TGT cookie is in the second.
+    let r = support::client::send_h2(
+        &h2,
+        env.cluster.addr,
+        "localhost",
+        "/cas/headers",
+        &[("cookie", "lang=en"), ("cookie", &tgc)],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.header("x-cas-node")),
+        (200, Some(node.as_str())),
+        "{}",
+        r.body
+    );
+    // What the node received: HTTP/1.1, Host from :authority, one cookie header.
+    assert!(r.body.starts_with("HTTP/1.1 /cas/headers\n"), "{}", r.body);
+    assert!(r.body.contains("\nhost: localhost\n"), "{}", r.body);
+    assert!(
+        r.body.contains(&format!("\ncookie: lang=en; {tgc}\n")),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body.matches("\ncookie:").count(), 1, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_megabytes_stream_each_way_in_flat_memory() {
+    const SIZE: u64 = 100 * 1024 * 1024;
+    let env = Env::start(ProxySettings::default()).await;
+    let before = support::client::rss();
+    let (status, down, _) = support::client::stream_tls(
+        &env.tls,
+        env.cluster.addr,
+        "GET",
+        &format!("/cas/stream?bytes={SIZE}"),
+        0,
+    )
+    .await;
+    assert_eq!((status, down), (200, SIZE));
+    let (status, _, counted) =
+        support::client::stream_tls(&env.tls, env.cluster.addr, "POST", "/cas/upload", SIZE).await;
+    assert_eq!((status, counted), (200, SIZE.to_string()));
+    let grown = support::client::rss().saturating_sub(before);
+    assert!(
+        grown < 32 * 1024 * 1024,
+        "memory grew by {grown} bytes for 2 x 100 MB"
+    );
+}
