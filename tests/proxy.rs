@@ -206,18 +206,16 @@ async fn a_silent_node_gets_a_504_in_time() {
             open.push(s);
         }
     });
-    let settings = ProxySettings {
-        upstream: casfront::proxy::upstream::UpstreamSettings {
-            response_timeout: Duration::from_millis(300),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let cfg = casfront::demo::cluster_config("127.0.0.1:0".parse().unwrap(), &[silent_addr]);
+    let mut cfg = casfront::demo::cluster_config("127.0.0.1:0".parse().unwrap(), &[silent_addr]);
+    cfg.push_str("[pool.upstream]\nresponse_timeout = \"300ms\"\n");
     let cfg = casfront::config::parse(&cfg, std::path::Path::new("."))
         .config
         .unwrap();
-    let proxy = Arc::new(casfront::proxy::Proxy::new(&cfg, &settings).unwrap());
+    assert_eq!(
+        cfg.pools[0].upstream.response_timeout,
+        Duration::from_millis(300)
+    );
+    let proxy = Arc::new(casfront::proxy::Proxy::new(&cfg, &ProxySettings::default()).unwrap());
     let cert = casfront::demo::self_signed().unwrap();
     let tls = casfront::server::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

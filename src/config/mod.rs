@@ -20,7 +20,53 @@ pub struct Config {
     pub listen: Listen,
     pub tls: Tls,
     pub admin: Admin,
+    pub learned: LearnedCookies,
     pub pools: Vec<Pool>,
+}
+
+/// The learned cookie table (`[learned]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LearnedCookies {
+    /// Entries kept at most.
+    pub capacity: usize,
+    /// How long an entry is trusted.
+    pub ttl: Duration,
+}
+
+impl Default for LearnedCookies {
+    fn default() -> Self {
+        LearnedCookies {
+            capacity: defaults::LEARNED_CAPACITY,
+            ttl: Duration::from_secs(defaults::LEARNED_TTL_SECS),
+        }
+    }
+}
+
+/// How casfront talks to a pool's nodes (`[pool.upstream]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upstream {
+    /// TCP connect to a node.
+    pub connect_timeout: Duration,
+    /// From the request sent to the response head (504 after).
+    pub response_timeout: Duration,
+    /// An idle pooled connection older than this is closed, not reused.
+    pub idle_timeout: Duration,
+    /// Idle connections kept per node.
+    pub max_idle: usize,
+    /// How long a node whose connection failed stays down.
+    pub down_cooldown: Duration,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream {
+            connect_timeout: Duration::from_secs(defaults::CONNECT_TIMEOUT_SECS),
+            response_timeout: Duration::from_secs(defaults::RESPONSE_TIMEOUT_SECS),
+            idle_timeout: Duration::from_secs(defaults::IDLE_TIMEOUT_SECS),
+            max_idle: defaults::MAX_IDLE,
+            down_cooldown: Duration::from_secs(defaults::DOWN_COOLDOWN_SECS),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +96,7 @@ pub struct Pool {
     pub tgc_cookies: Vec<String>,
     pub session_cookie: String,
     pub health: Health,
+    pub upstream: Upstream,
     pub nodes: Vec<Node>,
 }
 
@@ -105,10 +152,20 @@ pub mod defaults {
     pub const TGC_COOKIES: [&str; 2] = ["TGC", "CASTGC"];
     pub const SESSION_COOKIE: &str = "JSESSIONID";
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
-    pub const HEALTH_INTERVAL: &str = "2s";
-    pub const HEALTH_TIMEOUT: &str = "1s";
+    pub const HEALTH_INTERVAL_SECS: u64 = 2;
+    pub const HEALTH_TIMEOUT_SECS: u64 = 1;
     pub const HEALTH_RISE: u32 = 2;
     pub const HEALTH_FALL: u32 = 3;
+    pub const CONNECT_TIMEOUT_SECS: u64 = 2;
+    pub const RESPONSE_TIMEOUT_SECS: u64 = 30;
+    /// Below Tomcat's default keep-alive timeout (20 s), so that a pooled
+    /// connection is not reused after the node closed it.
+    pub const IDLE_TIMEOUT_SECS: u64 = 15;
+    pub const TOMCAT_KEEP_ALIVE_SECS: u64 = 20;
+    pub const MAX_IDLE: usize = 64;
+    pub const DOWN_COOLDOWN_SECS: u64 = 10;
+    pub const LEARNED_CAPACITY: usize = 100_000;
+    pub const LEARNED_TTL_SECS: u64 = 30 * 60;
 }
 
 /// The outcome of reading a configuration: the config when there was no

@@ -105,6 +105,31 @@ impl Section for RawNode {
     const REQUIRED: &'static [&'static str] = &["name", "url"];
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub connect_timeout: Option<Str>,
+    pub response_timeout: Option<Str>,
+    pub idle_timeout: Option<Str>,
+    pub max_idle: Option<Spanned<i64>>,
+    pub down_cooldown: Option<Str>,
+}
+
+impl Section for RawUpstream {
+    const TABLE: &'static str = "[pool.upstream]";
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLearned {
+    pub capacity: Option<Spanned<i64>>,
+    pub ttl: Option<Str>,
+}
+
+impl Section for RawLearned {
+    const TABLE: &'static str = "[learned]";
+}
+
 /// A pool with the sections read separately. A section that could not be
 /// read is `None` (its errors are already reported).
 #[derive(Debug)]
@@ -112,6 +137,7 @@ pub struct PoolSections {
     pub span: Range<usize>,
     pub pool: Option<RawPool>,
     pub health: Option<Spanned<RawHealth>>,
+    pub upstream: Option<Spanned<RawUpstream>>,
     pub nodes: Vec<Option<Spanned<RawNode>>>,
 }
 
@@ -121,14 +147,15 @@ pub struct Raw {
     pub listen: Option<Spanned<RawListen>>,
     pub tls: Option<Spanned<RawTls>>,
     pub admin: Option<Spanned<RawAdmin>>,
+    pub learned: Option<Spanned<RawLearned>>,
     pub pools: Vec<PoolSections>,
     /// Which sections were present (missing ones are reported by validation).
     pub has_listen: bool,
     pub has_tls: bool,
 }
 
-const TOP: &[&str] = &["listen", "tls", "admin", "pool"];
-const POOL_SUBTABLES: &[&str] = &["health", "node"];
+const TOP: &[&str] = &["listen", "tls", "admin", "learned", "pool"];
+const POOL_SUBTABLES: &[&str] = &["health", "upstream", "node"];
 
 /// Reads the file's sections. `None` only when the TOML itself is invalid.
 pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
@@ -151,6 +178,7 @@ pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
                 raw.tls = section(value, &[], diags);
             }
             "admin" => raw.admin = section(value, &[], diags),
+            "learned" => raw.learned = section(value, &[], diags),
             "pool" => {
                 for (pool, span) in array_of_tables(value, "pool", diags) {
                     raw.pools.push(read_pool(pool, span, diags));
@@ -164,10 +192,12 @@ pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
 
 fn read_pool(mut table: DeTable<'_>, span: Range<usize>, diags: &mut Diags) -> PoolSections {
     let health = table.remove("health");
+    let upstream = table.remove("upstream");
     let nodes = table.remove("node");
     let value = Spanned::new(span.clone(), DeValue::Table(table));
     let pool = section::<RawPool>(value, POOL_SUBTABLES, diags).map(Spanned::into_inner);
     let health = health.and_then(|h| section(h, &[], diags));
+    let upstream = upstream.and_then(|u| section(u, &[], diags));
     let nodes = nodes
         .map(|n| array_of_tables(n, "pool.node", diags))
         .unwrap_or_default()
@@ -178,6 +208,7 @@ fn read_pool(mut table: DeTable<'_>, span: Range<usize>, diags: &mut Diags) -> P
         span,
         pool,
         health,
+        upstream,
         nodes,
     }
 }

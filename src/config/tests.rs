@@ -56,6 +56,15 @@ fn defaults_are_applied() {
             fall: 3
         }
     );
+    assert_eq!(pool.upstream, Upstream::default());
+    assert_eq!(pool.upstream.idle_timeout, Duration::from_secs(15));
+    assert_eq!(
+        c.learned,
+        LearnedCookies {
+            capacity: 100_000,
+            ttl: Duration::from_secs(1800)
+        }
+    );
     let n = &pool.nodes[0];
     assert_eq!(
         (
@@ -103,7 +112,7 @@ fn unknown_and_missing_keys() {
         [
             "3:1: unknown key `htps` (did you mean `https`?); expected one of: https, http",
             "4:1: missing key `key` in [tls]",
-            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, admin, pool",
+            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, admin, learned, pool",
             "10:1: missing key `url` in [[pool.node]]",
         ]
     );
@@ -304,6 +313,42 @@ fn bad_values() {
 }
 
 #[test]
+fn upstream_and_learned_sections() {
+    let src = format!(
+        "{HEAD}[learned]\ncapacity = 1\nttl = \"soon\"\n\
+         [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
+         [pool.upstream]\nconnect_timeout = \"250ms\"\nidle_timeout = \"25s\"\nmax_idle = -1\nretries = 3\n\
+         [[pool.node]]\nname = \"cas1\"\nurl = \"http://h:1\"\n"
+    );
+    assert_eq!(
+        errors(&src),
+        [
+            "7:12: `capacity` must be between 2 and 100000000, not 1",
+            "8:7: invalid duration `soon`: expected number at 0 (write e.g. \"2s\" or \"500ms\")",
+            "15:12: `max_idle` must be between 0 and 10000, not -1",
+            "16:1: unknown key `retries`; expected one of: connect_timeout, response_timeout, idle_timeout, max_idle, down_cooldown",
+        ]
+    );
+    assert_eq!(
+        warnings(&src),
+        ["14:16: idle_timeout is not below Tomcat's default keep-alive (20s): a pooled connection may be reused after the node closed it"]
+    );
+    let ok = src
+        .replace("capacity = 1\n", "")
+        .replace("ttl = \"soon\"\n", "ttl = \"5m\"\n")
+        .replace("max_idle = -1\nretries = 3\n", "max_idle = 0\n");
+    let c = parse_str(&ok).config.unwrap();
+    assert_eq!(
+        (
+            c.learned.ttl,
+            c.pools[0].upstream.connect_timeout,
+            c.pools[0].upstream.max_idle
+        ),
+        (Duration::from_secs(300), Duration::from_millis(250), 0)
+    );
+}
+
+#[test]
 fn slow_health_checks_warn() {
     let src = with_pool("[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[pool.health]\ninterval = \"1s\"\ntimeout = \"1500ms\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://h:1\"\n");
     assert!(errors(&src).is_empty());
@@ -333,6 +378,8 @@ fn example_config_is_valid_and_documents_every_key() {
         ("admin", diag::fields_of::<raw::RawAdmin>()),
         ("pool", diag::fields_of::<raw::RawPool>()),
         ("pool.health", diag::fields_of::<raw::RawHealth>()),
+        ("pool.upstream", diag::fields_of::<raw::RawUpstream>()),
+        ("learned", diag::fields_of::<raw::RawLearned>()),
         ("pool.node", diag::fields_of::<raw::RawNode>()),
     ];
     for (section, fields) in sections {

@@ -11,8 +11,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::diag::Diags;
-use super::raw::{PoolSections, Raw, RawHealth, RawNode, RawPool, Str};
-use super::{defaults, Admin, Config, Health, Listen, Node, NodeUrl, Pool, Scheme, Tls};
+use super::raw::{PoolSections, Raw, RawHealth, RawLearned, RawNode, RawPool, RawUpstream, Str};
+use super::{
+    defaults, Admin, Config, Health, LearnedCookies, Listen, Node, NodeUrl, Pool, Scheme, Tls,
+    Upstream,
+};
 use crate::routing::suffix::f5_md5;
 use crate::routing::MAX_TGC_COOKIES;
 
@@ -75,10 +78,12 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
             format!("{total_nodes} nodes: at most {} are supported", u16::MAX),
         );
     }
+    let learned = learned(raw.learned, d);
     Some(Config {
         listen: listen?,
         tls: tls?,
         admin: admin?,
+        learned: learned?,
         pools: pools.into_iter().collect::<Option<_>>()?,
     })
 }
@@ -125,6 +130,7 @@ fn pool(s: PoolSections, names: &mut Names, d: &mut Diags) -> Option<Pool> {
         None => defaults::SESSION_COOKIE.to_owned(),
     });
     let health = health(s.health, prefix.as_deref().unwrap_or("/"), d);
+    let upstream = upstream(s.upstream, d);
     if s.nodes.is_empty() {
         d.error(s.span.clone(), "a pool needs at least one [[pool.node]]");
     }
@@ -150,6 +156,7 @@ fn pool(s: PoolSections, names: &mut Names, d: &mut Diags) -> Option<Pool> {
         tgc_cookies: tgc_cookies?,
         session_cookie: session_cookie?,
         health: health?,
+        upstream: upstream?,
         nodes: complete?,
     })
 }
@@ -224,12 +231,12 @@ fn health(raw: Option<Spanned<RawHealth>>, prefix: &str, d: &mut Diags) -> Optio
     };
     let interval = duration(
         h.and_then(|h| h.interval.as_ref()),
-        defaults::HEALTH_INTERVAL,
+        Duration::from_secs(defaults::HEALTH_INTERVAL_SECS),
         d,
     );
     let timeout = duration(
         h.and_then(|h| h.timeout.as_ref()),
-        defaults::HEALTH_TIMEOUT,
+        Duration::from_secs(defaults::HEALTH_TIMEOUT_SECS),
         d,
     );
     if let (Some(i), Some(t), Some(at)) = (interval, timeout, h.and_then(|h| h.timeout.as_ref())) {
@@ -261,9 +268,9 @@ fn health(raw: Option<Spanned<RawHealth>>, prefix: &str, d: &mut Diags) -> Optio
     })
 }
 
-fn duration(v: Option<&Str>, default: &str, d: &mut Diags) -> Option<Duration> {
+fn duration(v: Option<&Str>, default: Duration, d: &mut Diags) -> Option<Duration> {
     let Some(v) = v else {
-        return humantime::parse_duration(default).ok();
+        return Some(default);
     };
     match humantime::parse_duration(v.get_ref()) {
         Ok(t) if t.is_zero() => {
@@ -285,17 +292,95 @@ fn duration(v: Option<&Str>, default: &str, d: &mut Diags) -> Option<Duration> {
 }
 
 fn threshold(v: Option<&Spanned<i64>>, key: &str, default: u32, d: &mut Diags) -> Option<u32> {
+    count(v, key, 1..=1000, default.into(), d).and_then(|n| u32::try_from(n).ok())
+}
+
+/// An integer in `range`, or `default` when absent.
+fn count(
+    v: Option<&Spanned<i64>>,
+    key: &str,
+    range: std::ops::RangeInclusive<i64>,
+    default: i64,
+    d: &mut Diags,
+) -> Option<i64> {
     let Some(v) = v else { return Some(default) };
-    match u32::try_from(*v.get_ref()) {
-        Ok(n) if (1..=1000).contains(&n) => Some(n),
-        _ => {
-            d.error(
-                v.span(),
-                format!("`{key}` must be between 1 and 1000, not {}", v.get_ref()),
+    if range.contains(v.get_ref()) {
+        return Some(*v.get_ref());
+    }
+    d.error(
+        v.span(),
+        format!(
+            "`{key}` must be between {} and {}, not {}",
+            range.start(),
+            range.end(),
+            v.get_ref()
+        ),
+    );
+    None
+}
+
+/// `[pool.upstream]`, with defaults.
+fn upstream(raw: Option<Spanned<RawUpstream>>, d: &mut Diags) -> Option<Upstream> {
+    let raw = raw.map(Spanned::into_inner);
+    let r = raw.as_ref();
+    let def = Upstream::default();
+    let connect_timeout = duration(
+        r.and_then(|u| u.connect_timeout.as_ref()),
+        def.connect_timeout,
+        d,
+    );
+    let response_timeout = duration(
+        r.and_then(|u| u.response_timeout.as_ref()),
+        def.response_timeout,
+        d,
+    );
+    let idle_timeout = duration(r.and_then(|u| u.idle_timeout.as_ref()), def.idle_timeout, d);
+    let max_idle = count(
+        r.and_then(|u| u.max_idle.as_ref()),
+        "max_idle",
+        0..=10_000,
+        def.max_idle as i64,
+        d,
+    );
+    let down_cooldown = duration(
+        r.and_then(|u| u.down_cooldown.as_ref()),
+        def.down_cooldown,
+        d,
+    );
+    if let (Some(t), Some(at)) = (idle_timeout, r.and_then(|u| u.idle_timeout.as_ref())) {
+        if t >= Duration::from_secs(defaults::TOMCAT_KEEP_ALIVE_SECS) {
+            d.warn(
+                at.span(),
+                "idle_timeout is not below Tomcat's default keep-alive (20s): a pooled connection may be reused after the node closed it",
             );
-            None
         }
     }
+    Some(Upstream {
+        connect_timeout: connect_timeout?,
+        response_timeout: response_timeout?,
+        idle_timeout: idle_timeout?,
+        max_idle: usize::try_from(max_idle?).ok()?,
+        down_cooldown: down_cooldown?,
+    })
+}
+
+/// `[learned]`, with defaults.
+fn learned(raw: Option<Spanned<RawLearned>>, d: &mut Diags) -> Option<LearnedCookies> {
+    let raw = raw.map(Spanned::into_inner);
+    let r = raw.as_ref();
+    let def = LearnedCookies::default();
+    let capacity = count(
+        r.and_then(|l| l.capacity.as_ref()),
+        "capacity",
+        2..=100_000_000,
+        def.capacity as i64,
+        d,
+    );
+    let ttl = duration(r.and_then(|l| l.ttl.as_ref()), def.ttl, d);
+    Some(LearnedCookies {
+        capacity: usize::try_from(capacity?).ok()?,
+        ttl: ttl?,
+    })
 }
 
 fn node(n: &Spanned<RawNode>, names: &mut Names, d: &mut Diags) -> Option<Node> {

@@ -27,7 +27,7 @@ use crate::routing::{
 use body::{read_prefix, RequestBody};
 use forward::{prepare_request, prepare_response, ClientInfo};
 use learned::LearnedTable;
-use upstream::{NodePool, PooledBody, UpstreamError, UpstreamSettings};
+use upstream::{NodePool, PooledBody, UpstreamError};
 
 /// What casfront answers with: a node's streamed body, or a short local one.
 pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
@@ -38,14 +38,15 @@ pub struct Health {
     base: Instant,
     /// Milliseconds since `base` until which the node is down.
     down_until: Vec<AtomicU64>,
-    cooldown: Duration,
+    /// Each node's cool-down, from its pool's `down_cooldown`.
+    cooldown: Vec<Duration>,
 }
 
 impl Health {
-    pub fn new(nodes: usize, cooldown: Duration) -> Health {
+    pub fn new(cooldown: Vec<Duration>) -> Health {
         Health {
             base: Instant::now(),
-            down_until: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
+            down_until: cooldown.iter().map(|_| AtomicU64::new(0)).collect(),
             cooldown,
         }
     }
@@ -56,10 +57,11 @@ impl Health {
 
     /// Marks `node` down for the cool-down.
     pub fn mark_down(&self, node: NodeId) {
-        if let Some(d) = self.down_until.get(usize::from(node)) {
+        let i = usize::from(node);
+        if let (Some(d), Some(c)) = (self.down_until.get(i), self.cooldown.get(i)) {
             let until = self
                 .now_ms()
-                .saturating_add(u64::try_from(self.cooldown.as_millis()).unwrap_or(u64::MAX));
+                .saturating_add(u64::try_from(c.as_millis()).unwrap_or(u64::MAX));
             d.store(until.max(1), Ordering::Relaxed);
         }
     }
@@ -84,30 +86,20 @@ impl Headers for HeaderView<'_> {
     }
 }
 
-/// Settings of the data plane that the configuration does not carry yet.
+/// Limits of the data plane that the configuration does not carry yet.
 #[derive(Clone, Debug)]
 pub struct ProxySettings {
-    pub upstream: UpstreamSettings,
-    /// How long a node whose connection failed stays down.
-    pub down_cooldown: Duration,
     /// How much of a `POST /samlValidate` body is read to find the artifact.
     pub body_prefix: usize,
     /// How long to wait for that prefix before routing with what arrived.
     pub body_wait: Duration,
-    /// Learned cookie table: entries kept, and how long.
-    pub learned_capacity: usize,
-    pub learned_ttl: Duration,
 }
 
 impl Default for ProxySettings {
     fn default() -> Self {
         ProxySettings {
-            upstream: UpstreamSettings::default(),
-            down_cooldown: Duration::from_secs(10),
             body_prefix: 16 * 1024,
             body_wait: Duration::from_secs(5),
-            learned_capacity: 100_000,
-            learned_ttl: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -132,22 +124,23 @@ pub struct Proxy {
 impl Proxy {
     pub fn new(config: &Config, settings: &ProxySettings) -> Result<Proxy, ProxyError> {
         let mut pools = Vec::new();
-        for node in config.pools.iter().flat_map(|p| &p.nodes) {
-            if node.url.scheme == Scheme::Https {
-                return Err(ProxyError::HttpsNode(node.name.clone()));
+        let mut cooldown = Vec::new();
+        for pool in &config.pools {
+            for node in &pool.nodes {
+                if node.url.scheme == Scheme::Https {
+                    return Err(ProxyError::HttpsNode(node.name.clone()));
+                }
+                pools.push(NodePool::new(node.url.authority(), pool.upstream.clone()));
+                cooldown.push(pool.upstream.down_cooldown);
             }
-            pools.push(NodePool::new(
-                node.url.authority(),
-                settings.upstream.clone(),
-            ));
         }
         let table = RoutingTable::new(config);
-        let health = Health::new(pools.len(), settings.down_cooldown);
+        let health = Health::new(cooldown);
         Ok(Proxy {
             table,
             pools,
             health,
-            learned: LearnedTable::new(settings.learned_capacity, settings.learned_ttl),
+            learned: LearnedTable::new(config.learned.capacity, config.learned.ttl),
             counter: AtomicU64::new(0),
             settings: settings.clone(),
         })

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -19,31 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::body::RequestBody;
-
-/// Timeouts and limits of the upstream side.
-#[derive(Clone, Debug)]
-pub struct UpstreamSettings {
-    /// TCP connect (and, for https nodes, the TLS handshake).
-    pub connect_timeout: Duration,
-    /// From the request sent to the response head.
-    pub response_timeout: Duration,
-    /// An idle pooled connection older than this is closed, not reused.
-    pub idle_timeout: Duration,
-    /// Idle connections kept per node.
-    pub max_idle: usize,
-}
-
-impl Default for UpstreamSettings {
-    fn default() -> Self {
-        UpstreamSettings {
-            connect_timeout: Duration::from_secs(2),
-            response_timeout: Duration::from_secs(30),
-            // Tomcat closes idle keep-alive connections after 20 s.
-            idle_timeout: Duration::from_secs(15),
-            max_idle: 64,
-        }
-    }
-}
+use crate::config::Upstream;
 
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
@@ -100,13 +76,13 @@ pub struct Conn {
 /// The pool of one node.
 pub struct NodePool {
     addr: String,
-    settings: UpstreamSettings,
+    settings: Upstream,
     idle: Mutex<Vec<Idle>>,
 }
 
 impl NodePool {
     /// `addr` is `host:port` (plain HTTP; https nodes come with `upstream_ca`).
-    pub fn new(addr: String, settings: UpstreamSettings) -> Arc<NodePool> {
+    pub fn new(addr: String, settings: Upstream) -> Arc<NodePool> {
         Arc::new(NodePool {
             addr,
             settings,
