@@ -171,16 +171,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let tls = server::tls::from_files(&cfg.tls.cert, &cfg.tls.key)?;
     let proxy = Arc::new(Proxy::new(&cfg, &ProxySettings::default())?);
-    if let Some(http) = cfg.listen.http {
-        eprintln!("casfront: warning: the plain-HTTP redirect listener ({http}) is not built yet; not listening there");
-    }
     let listener = TcpListener::bind(cfg.listen.https)
         .await
         .with_context(|| format!("listening on {}", cfg.listen.https))?;
-    eprintln!("casfront: serving https on {}", listener.local_addr()?);
+    let https = listener.local_addr()?;
+    let redirect = match cfg.listen.http {
+        Some(http) => {
+            let l = TcpListener::bind(http)
+                .await
+                .with_context(|| format!("listening on {http}"))?;
+            eprintln!("casfront: redirecting http on {} to https", l.local_addr()?);
+            Some(tokio::spawn(server::redirect::serve(l, https.port())))
+        }
+        None => None,
+    };
+    eprintln!("casfront: serving https on {https}");
     tokio::select! {
         () = server::serve(listener, tls, proxy, ServerSettings::default()) => {}
         r = tokio::signal::ctrl_c() => r?,
+    }
+    if let Some(r) = redirect {
+        r.abort();
     }
     Ok(())
 }

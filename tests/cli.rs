@@ -259,7 +259,7 @@ async fn run_serves_a_configuration() {
     let config = support::temp_file(
         "run.toml",
         &format!(
-            "[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+            "[listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\
              [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://{}\"\n",
             cert_path.display(),
             key_path.display(),

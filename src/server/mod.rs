@@ -1,7 +1,9 @@
 //! The listener: accept, TLS handshake under a deadline, then HTTP/1.1 or
 //! HTTP/2 chosen from the negotiated ALPN (no preface sniffing, DESIGN §6),
-//! each request handed to the [`Proxy`]. Submodule [`tls`].
+//! each request handed to the [`Proxy`]. Submodules: [`tls`], [`redirect`]
+//! (the plain-HTTP listener).
 
+pub mod redirect;
 pub mod tls;
 
 use std::convert::Infallible;

@@ -1,0 +1,98 @@
+//! The optional plain-HTTP listener (`listen.http`): every request gets a
+//! 301 to the same host, path and query on https. A request without a
+//! usable Host gets 400: the redirect never points at a host the client
+//! did not name.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+/// Where `req` goes on https, listening on `https_port`.
+pub fn location<B>(req: &Request<B>, https_port: u16) -> Option<String> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())?;
+    let authority: http::uri::Authority = host.parse().ok()?;
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    Some(format!("https://{}{port}{path}", authority.host()))
+}
+
+fn answer<B>(req: &Request<B>, https_port: u16) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    match location(req, https_port).and_then(|l| HeaderValue::from_str(&l).ok()) {
+        Some(l) => {
+            *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+            resp.headers_mut().insert(header::LOCATION, l);
+        }
+        None => *resp.status_mut() = StatusCode::BAD_REQUEST,
+    }
+    resp
+}
+
+/// Answers every request on `listener` with its https redirect.
+pub async fn serve(listener: TcpListener, https_port: u16) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                Ok::<_, Infallible>(answer(&req, https_port))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(host: Option<&str>, uri: &str, port: u16) -> Option<String> {
+        let mut b = Request::builder().uri(uri);
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        location(&b.body(()).unwrap(), port)
+    }
+
+    #[test]
+    fn same_host_path_and_query() {
+        assert_eq!(
+            loc(Some("cas.example.edu"), "/cas/login?service=x", 443).as_deref(),
+            Some("https://cas.example.edu/cas/login?service=x")
+        );
+        assert_eq!(
+            loc(Some("cas.example.edu:8080"), "/", 8443).as_deref(),
+            Some("https://cas.example.edu:8443/")
+        );
+        assert_eq!(
+            loc(Some("[::1]:80"), "/x", 443).as_deref(),
+            Some("https://[::1]/x")
+        );
+        assert_eq!(
+            loc(None, "http://cas.example.edu/cas", 443).as_deref(),
+            Some("https://cas.example.edu/cas")
+        );
+        assert_eq!(loc(None, "/cas", 443), None);
+        assert_eq!(loc(Some("evil.example/x"), "/cas", 443), None);
+        assert_eq!(loc(Some("a b"), "/cas", 443), None);
+    }
+}
