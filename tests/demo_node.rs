@@ -169,23 +169,7 @@ async fn proxy_granting_and_proxy_tickets() {
     let pgt = v.header("x-demo-pgt").unwrap().to_owned();
     assert!(pgt.starts_with("PGT-") && pgt.ends_with("-cas-a"));
     let target = "https%3A%2F%2Fapi.example.edu";
-    let p = send(
-        a.addr,
-        "GET",
-        &format!("/cas/proxy?pgt={pgt}&targetService={target}"),
-        &[],
-        "",
-    )
-    .await;
-    let pt = p
-        .body
-        .split("<cas:proxyTicket>")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned();
+    let pt = proxy_ticket(a.addr, &pgt, target).await;
     assert!(pt.starts_with("PT-"));
     // A PT is not accepted by serviceValidate, only by proxyValidate.
     let sv = send(
@@ -197,23 +181,7 @@ async fn proxy_granting_and_proxy_tickets() {
     )
     .await;
     assert!(sv.body.contains("INVALID_TICKET"));
-    let p = send(
-        a.addr,
-        "GET",
-        &format!("/cas/proxy?pgt={pgt}&targetService={target}"),
-        &[],
-        "",
-    )
-    .await;
-    let pt = p
-        .body
-        .split("<cas:proxyTicket>")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned();
+    let pt = proxy_ticket(a.addr, &pgt, target).await;
     let pv = send(
         a.addr,
         "GET",
@@ -241,4 +209,25 @@ async fn a_stopped_node_refuses_connections() {
     assert_eq!(send(addr, "GET", "/cas/login", &[], "").await.status, 200);
     a.stop().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// A PT for `target` from `/proxy` with `pgt`.
+async fn proxy_ticket(node: std::net::SocketAddr, pgt: &str, target: &str) -> String {
+    let p = send(
+        node,
+        "GET",
+        &format!("/cas/proxy?pgt={pgt}&targetService={target}"),
+        &[],
+        "",
+    )
+    .await;
+    let pt = p
+        .body
+        .split("<cas:proxyTicket>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
+    pt.to_owned()
 }

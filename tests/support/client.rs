@@ -55,6 +55,20 @@ pub async fn send(
     .await
 }
 
+/// A TLS connection to `addr`, verified for `server_name`.
+pub async fn connect_tls(
+    tls: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    server_name: &str,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
+    tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, stream)
+        .await
+        .unwrap()
+}
+
 /// Sends one request on a new TLS connection to `server_name`.
 pub async fn send_tls(
     tls: &Arc<rustls::ClientConfig>,
@@ -65,12 +79,7 @@ pub async fn send_tls(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
-    let tls_stream = tokio_rustls::TlsConnector::from(tls.clone())
-        .connect(name, stream)
-        .await
-        .unwrap();
+    let tls_stream = connect_tls(tls, addr, server_name).await;
     exchange(
         TokioIo::new(tls_stream),
         server_name,
@@ -162,12 +171,7 @@ pub async fn send_h2(
     target: &str,
     headers: &[(&str, &str)],
 ) -> Reply {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
-    let tls_stream = tokio_rustls::TlsConnector::from(tls.clone())
-        .connect(name, stream)
-        .await
-        .unwrap();
+    let tls_stream = connect_tls(tls, addr, server_name).await;
     assert_eq!(tls_stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -203,12 +207,7 @@ pub async fn stream_tls(
     target: &str,
     upload: u64,
 ) -> (u16, u64, String) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost".to_owned()).unwrap();
-    let tls_stream = tokio_rustls::TlsConnector::from(tls.clone())
-        .connect(name, stream)
-        .await
-        .unwrap();
+    let tls_stream = connect_tls(tls, addr, "localhost").await;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls_stream))
         .await
         .unwrap();
