@@ -127,3 +127,26 @@ fn routing_decisions_allocate_nothing() {
         }
     }
 }
+
+/// Preparing a forwarded request allocates nothing for the common case: an
+/// HTTP/1.1 origin-form request whose header map has room.
+#[test]
+fn preparing_a_request_allocates_nothing() {
+    use casfront::proxy::forward::{prepare_request, ClientInfo};
+    let client = ClientInfo::new("192.0.2.7:50000".parse().unwrap(), 8443);
+    for _ in 0..3 {
+        let mut headers = http::HeaderMap::with_capacity(32);
+        headers.insert("host", http::HeaderValue::from_static("cas.example.edu"));
+        headers.insert(
+            "cookie",
+            http::HeaderValue::from_static("CASTGC=TGT-1-a-cas1"),
+        );
+        headers.insert("x-forwarded-for", http::HeaderValue::from_static("6.6.6.6"));
+        let mut req = http::Request::new(());
+        *req.uri_mut() = http::Uri::from_static("/cas/login?service=x");
+        *req.headers_mut() = headers;
+        let (n, ()) = allocations(|| prepare_request(&mut req, &client));
+        assert_eq!(n, 0, "prepare_request allocated {n} times");
+        assert_eq!(req.headers()["x-forwarded-for"], "192.0.2.7");
+    }
+}

@@ -9,12 +9,32 @@ use std::net::SocketAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 
-/// What the connection tells about the client.
-#[derive(Copy, Clone, Debug)]
+/// What the connection tells about the client, with the forwarding header
+/// values made once per connection rather than per request.
+#[derive(Clone, Debug)]
 pub struct ClientInfo {
     pub peer: SocketAddr,
     /// The port the client connected to (for `X-Forwarded-Port`).
     pub local_port: u16,
+    forwarded_for: HeaderValue,
+    forwarded_port: HeaderValue,
+}
+
+impl ClientInfo {
+    pub fn new(peer: SocketAddr, local_port: u16) -> ClientInfo {
+        let info = ClientInfo {
+            peer,
+            local_port,
+            // An IP address is always a valid header value.
+            forwarded_for: HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            forwarded_port: HeaderValue::from(local_port),
+        };
+        // The first clone of a value's bytes allocates their shared
+        // header: pay it here, once per connection, not on a request.
+        drop((info.forwarded_for.clone(), info.forwarded_port.clone()));
+        info
+    }
 }
 
 /// Headers a client may not set: casfront sets them itself.
@@ -27,24 +47,30 @@ const FORWARDING: [&str; 6] = [
     "forwarded",
 ];
 
-/// Rewrites `req` in place for the node.
+/// Rewrites `req` in place for the node. An HTTP/1.1 origin-form request
+/// whose header map has room is rewritten without allocating.
 pub fn prepare_request<B>(req: &mut Request<B>, client: &ClientInfo) {
-    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
     let version = req.version();
     *req.version_mut() = Version::HTTP_11;
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    if let Ok(uri) = path.parse::<Uri>() {
-        *req.uri_mut() = uri;
+    // Absolute-form (HTTP/2 `:scheme`/`:authority`, or a proxy-style
+    // request line): keep the path and query, reusing their bytes.
+    let mut authority = None;
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        authority = parts.authority.take();
+        parts.scheme = None;
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
     }
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
     if version == Version::HTTP_2 {
         if let (false, Some(a)) = (headers.contains_key(header::HOST), authority) {
-            if let Ok(v) = HeaderValue::from_str(&a) {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
                 headers.insert(header::HOST, v);
             }
         }
@@ -53,12 +79,10 @@ pub fn prepare_request<B>(req: &mut Request<B>, client: &ClientInfo) {
     for name in FORWARDING {
         headers.remove(name);
     }
-    let set = |headers: &mut HeaderMap, name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), v);
-        }
-    };
-    set(headers, "x-forwarded-for", client.peer.ip().to_string());
+    headers.insert(
+        HeaderName::from_static("x-forwarded-for"),
+        client.forwarded_for.clone(),
+    );
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static("https"),
@@ -66,7 +90,10 @@ pub fn prepare_request<B>(req: &mut Request<B>, client: &ClientInfo) {
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
-    set(headers, "x-forwarded-port", client.local_port.to_string());
+    headers.insert(
+        HeaderName::from_static("x-forwarded-port"),
+        client.forwarded_port.clone(),
+    );
 }
 
 /// Removes hop-by-hop headers from a response.
@@ -126,10 +153,7 @@ mod tests {
     use super::*;
 
     fn client() -> ClientInfo {
-        ClientInfo {
-            peer: "192.0.2.7:50000".parse().unwrap(),
-            local_port: 8443,
-        }
+        ClientInfo::new("192.0.2.7:50000".parse().unwrap(), 8443)
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::Mutex;
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::routing::{Learned, NodeId, PoolId};
@@ -30,7 +30,9 @@ pub struct LearnedTable {
     hashers: (RandomState, RandomState),
     half_capacity: usize,
     ttl: Duration,
-    gens: Mutex<(Generation, Generation)>,
+    /// Lookups (every request with an opaque TGC or session id) share the
+    /// read lock; only learning and forgetting write.
+    gens: RwLock<(Generation, Generation)>,
 }
 
 impl LearnedTable {
@@ -43,7 +45,7 @@ impl LearnedTable {
             hashers: (RandomState::new(), RandomState::new()),
             half_capacity: (capacity / 2).max(1),
             ttl,
-            gens: Mutex::new((gen(), gen())),
+            gens: RwLock::new((gen(), gen())),
         }
     }
 
@@ -55,10 +57,7 @@ impl LearnedTable {
     /// Remembers that `node` set `cookie=value`.
     pub fn learn(&self, pool: PoolId, cookie: &[u8], value: &[u8], node: NodeId, now: Instant) {
         let key = self.key(pool, cookie, value);
-        let mut g = self
-            .gens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self.gens.write().unwrap_or_else(PoisonError::into_inner);
         let (current, previous) = &mut *g;
         let full =
             current.entries.len() >= self.half_capacity && !current.entries.contains_key(&key);
@@ -78,10 +77,7 @@ impl LearnedTable {
     /// Forgets `cookie=value` (the node expired the cookie: logout).
     pub fn forget(&self, pool: PoolId, cookie: &[u8], value: &[u8]) {
         let key = self.key(pool, cookie, value);
-        let mut g = self
-            .gens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self.gens.write().unwrap_or_else(PoisonError::into_inner);
         g.0.entries.remove(&key);
         g.1.entries.remove(&key);
     }
@@ -89,20 +85,14 @@ impl LearnedTable {
     /// The node that set `cookie=value` less than the TTL ago.
     pub fn find(&self, pool: PoolId, cookie: &[u8], value: &[u8], now: Instant) -> Option<NodeId> {
         let key = self.key(pool, cookie, value);
-        let g = self
-            .gens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let g = self.gens.read().unwrap_or_else(PoisonError::into_inner);
         let (node, at) = g.0.entries.get(&key).or_else(|| g.1.entries.get(&key))?;
         (now.duration_since(*at) < self.ttl).then_some(*node)
     }
 
     /// Entries held (both generations).
     pub fn len(&self) -> usize {
-        let g = self
-            .gens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let g = self.gens.read().unwrap_or_else(PoisonError::into_inner);
         g.0.entries.len() + g.1.entries.len()
     }
 

@@ -146,10 +146,6 @@ impl Proxy {
         })
     }
 
-    pub fn health(&self) -> &Health {
-        &self.health
-    }
-
     /// The pool of `node` (tests, metrics).
     pub fn pool(&self, node: NodeId) -> Option<&Arc<NodePool>> {
         self.pools.get(usize::from(node))
@@ -160,7 +156,7 @@ impl Proxy {
     }
 
     /// Serves one request.
-    pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
         let method = crate::routing::Method::from_bytes(parts.method.as_str().as_bytes());
         let wants_body = self.table.wants_body(method, parts.uri.path().as_bytes());
@@ -178,9 +174,9 @@ impl Proxy {
             (Bytes::new(), RequestBody::Streamed(body))
         };
         let mut req = Request::from_parts(parts, body);
-        prepare_request(&mut req, &client);
+        prepare_request(&mut req, client);
         // Route, and route again without a node whose connection failed.
-        let (pool_id, node, conn) = loop {
+        let (pool_id, node, pool, conn) = loop {
             let (pool_id, node) = {
                 let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 let headers = HeaderView(req.headers());
@@ -215,15 +211,9 @@ impl Proxy {
                 );
             };
             match pool.checkout().await {
-                Ok(conn) => break (pool_id, node, conn),
+                Ok(conn) => break (pool_id, node, pool, conn),
                 Err(_) => self.health.mark_down(node),
             }
-        };
-        let Some(pool) = self.pools.get(usize::from(node)) else {
-            return local(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "casfront: internal error\n",
-            );
         };
         // Kept aside to forget a cookie the node expires (its Set-Cookie
         // then carries an empty value). One header after `prepare_request`.

@@ -5,7 +5,6 @@
 //! are capped per node and expire before Tomcat's keep-alive (20 s) would
 //! close them.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -200,16 +199,6 @@ impl NodePool {
             .map_err(|source| UpstreamError::Handshake { addr, source })?;
         tokio::spawn(conn);
         Ok(sender)
-    }
-
-    /// The address this pool connects to.
-    pub fn addr(&self) -> &str {
-        &self.addr
-    }
-
-    /// A socket address, when `addr` is one (tests).
-    pub fn socket_addr(&self) -> Option<SocketAddr> {
-        self.addr.parse().ok()
     }
 }
 

@@ -79,10 +79,10 @@ async fn connection(
         return;
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let client = ClientInfo { peer, local_port };
+    let client = Arc::new(ClientInfo::new(peer, local_port));
     let svc = service_fn(move |req| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
+        let (proxy, client) = (proxy.clone(), client.clone());
+        async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
     });
     let io = TokioIo::new(tls);
     if h2 {
