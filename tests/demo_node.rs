@@ -31,45 +31,26 @@ async fn login_then_validate_once_and_only_on_the_issuer() {
 
     // The POST needs the node that holds the login flow.
     let creds = "username=alice&password=alice&service=https%3A%2F%2Fapp.example.edu%2F";
-    let form_hdr = ("content-type", "application/x-www-form-urlencoded");
-    let elsewhere = send(
-        b.addr,
-        "POST",
-        "/cas/login",
-        &[form_hdr, ("cookie", &session)],
-        creds,
-    )
-    .await;
+    let post = |node: std::net::SocketAddr, session: &str, body: &str| {
+        let (session, body) = (session.to_owned(), body.to_owned());
+        async move {
+            let hdrs = [
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("cookie", session.as_str()),
+            ];
+            send(node, "POST", "/cas/login", &hdrs, &body).await
+        }
+    };
+    let elsewhere = post(b.addr, &session, creds).await;
     assert_eq!(elsewhere.status, 400);
-    let wrong = send(
-        a.addr,
-        "POST",
-        "/cas/login",
-        &[form_hdr, ("cookie", &session)],
-        "username=a&password=b",
-    )
-    .await;
+    let wrong = post(a.addr, &session, "username=a&password=b").await;
     assert_eq!(wrong.status, 401);
     // Each login flow is used once.
-    let replay = send(
-        a.addr,
-        "POST",
-        "/cas/login",
-        &[form_hdr, ("cookie", &session)],
-        creds,
-    )
-    .await;
+    let replay = post(a.addr, &session, creds).await;
     assert_eq!(replay.status, 400);
     let form = send(a.addr, "GET", "/cas/login", &[], "").await;
     let session = form.set_cookie("JSESSIONID").unwrap();
-    let ok = send(
-        a.addr,
-        "POST",
-        "/cas/login",
-        &[form_hdr, ("cookie", &session)],
-        creds,
-    )
-    .await;
+    let ok = post(a.addr, &session, creds).await;
     assert_eq!(ok.status, 302, "{}", ok.body);
     let tgc = ok.set_cookie("CASTGC").unwrap();
     assert!(

@@ -236,20 +236,9 @@ fn echo_headers(req: &Request<Incoming>) -> Resp {
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
-    // What the front end told us about the client, echoed for tests.
-    let seen: Vec<(&'static str, header::HeaderValue)> = [
-        ("x-forwarded-for", "x-demo-forwarded-for"),
-        ("x-forwarded-proto", "x-demo-forwarded-proto"),
-    ]
-    .into_iter()
-    .filter_map(|(from, to)| Some((to, req.headers().get(from)?.clone())))
-    .collect();
     let mut resp = route(&state, req).await;
     if let Ok(v) = header::HeaderValue::from_str(&state.spec.name) {
         resp.headers_mut().insert("x-cas-node", v);
-    }
-    for (name, value) in seen {
-        resp.headers_mut().insert(name, value);
     }
     Ok(resp)
 }
