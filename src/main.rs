@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use casfront::config::{self, Config};
 use casfront::demo::Cluster;
 use casfront::explain::{self, parse_header};
-use casfront::proxy::{Proxy, ProxySettings};
+use casfront::proxy::Proxy;
 use casfront::routing::{suffix::f5_md5, NodeState, RoutingTable};
 use casfront::server::{self, ServerSettings};
 use tokio::net::TcpListener;
@@ -169,8 +169,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Serves `cfg` until Ctrl-C.
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let tls = server::tls::from_files(&cfg.tls.cert, &cfg.tls.key)?;
-    let proxy = Arc::new(Proxy::new(&cfg, &ProxySettings::default())?);
+    let tls = server::tls::from_config(&cfg.tls)?;
+    let proxy = Arc::new(Proxy::new(&cfg)?);
     let listener = TcpListener::bind(cfg.listen.https)
         .await
         .with_context(|| format!("listening on {}", cfg.listen.https))?;
@@ -198,7 +198,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 
 /// Runs the demo cluster until Ctrl-C.
 async fn demo(listen: SocketAddr, nodes: usize) -> anyhow::Result<()> {
-    let cluster = Cluster::start(nodes, listen, ProxySettings::default())
+    let cluster = Cluster::start(nodes, listen)
         .await
         .with_context(|| format!("starting the demo on {listen} (try --listen 127.0.0.1:0)"))?;
     let ca = std::env::temp_dir().join(format!("casfront-demo-{}.pem", std::process::id()));

@@ -133,7 +133,7 @@ fn routing_decisions_allocate_nothing() {
 #[test]
 fn preparing_a_request_allocates_nothing() {
     use casfront::proxy::forward::{prepare_request, ClientInfo};
-    let client = ClientInfo::new("192.0.2.7:50000".parse().unwrap(), 8443);
+    let client = ClientInfo::new("192.0.2.7:50000".parse().unwrap(), 8443, false);
     for _ in 0..3 {
         let mut headers = http::HeaderMap::with_capacity(32);
         headers.insert("host", http::HeaderValue::from_static("cas.example.edu"));

@@ -182,7 +182,7 @@ fn check_lists_three_mistakes_with_positions() {
     );
     assert_eq!(
         lines[2],
-        format!("{p}:12:1: error: unknown key `weigth`; expected one of: name, url, ticket_suffixes, f5_md5, jvm_route, backup")
+        format!("{p}:12:1: error: unknown key `weigth`; expected one of: name, url, ticket_suffixes, f5_md5, jvm_route, backup, server_name")
     );
     assert_eq!(lines[3], format!("{p}: 3 error(s), 0 warning(s)"));
 }

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use casfront::demo::node::NodeSpec;
 use casfront::demo::Cluster;
-use casfront::proxy::ProxySettings;
 
 mod support;
-use support::client::{send_tls, ticket_in, tls_trusting, Reply};
+use support::client::{send_tls, ticket_in, tls_trusting, KeepAlive, Reply};
 
 const SERVICE: &str = "https%3A%2F%2Fapp.example.edu%2F";
 
@@ -21,15 +20,20 @@ struct Env {
 }
 
 impl Env {
-    async fn start(settings: ProxySettings) -> Env {
+    async fn start() -> Env {
+        Env::configured(|c| c).await
+    }
+
+    /// Three nodes, the configuration passed through `edit`.
+    async fn configured(edit: impl FnOnce(String) -> String) -> Env {
         let specs = (1..=3)
             .map(|i| NodeSpec::named(&format!("cas{i}")))
             .collect();
-        Env::with_nodes(specs, settings).await
+        Env::with_nodes(specs, edit).await
     }
 
-    async fn with_nodes(specs: Vec<NodeSpec>, settings: ProxySettings) -> Env {
-        let cluster = Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), settings)
+    async fn with_nodes(specs: Vec<NodeSpec>, edit: impl FnOnce(String) -> String) -> Env {
+        let cluster = Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), edit)
             .await
             .unwrap();
         let tls = tls_trusting(&cluster.cert_pem);
@@ -99,7 +103,7 @@ impl Env {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rule_reaches_the_owner() {
-    let env = Env::start(ProxySettings::default()).await;
+    let env = Env::start().await;
     let (node, tgc, st) = env.login("alice").await;
     assert!(st.ends_with(&format!("-{node}")));
     // tgc: with the TGT cookie, the owner issues a new ST without a form.
@@ -163,7 +167,7 @@ async fn every_rule_reaches_the_owner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_logins_validate_without_a_failure() {
-    let env = Env::start(ProxySettings::default()).await;
+    let env = Env::start().await;
     let mut per_node = std::collections::HashMap::new();
     for i in 0..200 {
         let (node, _tgc, st) = env.login(&format!("user{i}")).await;
@@ -186,7 +190,7 @@ async fn two_hundred_logins_validate_without_a_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_node_costs_no_request() {
-    let mut env = Env::start(ProxySettings::default()).await;
+    let mut env = Env::start().await;
     let stopped = env.cluster.nodes.remove(1);
     let name = stopped.spec.name.clone();
     stopped.stop().await;
@@ -219,24 +223,14 @@ async fn a_silent_node_gets_a_504_in_time() {
     });
     let mut cfg = casfront::demo::cluster_config("127.0.0.1:0".parse().unwrap(), &[silent_addr]);
     cfg.push_str("[pool.upstream]\nresponse_timeout = \"300ms\"\n");
-    let cfg = casfront::config::parse(&cfg, std::path::Path::new("."))
-        .config
-        .unwrap();
+    let cfg = support::config_of(&cfg);
     assert_eq!(
         cfg.pools[0].upstream.response_timeout,
         Duration::from_millis(300)
     );
-    let proxy = Arc::new(casfront::proxy::Proxy::new(&cfg, &ProxySettings::default()).unwrap());
     let cert = casfront::demo::self_signed().unwrap();
     let tls = casfront::server::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let _server = tokio::spawn(casfront::server::serve(
-        listener,
-        tls,
-        proxy,
-        Default::default(),
-    ));
+    let (addr, _proxy, _serving) = support::front(&cfg, tls).await;
     let client = tls_trusting(&cert.cert_pem);
     let started = std::time::Instant::now();
     let r = send_tls(&client, addr, "localhost", "GET", "/cas/login", &[], "").await;
@@ -251,7 +245,7 @@ async fn a_silent_node_gets_a_504_in_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_forwarding_headers_are_replaced() {
-    let env = Env::start(ProxySettings::default()).await;
+    let env = Env::start().await;
     let spoofed = [
         ("x-forwarded-for", "6.6.6.6"),
         ("x-real-ip", "6.6.6.6"),
@@ -285,24 +279,65 @@ async fn spoofed_forwarding_headers_are_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_requests_reuse_one_upstream_connection() {
-    let env = Env::start(ProxySettings::default()).await;
+    let env = Env::start().await;
     let node = env.cluster.proxy.table().node_by_name("cas1").unwrap();
-    for _ in 0..200 {
-        let r = env.get("/cas/login;jsessionid=X.cas1", &[]).await;
-        assert_eq!(r.header("x-cas-node"), Some("cas1"));
+    let mut client = KeepAlive::open(&env.tls, env.cluster.addr, "localhost").await;
+    for _ in 0..1000 {
+        let r = client.get("/cas/login;jsessionid=X.cas1").await;
+        assert_eq!((r.status, r.header("x-cas-node")), (200, Some("cas1")));
     }
     let pool = env.cluster.proxy.pool(node).unwrap();
     assert_eq!(pool.idle_count(), 1);
     assert_eq!(
         env.cluster.nodes[0].connections(),
         1,
-        "one upstream connection for 200 sequential requests"
+        "one upstream connection for 1,000 sequential requests"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_keeps_its_forwarding_headers() {
+    // The test client connects from 127.0.0.1: a trusted proxy here.
+    let env =
+        Env::configured(|c| c.replacen("[tls]", "trusted_proxies = [\"127.0.0.0/8\"]\n[tls]", 1))
+            .await;
+    let from_balancer = [
+        ("x-forwarded-for", "198.51.100.7"),
+        ("x-forwarded-port", "443"),
+        ("x-real-ip", "198.51.100.7"),
+    ];
+    let seen = env.get("/cas/headers", &from_balancer).await.body;
+    assert!(
+        seen.contains("\nx-forwarded-for: 198.51.100.7, 127.0.0.1\n"),
+        "{seen}"
+    );
+    assert!(seen.contains("\nx-forwarded-port: 443\n"), "{seen}");
+    assert!(seen.contains("\nx-real-ip: 198.51.100.7\n"), "{seen}");
+    assert!(seen.contains("\nx-forwarded-proto: https\n"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_override_replaces_host_for_the_nodes() {
+    let env = Env::configured(|c| {
+        c.replacen(
+            "path_prefix = \"/cas\"\n",
+            "path_prefix = \"/cas\"\nhost_override = \"cas.internal:8443\"\n",
+            1,
+        )
+    })
+    .await;
+    let seen = env.get("/cas/headers", &[]).await.body;
+    assert!(seen.contains("\nhost: cas.internal:8443\n"), "{seen}");
+    assert!(seen.contains("\nx-forwarded-host: localhost\n"), "{seen}");
+    // Without it, the client's Host reaches the node.
+    let plain = Env::start().await;
+    let seen = plain.get("/cas/headers", &[]).await.body;
+    assert!(seen.contains("\nhost: localhost\n"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saml_validate_post_is_routed_by_the_soap_body() {
-    let env = Env::start(ProxySettings::default()).await;
+    let env = Env::start().await;
     // Six logins: a body the router ignored would land on the issuer by chance 1 in 3 each.
     for padding in [0, 100_000, 0, 100_000, 0, 100_000] {
         let (node, _tgc, st) = env.login("carol").await;
@@ -350,7 +385,7 @@ async fn learned_sessions_keep_a_login_on_its_node() {
             ..NodeSpec::named(&format!("cas{i}"))
         })
         .collect();
-    let env = Env::with_nodes(specs, ProxySettings::default()).await;
+    let env = Env::with_nodes(specs, |c| c).await;
     for i in 0..30 {
         let (node, _tgc, st) = env.login(&format!("dave{i}")).await;
         assert!(st.ends_with(&format!("-{node}")));
@@ -360,7 +395,7 @@ async fn learned_sessions_keep_a_login_on_its_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_clients_are_proxied_as_http11() {
-    let env = Env::start(ProxySettings::default()).await;
+    let env = Env::start().await;
     let (node, tgc, _st) = env.login("erin").await;
     let h2 = support::client::tls_trusting_h2(&env.cluster.cert_pem);
     // Browsers on HTTP/2 send cookies as several headers; the TGT cookie is in the second.
@@ -392,7 +427,7 @@ async fn http2_clients_are_proxied_as_http11() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_megabytes_stream_each_way_in_flat_memory() {
     const SIZE: u64 = 100 * 1024 * 1024;
-    let env = Env::start(ProxySettings::default()).await;
+    let env = Env::start().await;
     let before = support::client::rss();
     let (status, down, _) = support::client::stream_tls(
         &env.tls,

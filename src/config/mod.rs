@@ -6,13 +6,16 @@
 
 mod diag;
 mod raw;
+mod sections;
 mod validate;
+mod values;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diag::{Diagnostic, Severity};
+pub use ipnet::IpNet;
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,7 +24,26 @@ pub struct Config {
     pub tls: Tls,
     pub admin: Admin,
     pub learned: LearnedCookies,
+    pub limits: Limits,
     pub pools: Vec<Pool>,
+}
+
+/// Limits of the request path (`[limits]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// How much of a body the routing core may read (`POST /samlValidate`).
+    pub body_prefix: usize,
+    /// How long to wait for that prefix before routing with what arrived.
+    pub body_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_prefix: defaults::BODY_PREFIX,
+            body_wait: Duration::from_secs(defaults::BODY_WAIT_SECS),
+        }
+    }
 }
 
 /// The learned cookie table (`[learned]`).
@@ -74,13 +96,34 @@ pub struct Listen {
     pub https: SocketAddr,
     /// Plain-HTTP listener answering 301 to https.
     pub http: Option<SocketAddr>,
+    /// Peers whose `X-Forwarded-For` (and other forwarding headers) are
+    /// kept and appended to rather than dropped.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Listen {
+    /// Whether `peer` is one of the trusted proxies.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.trusted_proxies.iter().any(|n| n.contains(&peer))
+    }
+}
+
+/// The listener's certificates: the first is the default (no SNI, or no
+/// name matches); the others are chosen by SNI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tls {
+    pub certificates: Vec<Certificate>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Tls {
+pub struct Certificate {
     /// PEM chain; a relative path is relative to the configuration file.
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Server names (lowercase; `*.example.edu` matches one label) this
+    /// certificate answers; empty: the DNS names the certificate carries.
+    pub names: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -95,6 +138,10 @@ pub struct Pool {
     pub path_prefix: String,
     pub tgc_cookies: Vec<String>,
     pub session_cookie: String,
+    /// `Host` sent to the nodes instead of the client's.
+    pub host_override: Option<String>,
+    /// CA bundle that verifies https nodes; `None`: the system's roots.
+    pub upstream_ca: Option<PathBuf>,
     pub health: Health,
     pub upstream: Upstream,
     pub nodes: Vec<Node>,
@@ -117,6 +164,8 @@ pub struct Node {
     pub f5_md5: bool,
     pub jvm_route: String,
     pub backup: bool,
+    /// Name verified in an https node's certificate instead of the url's host.
+    pub server_name: Option<String>,
 }
 
 /// A node's address, parsed once when the configuration loads.
@@ -166,6 +215,9 @@ pub mod defaults {
     pub const DOWN_COOLDOWN_SECS: u64 = 10;
     pub const LEARNED_CAPACITY: usize = 100_000;
     pub const LEARNED_TTL_SECS: u64 = 30 * 60;
+    /// A SOAP `samlValidate` request is under 2 KiB; 16 KiB leaves room.
+    pub const BODY_PREFIX: usize = 16 * 1024;
+    pub const BODY_WAIT_SECS: u64 = 5;
 }
 
 /// The outcome of reading a configuration: the config when there was no

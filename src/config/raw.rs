@@ -1,6 +1,7 @@
 //! Raw serde structs (`deny_unknown_fields`) mirroring the TOML file, and
-//! the reader that fills them section by section — `[listen]`, `[tls]`,
-//! `[admin]`, each `[[pool]]`, its `[pool.health]` and each `[[pool.node]]`
+//! the reader that fills them section by section — `[listen]`, `[tls]` and
+//! each `[[tls.certificate]]`, `[admin]`, `[learned]`, `[limits]`, each
+//! `[[pool]]`, its `[pool.health]`, `[pool.upstream]` and each `[[pool.node]]`
 //! — so that one bad section does not hide the problems of the others.
 //! Every unknown key is reported (with a suggestion for a typo) before serde
 //! reads the section.
@@ -30,6 +31,7 @@ pub trait Section: DeserializeOwned {
 pub struct RawListen {
     pub https: Option<Str>,
     pub http: Option<Str>,
+    pub trusted_proxies: Option<Spanned<Vec<Str>>>,
 }
 
 impl Section for RawListen {
@@ -46,7 +48,31 @@ pub struct RawTls {
 
 impl Section for RawTls {
     const TABLE: &'static str = "[tls]";
+}
+
+/// One `[[tls.certificate]]`: a certificate chosen by SNI.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert: Option<Str>,
+    pub key: Option<Str>,
+    pub names: Option<Spanned<Vec<Str>>>,
+}
+
+impl Section for RawCertificate {
+    const TABLE: &'static str = "[[tls.certificate]]";
     const REQUIRED: &'static [&'static str] = &["cert", "key"];
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub body_prefix: Option<Spanned<i64>>,
+    pub body_wait: Option<Str>,
+}
+
+impl Section for RawLimits {
+    const TABLE: &'static str = "[limits]";
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +94,8 @@ pub struct RawPool {
     pub path_prefix: Option<Str>,
     pub tgc_cookies: Option<Spanned<Vec<Str>>>,
     pub session_cookie: Option<Str>,
+    pub host_override: Option<Str>,
+    pub upstream_ca: Option<Str>,
 }
 
 impl Section for RawPool {
@@ -98,6 +126,7 @@ pub struct RawNode {
     pub f5_md5: Option<Spanned<bool>>,
     pub jvm_route: Option<Str>,
     pub backup: Option<bool>,
+    pub server_name: Option<Str>,
 }
 
 impl Section for RawNode {
@@ -146,15 +175,19 @@ pub struct PoolSections {
 pub struct Raw {
     pub listen: Option<Spanned<RawListen>>,
     pub tls: Option<Spanned<RawTls>>,
+    /// Each `[[tls.certificate]]`; `None` for one that could not be read.
+    pub certificates: Vec<Option<Spanned<RawCertificate>>>,
     pub admin: Option<Spanned<RawAdmin>>,
     pub learned: Option<Spanned<RawLearned>>,
+    pub limits: Option<Spanned<RawLimits>>,
     pub pools: Vec<PoolSections>,
     /// Which sections were present (missing ones are reported by validation).
     pub has_listen: bool,
     pub has_tls: bool,
 }
 
-const TOP: &[&str] = &["listen", "tls", "admin", "learned", "pool"];
+const TOP: &[&str] = &["listen", "tls", "admin", "learned", "limits", "pool"];
+const TLS_SUBTABLES: &[&str] = &["certificate"];
 const POOL_SUBTABLES: &[&str] = &["health", "upstream", "node"];
 
 /// Reads the file's sections. `None` only when the TOML itself is invalid.
@@ -175,10 +208,11 @@ pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
             }
             "tls" => {
                 raw.has_tls = true;
-                raw.tls = section(value, &[], diags);
+                read_tls(value, &mut raw, diags);
             }
             "admin" => raw.admin = section(value, &[], diags),
             "learned" => raw.learned = section(value, &[], diags),
+            "limits" => raw.limits = section(value, &[], diags),
             "pool" => {
                 for (pool, span) in array_of_tables(value, "pool", diags) {
                     raw.pools.push(read_pool(pool, span, diags));
@@ -188,6 +222,22 @@ pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
         }
     }
     Some(raw)
+}
+
+fn read_tls(value: Spanned<DeValue<'_>>, raw: &mut Raw, diags: &mut Diags) {
+    let span = value.span();
+    let mut value = value.into_inner();
+    let certificates = match &mut value {
+        DeValue::Table(t) => t.remove("certificate"),
+        _ => None,
+    };
+    raw.tls = section(Spanned::new(span, value), TLS_SUBTABLES, diags);
+    raw.certificates = certificates
+        .map(|c| array_of_tables(c, "tls.certificate", diags))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(t, s)| section(Spanned::new(s, DeValue::Table(t)), &[], diags))
+        .collect();
 }
 
 fn read_pool(mut table: DeTable<'_>, span: Range<usize>, diags: &mut Diags) -> PoolSections {

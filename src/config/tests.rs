@@ -39,7 +39,15 @@ fn defaults_are_applied() {
     ));
     assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
     let c = p.config.unwrap();
-    assert_eq!(c.tls.cert, Path::new("/etc/casfront/c.pem"));
+    assert_eq!(c.tls.certificates.len(), 1);
+    assert_eq!(c.tls.certificates[0].cert, Path::new("/etc/casfront/c.pem"));
+    assert!(c.tls.certificates[0].names.is_empty());
+    assert_eq!(c.limits, Limits::default());
+    assert_eq!(c.limits.body_prefix, 16 * 1024);
+    assert!(c.listen.trusted_proxies.is_empty());
+    assert_eq!(c.pools[0].host_override, None);
+    assert_eq!(c.pools[0].upstream_ca, None);
+    assert_eq!(c.pools[0].nodes[0].server_name, None);
     assert_eq!(c.admin.listen, "127.0.0.1:9901".parse().unwrap());
     assert_eq!(c.listen.http, None);
     let pool = &c.pools[0];
@@ -99,7 +107,7 @@ fn three_mistakes_are_all_reported_with_positions() {
         [
             "8:15: path_prefix `cas` must start with `/`",
             "10:8: `rise` must be between 1 and 1000, not 0",
-            "14:1: unknown key `weight`; expected one of: name, url, ticket_suffixes, f5_md5, jvm_route, backup",
+            "14:1: unknown key `weight`; expected one of: name, url, ticket_suffixes, f5_md5, jvm_route, backup, server_name",
         ]
     );
 }
@@ -110,9 +118,9 @@ fn unknown_and_missing_keys() {
     assert_eq!(
         errors(src),
         [
-            "3:1: unknown key `htps` (did you mean `https`?); expected one of: https, http",
-            "4:1: missing key `key` in [tls]",
-            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, admin, learned, pool",
+            "3:1: unknown key `htps` (did you mean `https`?); expected one of: https, http, trusted_proxies",
+            "5:8: `tls.cert` is set without `tls.key`",
+            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, admin, learned, limits, pool",
             "10:1: missing key `url` in [[pool.node]]",
         ]
     );
@@ -380,6 +388,8 @@ fn example_config_is_valid_and_documents_every_key() {
         ("pool.health", diag::fields_of::<raw::RawHealth>()),
         ("pool.upstream", diag::fields_of::<raw::RawUpstream>()),
         ("learned", diag::fields_of::<raw::RawLearned>()),
+        ("limits", diag::fields_of::<raw::RawLimits>()),
+        ("tls.certificate", diag::fields_of::<raw::RawCertificate>()),
         ("pool.node", diag::fields_of::<raw::RawNode>()),
     ];
     for (section, fields) in sections {
@@ -391,4 +401,101 @@ fn example_config_is_valid_and_documents_every_key() {
             );
         }
     }
+}
+
+#[test]
+fn certificates_by_sni() {
+    let src = "[listen]\nhttps = \"0.0.0.0:8443\"\n\
+               [[tls.certificate]]\ncert = \"a.pem\"\nkey = \"a.key\"\n\
+               [[tls.certificate]]\ncert = \"/b.pem\"\nkey = \"b.key\"\nnames = [\"Login.Example.org\", \"*.idp.example.edu\"]\n\
+               [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://h:1\"\n";
+    let c = parse_str(src).config.unwrap();
+    let certs = &c.tls.certificates;
+    assert_eq!(certs.len(), 2);
+    assert_eq!(certs[0].cert, Path::new("/etc/casfront/a.pem"));
+    assert!(certs[0].names.is_empty());
+    assert_eq!(certs[1].cert, Path::new("/b.pem"));
+    assert_eq!(certs[1].names, ["login.example.org", "*.idp.example.edu"]);
+    // [tls] cert/key comes first, then the list.
+    let both = src.replace("[listen]\nhttps = \"0.0.0.0:8443\"\n", HEAD);
+    let c = parse_str(&both).config.unwrap();
+    assert_eq!(c.tls.certificates.len(), 3);
+    assert_eq!(c.tls.certificates[0].cert, Path::new("/etc/casfront/c.pem"));
+
+    let bad = src
+        .replace("\"*.idp.example.edu\"", "\"a..b\", \"*.*.x\"")
+        .replace("key = \"a.key\"\n", "");
+    assert_eq!(
+        errors(&bad),
+        [
+            "3:1: missing key `key` in [[tls.certificate]]",
+            "8:31: certificate name `a..b` is not a DNS name such as `cas.example.edu` or `*.example.edu`",
+            "8:39: certificate name `*.*.x` is not a DNS name such as `cas.example.edu` or `*.example.edu`",
+        ]
+    );
+    let none = "[listen]\nhttps = \"0.0.0.0:8443\"\n[tls]\nkey = \"k.pem\"\n";
+    assert_eq!(
+        errors(none)[1..],
+        ["4:7: `tls.key` is set without `tls.cert`"]
+    );
+    assert_eq!(
+        errors("[listen]\nhttps = \"0.0.0.0:8443\"\n[tls]\n")[1..],
+        ["3:1: [tls] needs `cert` and `key` (or a [[tls.certificate]] list)"]
+    );
+}
+
+#[test]
+fn proxies_overrides_and_limits() {
+    let src = String::from(
+        "[listen]\nhttps = \"0.0.0.0:8443\"\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\", \"2001:db8::/32\"]\n\
+         [tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+         [limits]\nbody_prefix = 4096\nbody_wait = \"2s\"\n\
+         [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\nhost_override = \"cas.example.edu\"\nupstream_ca = \"ca.pem\"\n\
+         [[pool.node]]\nname = \"cas1\"\nurl = \"https://10.0.0.11:8443\"\nserver_name = \"CAS1.example.edu\"\n"
+    );
+    let p = parse_str(&src);
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    let c = p.config.unwrap();
+    assert_eq!(c.listen.trusted_proxies.len(), 3);
+    assert!(c.listen.trusts("10.1.2.3".parse().unwrap()));
+    assert!(c.listen.trusts("::ffff:10.1.2.3".parse().unwrap()));
+    assert!(c.listen.trusts("192.0.2.1".parse().unwrap()));
+    assert!(!c.listen.trusts("192.0.2.2".parse().unwrap()));
+    assert!(c.listen.trusts("2001:db8::1".parse().unwrap()));
+    assert_eq!(
+        c.limits,
+        Limits {
+            body_prefix: 4096,
+            body_wait: Duration::from_secs(2)
+        }
+    );
+    let pool = &c.pools[0];
+    assert_eq!(pool.host_override.as_deref(), Some("cas.example.edu"));
+    assert_eq!(
+        pool.upstream_ca.as_deref(),
+        Some(Path::new("/etc/casfront/ca.pem"))
+    );
+    assert_eq!(
+        pool.nodes[0].server_name.as_deref(),
+        Some("cas1.example.edu")
+    );
+
+    let bad = src
+        .replace("\"192.0.2.1\"", "\"192.0.2.300\"")
+        .replace("4096", "10")
+        .replace("\"cas.example.edu\"", "\"cas example\"")
+        .replace("\"CAS1.example.edu\"", "\"10.0.0.11:8443\"");
+    assert_eq!(
+        errors(&bad),
+        [
+            "3:34: `192.0.2.300` is not an IP address or CIDR block, e.g. \"10.0.0.0/8\"",
+            "8:15: `body_prefix` must be between 256 and 1048576, not 10",
+            "13:17: host_override `cas example` is not a host or host:port, e.g. \"cas.example.edu\"",
+            "18:15: server_name `10.0.0.11:8443` is not a DNS name such as `cas.example.edu`",
+        ]
+    );
+    assert_eq!(
+        warnings(&src.replace("10.0.0.0/8", "10.0.0.1/8")),
+        ["3:20: `10.0.0.1/8` has host bits set: it means `10.0.0.0/8`"]
+    );
 }

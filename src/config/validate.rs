@@ -3,24 +3,17 @@
 //! [`Config`]. Every problem is reported; nothing stops at the first.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
-use std::time::Duration;
 
 use toml::Spanned;
 
 use super::diag::Diags;
-use super::raw::{PoolSections, Raw, RawHealth, RawLearned, RawNode, RawPool, RawUpstream, Str};
-use super::{
-    defaults, Admin, Config, Health, LearnedCookies, Listen, Node, NodeUrl, Pool, Scheme, Tls,
-    Upstream,
-};
+use super::raw::{PoolSections, Raw, RawNode, RawPool, Str};
+use super::values::{addr, authority, cookie_name, file, host_name, name, node_url, suffix};
+use super::{defaults, sections, Admin, Config, Node, Pool};
 use crate::routing::suffix::f5_md5;
 use crate::routing::MAX_TGC_COOKIES;
-
-/// Suffixes shorter than this may end a random part by chance.
-const SHORT_SUFFIX: usize = 3;
 
 pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
     if !raw.has_listen {
@@ -38,25 +31,8 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
             "no [[pool]]: at least one pool with nodes is required",
         );
     }
-    let listen = raw.listen.map(Spanned::into_inner).and_then(|l| {
-        let https = l.https.as_ref().and_then(|h| addr(h, d));
-        let http = match &l.http {
-            None => Some(None),
-            Some(h) => addr(h, d).map(Some),
-        };
-        Some(Listen {
-            https: https?,
-            http: http?,
-        })
-    });
-    let tls = raw.tls.map(Spanned::into_inner).and_then(|t| {
-        let cert = t.cert.as_ref().and_then(|c| file(c, base, d));
-        let key = t.key.as_ref().and_then(|k| file(k, base, d));
-        Some(Tls {
-            cert: cert?,
-            key: key?,
-        })
-    });
+    let listen = sections::listen(raw.listen, d);
+    let tls = sections::tls(raw.tls, raw.certificates, base, d);
     let admin = match raw.admin.and_then(|a| a.into_inner().listen) {
         Some(l) => addr(&l, d).map(|listen| Admin { listen }),
         None => defaults::ADMIN_LISTEN
@@ -70,7 +46,7 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
     let mut total_nodes = 0usize;
     for sections in raw.pools {
         total_nodes += sections.nodes.len();
-        pools.push(pool(sections, &mut names, d));
+        pools.push(pool(sections, base, &mut names, d));
     }
     if total_nodes > usize::from(u16::MAX) {
         d.error(
@@ -78,12 +54,14 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
             format!("{total_nodes} nodes: at most {} are supported", u16::MAX),
         );
     }
-    let learned = learned(raw.learned, d);
+    let learned = sections::learned(raw.learned, d);
+    let limits = sections::limits(raw.limits, d);
     Some(Config {
         listen: listen?,
         tls: tls?,
         admin: admin?,
         learned: learned?,
+        limits: limits?,
         pools: pools.into_iter().collect::<Option<_>>()?,
     })
 }
@@ -111,7 +89,7 @@ impl Names {
     }
 }
 
-fn pool(s: PoolSections, names: &mut Names, d: &mut Diags) -> Option<Pool> {
+fn pool(s: PoolSections, base: &Path, names: &mut Names, d: &mut Diags) -> Option<Pool> {
     let raw = s.pool;
     let prefix = raw
         .as_ref()
@@ -129,8 +107,16 @@ fn pool(s: PoolSections, names: &mut Names, d: &mut Diags) -> Option<Pool> {
         }
         None => defaults::SESSION_COOKIE.to_owned(),
     });
-    let health = health(s.health, prefix.as_deref().unwrap_or("/"), d);
-    let upstream = upstream(s.upstream, d);
+    let host_override = raw.as_ref().map(|p| match &p.host_override {
+        Some(h) => authority(h, "host_override", d).map(Some),
+        None => Some(None),
+    });
+    let upstream_ca = raw.as_ref().map(|p| match &p.upstream_ca {
+        Some(f) => file(f, base, d).map(Some),
+        None => Some(None),
+    });
+    let health = sections::health(s.health, prefix.as_deref().unwrap_or("/"), d);
+    let upstream = sections::upstream(s.upstream, d);
     if s.nodes.is_empty() {
         d.error(s.span.clone(), "a pool needs at least one [[pool.node]]");
     }
@@ -155,6 +141,8 @@ fn pool(s: PoolSections, names: &mut Names, d: &mut Diags) -> Option<Pool> {
         path_prefix: prefix?,
         tgc_cookies: tgc_cookies?,
         session_cookie: session_cookie?,
+        host_override: host_override??,
+        upstream_ca: upstream_ca??,
         health: health?,
         upstream: upstream?,
         nodes: complete?,
@@ -215,174 +203,6 @@ fn tgc_cookies(p: &RawPool, d: &mut Diags) -> Vec<String> {
     }
 }
 
-fn health(raw: Option<Spanned<RawHealth>>, prefix: &str, d: &mut Diags) -> Option<Health> {
-    let h = raw.map(Spanned::into_inner);
-    let h = h.as_ref();
-    let path = match h.and_then(|h| h.path.as_ref()) {
-        Some(p) if !p.get_ref().starts_with('/') => {
-            d.error(
-                p.span(),
-                format!("health path `{}` must start with `/`", p.get_ref()),
-            );
-            None
-        }
-        Some(p) => Some(p.get_ref().clone()),
-        None => Some(format!("{}/login", prefix.trim_end_matches('/'))),
-    };
-    let interval = duration(
-        h.and_then(|h| h.interval.as_ref()),
-        Duration::from_secs(defaults::HEALTH_INTERVAL_SECS),
-        d,
-    );
-    let timeout = duration(
-        h.and_then(|h| h.timeout.as_ref()),
-        Duration::from_secs(defaults::HEALTH_TIMEOUT_SECS),
-        d,
-    );
-    if let (Some(i), Some(t), Some(at)) = (interval, timeout, h.and_then(|h| h.timeout.as_ref())) {
-        if t >= i {
-            d.warn(
-                at.span(),
-                "health timeout is not shorter than interval: checks will overlap",
-            );
-        }
-    }
-    let rise = threshold(
-        h.and_then(|h| h.rise.as_ref()),
-        "rise",
-        defaults::HEALTH_RISE,
-        d,
-    );
-    let fall = threshold(
-        h.and_then(|h| h.fall.as_ref()),
-        "fall",
-        defaults::HEALTH_FALL,
-        d,
-    );
-    Some(Health {
-        path: path?,
-        interval: interval?,
-        timeout: timeout?,
-        rise: rise?,
-        fall: fall?,
-    })
-}
-
-fn duration(v: Option<&Str>, default: Duration, d: &mut Diags) -> Option<Duration> {
-    let Some(v) = v else {
-        return Some(default);
-    };
-    match humantime::parse_duration(v.get_ref()) {
-        Ok(t) if t.is_zero() => {
-            d.error(v.span(), "duration must be greater than 0");
-            None
-        }
-        Ok(t) => Some(t),
-        Err(e) => {
-            d.error(
-                v.span(),
-                format!(
-                    "invalid duration `{}`: {e} (write e.g. \"2s\" or \"500ms\")",
-                    v.get_ref()
-                ),
-            );
-            None
-        }
-    }
-}
-
-fn threshold(v: Option<&Spanned<i64>>, key: &str, default: u32, d: &mut Diags) -> Option<u32> {
-    count(v, key, 1..=1000, default.into(), d).and_then(|n| u32::try_from(n).ok())
-}
-
-/// An integer in `range`, or `default` when absent.
-fn count(
-    v: Option<&Spanned<i64>>,
-    key: &str,
-    range: std::ops::RangeInclusive<i64>,
-    default: i64,
-    d: &mut Diags,
-) -> Option<i64> {
-    let Some(v) = v else { return Some(default) };
-    if range.contains(v.get_ref()) {
-        return Some(*v.get_ref());
-    }
-    d.error(
-        v.span(),
-        format!(
-            "`{key}` must be between {} and {}, not {}",
-            range.start(),
-            range.end(),
-            v.get_ref()
-        ),
-    );
-    None
-}
-
-/// `[pool.upstream]`, with defaults.
-fn upstream(raw: Option<Spanned<RawUpstream>>, d: &mut Diags) -> Option<Upstream> {
-    let raw = raw.map(Spanned::into_inner);
-    let r = raw.as_ref();
-    let def = Upstream::default();
-    let connect_timeout = duration(
-        r.and_then(|u| u.connect_timeout.as_ref()),
-        def.connect_timeout,
-        d,
-    );
-    let response_timeout = duration(
-        r.and_then(|u| u.response_timeout.as_ref()),
-        def.response_timeout,
-        d,
-    );
-    let idle_timeout = duration(r.and_then(|u| u.idle_timeout.as_ref()), def.idle_timeout, d);
-    let max_idle = count(
-        r.and_then(|u| u.max_idle.as_ref()),
-        "max_idle",
-        0..=10_000,
-        def.max_idle as i64,
-        d,
-    );
-    let down_cooldown = duration(
-        r.and_then(|u| u.down_cooldown.as_ref()),
-        def.down_cooldown,
-        d,
-    );
-    if let (Some(t), Some(at)) = (idle_timeout, r.and_then(|u| u.idle_timeout.as_ref())) {
-        if t >= Duration::from_secs(defaults::TOMCAT_KEEP_ALIVE_SECS) {
-            d.warn(
-                at.span(),
-                "idle_timeout is not below Tomcat's default keep-alive (20s): a pooled connection may be reused after the node closed it",
-            );
-        }
-    }
-    Some(Upstream {
-        connect_timeout: connect_timeout?,
-        response_timeout: response_timeout?,
-        idle_timeout: idle_timeout?,
-        max_idle: usize::try_from(max_idle?).ok()?,
-        down_cooldown: down_cooldown?,
-    })
-}
-
-/// `[learned]`, with defaults.
-fn learned(raw: Option<Spanned<RawLearned>>, d: &mut Diags) -> Option<LearnedCookies> {
-    let raw = raw.map(Spanned::into_inner);
-    let r = raw.as_ref();
-    let def = LearnedCookies::default();
-    let capacity = count(
-        r.and_then(|l| l.capacity.as_ref()),
-        "capacity",
-        2..=100_000_000,
-        def.capacity as i64,
-        d,
-    );
-    let ttl = duration(r.and_then(|l| l.ttl.as_ref()), def.ttl, d);
-    Some(LearnedCookies {
-        capacity: usize::try_from(capacity?).ok()?,
-        ttl: ttl?,
-    })
-}
-
 fn node(n: &Spanned<RawNode>, names: &mut Names, d: &mut Diags) -> Option<Node> {
     let r = n.get_ref();
     let node_name = r.name.as_ref().filter(|nm| {
@@ -435,6 +255,10 @@ fn node(n: &Spanned<RawNode>, names: &mut Names, d: &mut Diags) -> Option<Node> 
         Some(j) => Some(j.get_ref().clone()),
         None => node_name.map(|nm| nm.get_ref().clone()),
     };
+    let server_name = match &r.server_name {
+        Some(v) => host_name(v, "server_name", false, d).map(Some),
+        None => Some(None),
+    };
     Some(Node {
         name: node_name?.get_ref().clone(),
         url: url?,
@@ -442,6 +266,7 @@ fn node(n: &Spanned<RawNode>, names: &mut Names, d: &mut Diags) -> Option<Node> 
         f5_md5: f5,
         jvm_route: jvm_route?,
         backup: r.backup.unwrap_or(false),
+        server_name: server_name?,
     })
 }
 
@@ -515,116 +340,4 @@ fn pool_claims(nodes: &[(&Spanned<RawNode>, &Node)], d: &mut Diags) {
             }
         }
     }
-}
-
-fn node_url(v: &Str, d: &mut Diags) -> Option<NodeUrl> {
-    let text = v.get_ref();
-    let bad = |d: &mut Diags, why: &str| {
-        d.error(
-            v.span(),
-            format!("node url `{text}` {why}: expected http(s)://HOST:PORT"),
-        );
-        None
-    };
-    let Ok(u) = url::Url::parse(text) else {
-        return bad(d, "is not a URL");
-    };
-    let scheme = match u.scheme() {
-        "http" => Scheme::Http,
-        "https" => Scheme::Https,
-        _ => return bad(d, "must use http or https"),
-    };
-    if !u.username().is_empty() || u.password().is_some() {
-        return bad(d, "must not contain credentials");
-    }
-    if !matches!(u.path(), "" | "/") || u.query().is_some() || u.fragment().is_some() {
-        return bad(d, "must not have a path, query or fragment");
-    }
-    let (host, ipv4) = match u.host() {
-        Some(url::Host::Domain(h)) => (h.to_owned(), None),
-        Some(url::Host::Ipv4(ip)) => (ip.to_string(), Some(ip)),
-        Some(url::Host::Ipv6(ip)) => (ip.to_string(), None),
-        None => return bad(d, "has no host"),
-    };
-    let port = u.port_or_known_default()?;
-    Some(NodeUrl {
-        scheme,
-        host,
-        port,
-        ipv4,
-    })
-}
-
-fn addr(v: &Str, d: &mut Diags) -> Option<SocketAddr> {
-    match v.get_ref().parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            let hint = match v.get_ref().parse::<IpAddr>() {
-                Ok(_) => " (the port is missing)",
-                Err(_) => "",
-            };
-            d.error(
-                v.span(),
-                format!(
-                    "`{}` is not an IP:PORT address{hint}, e.g. \"0.0.0.0:8443\" or \"[::]:8443\"",
-                    v.get_ref()
-                ),
-            );
-            None
-        }
-    }
-}
-
-fn file(v: &Str, base: &Path, d: &mut Diags) -> Option<std::path::PathBuf> {
-    if v.get_ref().is_empty() {
-        d.error(v.span(), "file path is empty");
-        return None;
-    }
-    Some(base.join(v.get_ref()))
-}
-
-/// Pool and node names appear in URLs, metrics and logs.
-fn name(v: &Str, what: &str, d: &mut Diags) -> bool {
-    let s = v.get_ref();
-    let ok = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !ok {
-        d.error(
-            v.span(),
-            format!("{what} name `{s}` must be non-empty letters, digits, `-`, `_` or `.`"),
-        );
-    }
-    ok
-}
-
-/// A cookie name is an RFC 6265 token.
-fn cookie_name(v: &Str, d: &mut Diags) -> bool {
-    let s = v.get_ref();
-    let ok = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
-    if !ok {
-        d.error(v.span(), format!("`{s}` is not a valid cookie name"));
-    }
-    ok
-}
-
-/// A ticket suffix is a host name: letters, digits, `-` and `.`
-/// (and `_`), not starting with `-`.
-fn suffix(v: &Str, d: &mut Diags) -> bool {
-    let s = v.get_ref();
-    let ok = !s.is_empty()
-        && !s.starts_with('-')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    if !ok {
-        d.error(v.span(), format!("ticket suffix `{s}` must be letters, digits, `-`, `.` or `_`, not starting with `-`"));
-    } else if s.len() < SHORT_SUFFIX {
-        d.warn(
-            v.span(),
-            format!("ticket suffix `{s}` is shorter than {SHORT_SUFFIX} characters: a random part can end in it by chance"),
-        );
-    }
-    ok
 }

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config;
-use crate::proxy::{Proxy, ProxyError, ProxySettings};
+use crate::proxy::{Proxy, ProxyError};
 use crate::server::{self, tls, ServerSettings};
 use node::{NodeSpec, RunningNode};
 
@@ -74,22 +74,20 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts `n` nodes on loopback ports and casfront on `listen`.
-    pub async fn start(
-        n: usize,
-        listen: SocketAddr,
-        settings: ProxySettings,
-    ) -> Result<Cluster, DemoError> {
+    pub async fn start(n: usize, listen: SocketAddr) -> Result<Cluster, DemoError> {
         let specs = (1..=n)
             .map(|i| NodeSpec::named(&format!("cas{i}")))
             .collect();
-        Self::start_with(specs, listen, settings).await
+        Self::start_with(specs, listen, |c| c).await
     }
 
-    /// The same with nodes of one's own (named `cas1`... in that order).
+    /// The same with nodes of one's own (named `cas1`... in that order),
+    /// and the generated configuration text passed through `edit` (tests
+    /// add sections or keys).
     pub async fn start_with(
         specs: Vec<NodeSpec>,
         listen: SocketAddr,
-        settings: ProxySettings,
+        edit: impl FnOnce(String) -> String,
     ) -> Result<Cluster, DemoError> {
         let mut nodes = Vec::with_capacity(specs.len());
         for spec in specs {
@@ -98,14 +96,14 @@ impl Cluster {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-        let parsed = config::parse(&cluster_config(addr, &addrs), Path::new("."));
+        let parsed = config::parse(&edit(cluster_config(addr, &addrs)), Path::new("."));
         let Some(cfg) = parsed.config else {
             let errors: Vec<String> = parsed.errors().map(ToString::to_string).collect();
             return Err(DemoError::Config(errors.join("; ")));
         };
         let cert = self_signed()?;
         let tls = tls::from_pem(&cert.cert_pem, &cert.key_pem)?;
-        let proxy = Arc::new(Proxy::new(&cfg, &settings)?);
+        let proxy = Arc::new(Proxy::new(&cfg)?);
         let server = tokio::spawn(server::serve(
             listener,
             tls,

@@ -46,6 +46,8 @@ pub struct NodeSpec {
     pub jvm_route: String,
     /// The CAS context path, e.g. `/cas`.
     pub prefix: String,
+    /// Serve https with this configuration (tests of upstream TLS).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl NodeSpec {
@@ -56,6 +58,7 @@ impl NodeSpec {
             suffix: name.into(),
             jvm_route: name.into(),
             prefix: "/cas".into(),
+            tls: None,
         }
     }
 }
@@ -119,7 +122,8 @@ impl Drop for RunningNode {
     }
 }
 
-/// Starts a node on `127.0.0.1:0` (plain HTTP/1.1 with keep-alive).
+/// Starts a node on `127.0.0.1:0` (HTTP/1.1 with keep-alive, over TLS
+/// when the spec has a configuration).
 pub async fn spawn(spec: NodeSpec) -> std::io::Result<RunningNode> {
     spawn_on(spec, SocketAddr::from(([127, 0, 0, 1], 0))).await
 }
@@ -136,17 +140,27 @@ pub async fn spawn_on(spec: NodeSpec, addr: SocketAddr) -> std::io::Result<Runni
     });
     let accepted = Accepted::default();
     let counter = accepted.clone();
+    let tls = spec.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let task = tokio::spawn(async move {
         let mut conns = JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
             let state = state.clone();
+            let tls = tls.clone();
             conns.spawn(async move {
                 let svc = service_fn(move |req| handle(state.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                    Some(tls) => {
+                        if let Ok(stream) = tls.accept(stream).await {
+                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
+                }
             });
             while conns.try_join_next().is_some() {}
         }

@@ -1,6 +1,8 @@
 //! What casfront changes in a request on its way to a node and in the
 //! response on its way back: hop-by-hop headers removed, `X-Forwarded-*`
-//! set (client-sent ones dropped), HTTP/2 turned into HTTP/1.1 (`Host` from
+//! set (client-sent ones dropped, unless the peer is a trusted proxy: then
+//! its `X-Forwarded-For` is appended to and its other forwarding headers
+//! kept), HTTP/2 turned into HTTP/1.1 (`Host` from
 //! `:authority`, `cookie` headers joined with `"; "`, RFC 9113 §8.2.3),
 //! origin-form URI.
 
@@ -16,15 +18,18 @@ pub struct ClientInfo {
     pub peer: SocketAddr,
     /// The port the client connected to (for `X-Forwarded-Port`).
     pub local_port: u16,
+    /// The peer is a trusted proxy (`listen.trusted_proxies`).
+    pub trusted: bool,
     forwarded_for: HeaderValue,
     forwarded_port: HeaderValue,
 }
 
 impl ClientInfo {
-    pub fn new(peer: SocketAddr, local_port: u16) -> ClientInfo {
+    pub fn new(peer: SocketAddr, local_port: u16, trusted: bool) -> ClientInfo {
         let info = ClientInfo {
             peer,
             local_port,
+            trusted,
             // An IP address is always a valid header value.
             forwarded_for: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
@@ -76,24 +81,50 @@ pub fn prepare_request<B>(req: &mut Request<B>, client: &ClientInfo) {
         }
     }
     join_cookies(headers);
+    if client.trusted {
+        forward_trusted(headers, client);
+        return;
+    }
     for name in FORWARDING {
         headers.remove(name);
     }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-for"),
-        client.forwarded_for.clone(),
-    );
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("https"),
-    );
+    headers.insert(XFF, client.forwarded_for.clone());
+    headers.insert(XFP, HeaderValue::from_static("https"));
     if let Some(host) = headers.get(header::HOST).cloned() {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        headers.insert(XFH, host);
     }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-port"),
-        client.forwarded_port.clone(),
-    );
+    headers.insert(XFPORT, client.forwarded_port.clone());
+}
+
+const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+const XFPORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+
+/// From a trusted proxy: the peer is appended to its `X-Forwarded-For`
+/// (several headers joined into one list); the proxy's own
+/// `X-Forwarded-Proto/-Host/-Port`, `X-Real-IP` and `Forwarded` describe
+/// the original request and are kept, ours set only where it sent none.
+fn forward_trusted(headers: &mut HeaderMap, client: &ClientInfo) {
+    let mut list: Vec<&[u8]> = headers
+        .get_all(&XFF)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    list.push(client.forwarded_for.as_bytes());
+    let xff = HeaderValue::from_bytes(&list.join(&b", "[..]))
+        .unwrap_or_else(|_| client.forwarded_for.clone());
+    headers.insert(XFF, xff);
+    if !headers.contains_key(&XFP) {
+        headers.insert(XFP, HeaderValue::from_static("https"));
+    }
+    if let (false, Some(host)) = (headers.contains_key(&XFH), headers.get(header::HOST)) {
+        let host = host.clone();
+        headers.insert(XFH, host);
+    }
+    if !headers.contains_key(&XFPORT) {
+        headers.insert(XFPORT, client.forwarded_port.clone());
+    }
 }
 
 /// Removes hop-by-hop headers from a response.
@@ -153,7 +184,32 @@ mod tests {
     use super::*;
 
     fn client() -> ClientInfo {
-        ClientInfo::new("192.0.2.7:50000".parse().unwrap(), 8443)
+        ClientInfo::new("192.0.2.7:50000".parse().unwrap(), 8443, false)
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_appended_to() {
+        let mut req = Request::builder()
+            .uri("/cas/login")
+            .header("host", "cas.example.edu")
+            .header("x-forwarded-for", "198.51.100.1, 10.0.0.1")
+            .header("x-forwarded-for", "10.0.0.2")
+            .header("x-forwarded-port", "443")
+            .header("x-real-ip", "198.51.100.1")
+            .body(())
+            .unwrap();
+        let proxy = ClientInfo::new("192.0.2.7:50000".parse().unwrap(), 8443, true);
+        prepare_request(&mut req, &proxy);
+        let h = req.headers();
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(
+            h["x-forwarded-for"],
+            "198.51.100.1, 10.0.0.1, 10.0.0.2, 192.0.2.7"
+        );
+        assert_eq!(h["x-forwarded-port"], "443");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "cas.example.edu");
+        assert_eq!(h["x-real-ip"], "198.51.100.1");
     }
 
     #[test]

@@ -11,23 +11,25 @@ pub mod forward;
 pub mod learned;
 pub mod upstream;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::header::HeaderValue;
 use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::config::{Config, Scheme};
+use crate::config::{Config, Limits, Listen, Scheme};
 use crate::routing::{
     route, Headers, NodeId, NodeState, NodeStates, PoolId, RequestView, RoutingTable,
 };
 use body::{read_prefix, RequestBody};
 use forward::{prepare_request, prepare_response, ClientInfo};
 use learned::LearnedTable;
-use upstream::{NodePool, PooledBody, UpstreamError};
+use upstream::{NodePool, NodeTls, PooledBody, UpstreamError};
 
 /// What casfront answers with: a node's streamed body, or a short local one.
 pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
@@ -86,29 +88,11 @@ impl Headers for HeaderView<'_> {
     }
 }
 
-/// Limits of the data plane that the configuration does not carry yet.
-#[derive(Clone, Debug)]
-pub struct ProxySettings {
-    /// How much of a `POST /samlValidate` body is read to find the artifact.
-    pub body_prefix: usize,
-    /// How long to wait for that prefix before routing with what arrived.
-    pub body_wait: Duration,
-}
-
-impl Default for ProxySettings {
-    fn default() -> Self {
-        ProxySettings {
-            body_prefix: 16 * 1024,
-            body_wait: Duration::from_secs(5),
-        }
-    }
-}
-
 /// Errors building the data plane from a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("node `{0}` uses https: upstream TLS (with `upstream_ca`) is not built yet; use http")]
-    HttpsNode(String),
+    #[error(transparent)]
+    Tls(#[from] upstream::TlsSetupError),
 }
 
 /// Everything a request needs, shared by all connections.
@@ -118,22 +102,46 @@ pub struct Proxy {
     health: Health,
     learned: LearnedTable,
     counter: AtomicU64,
-    settings: ProxySettings,
+    limits: Limits,
+    listen: Listen,
+    /// Per pool: the `Host` sent instead of the client's.
+    host_override: Vec<Option<HeaderValue>>,
 }
 
 impl Proxy {
-    pub fn new(config: &Config, settings: &ProxySettings) -> Result<Proxy, ProxyError> {
+    pub fn new(config: &Config) -> Result<Proxy, ProxyError> {
         let mut pools = Vec::new();
         let mut cooldown = Vec::new();
         for pool in &config.pools {
+            let https = pool.nodes.iter().any(|n| n.url.scheme == Scheme::Https);
+            let client_tls = if https {
+                Some(upstream::client_tls(pool)?)
+            } else {
+                None
+            };
             for node in &pool.nodes {
-                if node.url.scheme == Scheme::Https {
-                    return Err(ProxyError::HttpsNode(node.name.clone()));
-                }
-                pools.push(NodePool::new(node.url.authority(), pool.upstream.clone()));
+                let tls = match (&client_tls, node.url.scheme) {
+                    (Some(c), Scheme::Https) => Some(NodeTls::new(c.clone(), node)?),
+                    _ => None,
+                };
+                pools.push(NodePool::new(
+                    node.url.authority(),
+                    pool.upstream.clone(),
+                    tls,
+                ));
                 cooldown.push(pool.upstream.down_cooldown);
             }
         }
+        // Validated as an authority when the configuration was read.
+        let host_override = config
+            .pools
+            .iter()
+            .map(|p| {
+                p.host_override
+                    .as_deref()
+                    .and_then(|h| HeaderValue::from_str(h).ok())
+            })
+            .collect();
         let table = RoutingTable::new(config);
         let health = Health::new(cooldown);
         Ok(Proxy {
@@ -142,8 +150,15 @@ impl Proxy {
             health,
             learned: LearnedTable::new(config.learned.capacity, config.learned.ttl),
             counter: AtomicU64::new(0),
-            settings: settings.clone(),
+            limits: config.limits.clone(),
+            listen: config.listen.clone(),
+            host_override,
         })
+    }
+
+    /// What casfront knows of a client connected from `peer` to `local_port`.
+    pub fn client_info(&self, peer: SocketAddr, local_port: u16) -> ClientInfo {
+        ClientInfo::new(peer, local_port, self.listen.trusts(peer.ip()))
     }
 
     /// The pool of `node` (tests, metrics).
@@ -161,7 +176,7 @@ impl Proxy {
         let method = crate::routing::Method::from_bytes(parts.method.as_str().as_bytes());
         let wants_body = self.table.wants_body(method, parts.uri.path().as_bytes());
         let (prefix, body) = if wants_body {
-            match read_prefix(body, self.settings.body_prefix, self.settings.body_wait).await {
+            match read_prefix(body, self.limits.body_prefix, self.limits.body_wait).await {
                 Ok(read) => read,
                 Err(_) => {
                     return local(
@@ -215,6 +230,9 @@ impl Proxy {
                 Err(_) => self.health.mark_down(node),
             }
         };
+        if let Some(Some(host)) = self.host_override.get(usize::from(pool_id)) {
+            req.headers_mut().insert(header::HOST, host.clone());
+        }
         // Kept aside to forget a cookie the node expires (its Set-Cookie
         // then carries an empty value). One header after `prepare_request`.
         let sent_cookies = req.headers().get(header::COOKIE).cloned();

@@ -1,9 +1,11 @@
 //! casfront's own small connection pool per node over
 //! `hyper::client::conn::http1` (DESIGN §6): take an idle connection or
-//! connect (one timeout covers TCP), send; a connection is returned to the
+//! connect (one timeout covers TCP and TLS), send; a connection is returned to the
 //! pool when its response body has been read to the end. Idle connections
 //! are capped per node and expire before Tomcat's keep-alive (20 s) would
-//! close them.
+//! close them. https nodes are verified with their pool's CA bundle
+//! (`upstream_ca`, else the system's roots) under the node's `server_name`
+//! (else its url's host) — see [`client_tls`].
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -15,10 +17,14 @@ use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::body::RequestBody;
-use crate::config::Upstream;
+use crate::config::{Node, Pool, Upstream};
 
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +38,12 @@ pub enum UpstreamError {
     },
     #[error("connect to {0} timed out")]
     ConnectTimeout(String),
+    #[error("TLS with {addr} failed: {source}")]
+    Tls {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("HTTP handshake with {addr} failed: {source}")]
     Handshake {
         addr: String,
@@ -56,6 +68,7 @@ impl UpstreamError {
             self,
             UpstreamError::Connect { .. }
                 | UpstreamError::ConnectTimeout(_)
+                | UpstreamError::Tls { .. }
                 | UpstreamError::Handshake { .. }
         )
     }
@@ -72,19 +85,96 @@ pub struct Conn {
     pooled: bool,
 }
 
+/// How an https node is reached: the pool's client configuration and the
+/// name its certificate must carry.
+#[derive(Clone)]
+pub struct NodeTls {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+}
+
+/// Errors preparing TLS to a pool's nodes.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("pool `{pool}`: reading upstream_ca {path}: {source}")]
+    Ca {
+        pool: String,
+        path: String,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("pool `{pool}`: {what} holds no usable CA certificate")]
+    NoRoots { pool: String, what: String },
+    #[error("node `{0}`: its host is not a valid TLS server name; set `server_name`")]
+    ServerName(String),
+    #[error("TLS client configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The TLS client configuration of a pool with https nodes: HTTP/1.1 by
+/// ALPN, roots from `upstream_ca` or the system's store.
+pub fn client_tls(pool: &Pool) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let what = match &pool.upstream_ca {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|source| TlsSetupError::Ca {
+                    pool: pool.name.clone(),
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            roots.add_parsable_certificates(certs);
+            path.display().to_string()
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            "the system's certificate store".to_owned()
+        }
+    };
+    if roots.is_empty() {
+        return Err(TlsSetupError::NoRoots {
+            pool: pool.name.clone(),
+            what,
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+impl NodeTls {
+    /// TLS to `node` with its pool's configuration.
+    pub fn new(config: Arc<ClientConfig>, node: &Node) -> Result<NodeTls, TlsSetupError> {
+        let host = node.server_name.as_deref().unwrap_or(&node.url.host);
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| TlsSetupError::ServerName(node.name.clone()))?;
+        Ok(NodeTls {
+            connector: TlsConnector::from(config),
+            name,
+        })
+    }
+}
+
 /// The pool of one node.
 pub struct NodePool {
     addr: String,
     settings: Upstream,
+    tls: Option<NodeTls>,
     idle: Mutex<Vec<Idle>>,
 }
 
 impl NodePool {
-    /// `addr` is `host:port` (plain HTTP; https nodes come with `upstream_ca`).
-    pub fn new(addr: String, settings: Upstream) -> Arc<NodePool> {
+    /// `addr` is `host:port`; `tls` is set for an https node.
+    pub fn new(addr: String, settings: Upstream, tls: Option<NodeTls>) -> Arc<NodePool> {
         Arc::new(NodePool {
             addr,
             settings,
+            tls,
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -181,22 +271,41 @@ impl NodePool {
         self.idle.lock().map(|i| i.len()).unwrap_or(0)
     }
 
+    /// TCP, TLS for an https node, and the HTTP/1.1 handshake, all under
+    /// the connect timeout.
     async fn connect(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
+        match tokio::time::timeout(self.settings.connect_timeout, self.open()).await {
+            Err(_) => Err(UpstreamError::ConnectTimeout(self.addr.clone())),
+            Ok(r) => r,
+        }
+    }
+
+    async fn open(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
         let addr = self.addr.clone();
-        let stream = match tokio::time::timeout(
-            self.settings.connect_timeout,
-            TcpStream::connect(&self.addr),
-        )
-        .await
-        {
-            Err(_) => return Err(UpstreamError::ConnectTimeout(addr)),
-            Ok(Err(source)) => return Err(UpstreamError::Connect { addr, source }),
-            Ok(Ok(s)) => s,
+        let stream = match TcpStream::connect(&self.addr).await {
+            Err(source) => return Err(UpstreamError::Connect { addr, source }),
+            Ok(s) => s,
         };
         let _ = stream.set_nodelay(true);
+        let handshake = |source| UpstreamError::Handshake {
+            addr: self.addr.clone(),
+            source,
+        };
+        let Some(tls) = &self.tls else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(handshake)?;
+            tokio::spawn(conn);
+            return Ok(sender);
+        };
+        let stream = tls
+            .connector
+            .connect(tls.name.clone(), stream)
+            .await
+            .map_err(|source| UpstreamError::Tls { addr, source })?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|source| UpstreamError::Handshake { addr, source })?;
+            .map_err(handshake)?;
         tokio::spawn(conn);
         Ok(sender)
     }

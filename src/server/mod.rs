@@ -17,7 +17,6 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::proxy::forward::ClientInfo;
 use crate::proxy::Proxy;
 
 /// Limits of the client side.
@@ -79,7 +78,7 @@ async fn connection(
         return;
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let client = Arc::new(ClientInfo::new(peer, local_port));
+    let client = Arc::new(proxy.client_info(peer, local_port));
     let svc = service_fn(move |req| {
         let (proxy, client) = (proxy.clone(), client.clone());
         async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }

@@ -1,13 +1,23 @@
 //! TLS for the listener: a rustls `ServerConfig` (ring provider, ALPN `h2`
-//! and `http/1.1`) from a PEM certificate chain and key, read from files or
-//! given in memory (the demo and tests generate theirs).
+//! and `http/1.1`) with one or more certificates. The first certificate is
+//! the default — for clients that send no SNI (curl to an IP address) and
+//! for names no certificate claims; the others are chosen by SNI, exactly
+//! or by a `*.` wildcard of one label (DESIGN §6: rustls' own SNI resolver
+//! fails without SNI). A certificate answers the names its configuration
+//! lists, else the DNS names it carries.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -25,57 +35,251 @@ pub enum TlsError {
         #[source]
         source: rustls_pki_types::pem::Error,
     },
-    #[error("the certificate and key do not make a TLS configuration: {0}")]
+    #[error("the certificate {path} and its key do not go together: {source}")]
+    Pair {
+        path: String,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("{0} carries no DNS name: list its server names in `names`")]
+    NoNames(String),
+    #[error("{path} cannot be read as X.509: {why}")]
+    X509 { path: String, why: String },
+    #[error("no certificate is configured")]
+    Empty,
+    #[error("the TLS configuration: {0}")]
     Config(#[from] rustls::Error),
 }
 
 /// ALPN protocols offered, HTTP/2 first.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
-/// A server configuration from PEM files.
-pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let name = cert.display().to_string();
-    let chain = CertificateDer::pem_file_iter(cert)
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain with its key and the names it answers.
+struct Loaded {
+    key: Arc<CertifiedKey>,
+    names: Vec<String>,
+}
+
+/// The server configuration of the `[tls]` section.
+pub fn from_config(tls: &config::Tls) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let mut loaded = Vec::with_capacity(tls.certificates.len());
+    for (i, c) in tls.certificates.iter().enumerate() {
+        let name = c.cert.display().to_string();
+        let chain = read_chain(&c.cert)?;
+        let key = PrivateKeyDer::from_pem_file(&c.key).map_err(|source| TlsError::Key {
+            path: c.key.display().to_string(),
+            source,
+        })?;
+        let mut one = load(chain, key, &name, &provider)?;
+        if !c.names.is_empty() {
+            one.names.clone_from(&c.names);
+        } else if one.names.is_empty() && i > 0 {
+            // The default needs no name; the others are found by theirs.
+            return Err(TlsError::NoNames(name));
+        }
+        loaded.push(one);
+    }
+    build(loaded, provider)
+}
+
+/// A server configuration with one certificate, from PEM text (the demo
+/// and tests generate theirs).
+pub fn from_pem(cert: &str, key: &str) -> Result<Arc<ServerConfig>, TlsError> {
+    from_pems(&[(cert, key)])
+}
+
+/// The same with several certificates, the first the default.
+pub fn from_pems(pairs: &[(&str, &str)]) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let mut loaded = Vec::with_capacity(pairs.len());
+    for (cert, key) in pairs {
+        let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| TlsError::Certs {
+                path: "(memory)".into(),
+                source,
+            })?;
+        let key =
+            PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|source| TlsError::Key {
+                path: "(memory)".into(),
+                source,
+            })?;
+        loaded.push(load(chain, key, "(memory)", &provider)?);
+    }
+    build(loaded, provider)
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|source| TlsError::Certs {
-            path: name.clone(),
+            path: path.display().to_string(),
             source,
-        })?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
-        path: key.display().to_string(),
-        source,
-    })?;
-    build(chain, key, &name)
+        })
 }
 
-/// A server configuration from PEM text.
-pub fn from_pem(cert: &str, key: &str) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Certs {
-            path: "(memory)".into(),
-            source,
-        })?;
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|source| TlsError::Key {
-        path: "(memory)".into(),
-        source,
-    })?;
-    build(chain, key, "(memory)")
-}
-
-fn build(
+fn load(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     name: &str,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    if chain.is_empty() {
+    provider: &CryptoProvider,
+) -> Result<Loaded, TlsError> {
+    let Some(leaf) = chain.first() else {
         return Err(TlsError::NoCert(name.into()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    };
+    let names = dns_names(leaf).map_err(|why| TlsError::X509 {
+        path: name.into(),
+        why,
+    })?;
+    let key = CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
+        path: name.into(),
+        source,
+    })?;
+    Ok(Loaded {
+        key: Arc::new(key),
+        names,
+    })
+}
+
+/// The DNS names of a certificate's subject alternative names, lowercase.
+fn dns_names(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let san = cert.subject_alternative_name().map_err(|e| e.to_string())?;
+    Ok(san
+        .map(|s| {
+            s.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn build(
+    loaded: Vec<Loaded>,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let resolver = SniResolver::new(loaded)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// Picks a certificate by SNI: an exact name, else `*.` and the name
+/// without its first label, else the default. When two certificates claim
+/// a name, the first listed keeps it.
+#[derive(Debug)]
+struct SniResolver {
+    default: Arc<CertifiedKey>,
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    /// `*.idp.example.edu` under `idp.example.edu`.
+    by_parent: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl SniResolver {
+    fn new(loaded: Vec<Loaded>) -> Result<SniResolver, TlsError> {
+        let default = loaded.first().ok_or(TlsError::Empty)?.key.clone();
+        let (mut by_name, mut by_parent) = (HashMap::new(), HashMap::new());
+        for l in loaded {
+            for n in l.names {
+                let map = match n.strip_prefix("*.") {
+                    Some(parent) => by_parent.entry(parent.to_owned()),
+                    None => by_name.entry(n),
+                };
+                map.or_insert_with(|| l.key.clone());
+            }
+        }
+        Ok(SniResolver {
+            default,
+            by_name,
+            by_parent,
+        })
+    }
+
+    fn pick(&self, sni: &str) -> &Arc<CertifiedKey> {
+        let lower;
+        let sni = if sni.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = sni.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            sni
+        };
+        if let Some(k) = self.by_name.get(sni) {
+            return k;
+        }
+        sni.split_once('.')
+            .and_then(|(_, parent)| self.by_parent.get(parent))
+            .unwrap_or(&self.default)
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(match hello.server_name() {
+            Some(sni) => self.pick(sni).clone(),
+            None => self.default.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(names: &[&str]) -> (String, String) {
+        let k = rcgen::generate_simple_self_signed(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        (k.cert.pem(), k.signing_key.serialize_pem())
+    }
+
+    fn loaded(names: &[&str]) -> Loaded {
+        let (c, k) = cert(names);
+        let chain = vec![CertificateDer::from_pem_slice(c.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(k.as_bytes()).unwrap();
+        load(chain, key, "t", &provider()).unwrap()
+    }
+
+    #[test]
+    fn names_come_from_the_certificate() {
+        let l = loaded(&["CAS.example.edu", "127.0.0.1", "*.idp.example.edu"]);
+        assert_eq!(l.names, ["cas.example.edu", "*.idp.example.edu"]);
+    }
+
+    #[test]
+    fn sni_picks_exact_then_wildcard_then_default() {
+        let a = loaded(&["cas.example.edu"]);
+        let b = loaded(&["login.example.org", "*.idp.example.edu"]);
+        let (ka, kb) = (a.key.clone(), b.key.clone());
+        let r = SniResolver::new(vec![a, b]).unwrap();
+        assert!(Arc::ptr_eq(r.pick("login.example.org"), &kb));
+        assert!(Arc::ptr_eq(r.pick("LOGIN.Example.org"), &kb));
+        assert!(Arc::ptr_eq(r.pick("x.idp.example.edu"), &kb));
+        // A wildcard covers one label only.
+        assert!(Arc::ptr_eq(r.pick("a.b.idp.example.edu"), &ka));
+        assert!(Arc::ptr_eq(r.pick("idp.example.edu"), &ka));
+        assert!(Arc::ptr_eq(r.pick("other.example.com"), &ka));
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let (c1, _) = cert(&["a.example.edu"]);
+        let (_, k2) = cert(&["b.example.edu"]);
+        let err = from_pem(&c1, &k2).unwrap_err();
+        assert!(matches!(err, TlsError::Pair { .. }), "{err}");
+    }
 }

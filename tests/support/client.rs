@@ -91,6 +91,39 @@ pub async fn send_tls(
     .await
 }
 
+/// One keep-alive HTTP/1.1 connection over TLS, for many requests.
+pub struct KeepAlive {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl KeepAlive {
+    pub async fn open(
+        tls: &Arc<rustls::ClientConfig>,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Self {
+        let stream = connect_tls(tls, addr, server_name).await;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        KeepAlive {
+            sender,
+            host: server_name.to_owned(),
+        }
+    }
+
+    pub async fn get(&mut self, target: &str) -> Reply {
+        let req = Request::get(target)
+            .header("host", &self.host)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        self.sender.ready().await.unwrap();
+        read_reply(self.sender.send_request(req).await.unwrap()).await
+    }
+}
+
 async fn exchange<S>(
     io: TokioIo<S>,
     host: &str,

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 pub mod client;
+pub mod pki;
 
 use casfront::config;
 use casfront::routing::{Method, RoutingTable};
@@ -34,11 +35,7 @@ pub fn cluster_config(nodes: usize) -> String {
 }
 
 pub fn table(nodes: usize) -> RoutingTable {
-    let parsed = config::parse(&cluster_config(nodes), Path::new("."));
-    let cfg = parsed
-        .config
-        .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
-    RoutingTable::new(&cfg)
+    RoutingTable::new(&config_of(&cluster_config(nodes)))
 }
 
 /// One request of the benchmark mix.
@@ -127,4 +124,43 @@ pub fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
     ));
     std::fs::write(&path, contents).unwrap();
     path
+}
+
+/// casfront serving `config` on `127.0.0.1:0` with `tls`; the server
+/// stops when the returned guard is dropped.
+pub async fn front(
+    config: &config::Config,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<casfront::proxy::Proxy>,
+    Serving,
+) {
+    let proxy = std::sync::Arc::new(casfront::proxy::Proxy::new(config).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(casfront::server::serve(
+        listener,
+        tls,
+        proxy.clone(),
+        Default::default(),
+    ));
+    (addr, proxy, Serving(task))
+}
+
+/// Aborts the server task when dropped.
+pub struct Serving(tokio::task::JoinHandle<()>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Parses configuration text that must be valid.
+pub fn config_of(text: &str) -> config::Config {
+    let parsed = config::parse(text, Path::new("."));
+    parsed
+        .config
+        .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics))
 }
