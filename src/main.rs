@@ -73,6 +73,13 @@ enum Command {
         listen: SocketAddr,
         #[arg(long, default_value_t = 3)]
         nodes: usize,
+        /// Start only the nodes, on consecutive ports from --node-port, for
+        /// a front end run separately (benchmarks against other proxies).
+        #[arg(long)]
+        nodes_only: bool,
+        /// The first node's port (0: any free port).
+        #[arg(long, default_value_t = 0, value_name = "PORT")]
+        node_port: u16,
     },
     /// Print a node name as CAS would put it in ticket ids.
     Suffix {
@@ -109,11 +116,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(serve(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { listen, nodes } => {
+        Command::Demo {
+            listen,
+            nodes,
+            nodes_only,
+            node_port,
+        } => {
             if nodes == 0 {
                 bail!("--nodes must be at least 1");
             }
-            runtime()?.block_on(demo(listen, nodes))?;
+            if nodes_only {
+                runtime()?.block_on(demo_nodes(nodes, node_port))?;
+            } else {
+                runtime()?.block_on(demo(listen, nodes))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain {
@@ -227,6 +243,28 @@ async fn demo(listen: SocketAddr, nodes: usize) -> anyhow::Result<()> {
     );
     tokio::signal::ctrl_c().await?;
     let _ = std::fs::remove_file(&ca);
+    Ok(())
+}
+
+/// Runs demo nodes only (`casN` on consecutive ports) until Ctrl-C.
+async fn demo_nodes(n: usize, first_port: u16) -> anyhow::Result<()> {
+    let mut running = Vec::with_capacity(n);
+    for i in 0..n {
+        let port = match first_port {
+            0 => 0,
+            p => u16::try_from(i)
+                .ok()
+                .and_then(|i| p.checked_add(i))
+                .context("--node-port + --nodes passes 65535")?,
+        };
+        let spec = casfront::demo::node::NodeSpec::named(&format!("cas{}", i + 1));
+        let node = casfront::demo::node::spawn_on(spec, SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .with_context(|| format!("starting a demo node on port {port}"))?;
+        println!("{} on http://{}", node.spec.name, node.addr);
+        running.push(node);
+    }
+    tokio::signal::ctrl_c().await?;
     Ok(())
 }
 

@@ -319,3 +319,20 @@ fn the_readme_example_is_true() {
     assert!(readme.contains("--down cas2 '/cas/login?service=https%3A%2F%2Fapp'"));
     assert!(readme.contains("'Cookie: CASTGC=TGT-9-Zz-cas-02.example.edu; JSESSIONID=ABC.cas1'"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_nodes_only_serves_the_nodes() {
+    let (_proc, addrs, seen) = start_until(&["demo", "--nodes-only", "--nodes", "2"], false, |l| {
+        l.strip_prefix("cas2 on http://").map(str::to_owned)
+    });
+    let cas1: std::net::SocketAddr = seen[0]
+        .strip_prefix("cas1 on http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cas2: std::net::SocketAddr = addrs.parse().unwrap();
+    for (addr, name) in [(cas1, "cas1"), (cas2, "cas2")] {
+        let r = support::client::send(addr, "GET", "/cas/login", &[], "").await;
+        assert_eq!((r.status, r.header("x-cas-node")), (200, Some(name)));
+    }
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Data-plane benchmark (issue "Data plane", DESIGN §5): wrk over TLS
+# keep-alive with the request mix of DESIGN §1 (benches/anchors/mix.lua)
+# against casfront, HAProxy with equivalent rules
+# (benches/anchors/haproxy.cfg) and one demo node directly (plain HTTP, the
+# floor), all in the same run, alternating, several rounds; prints medians
+# and the ratios. The front ends share one core (PROXY_CPU); wrk and the
+# demo nodes share the other (LOAD_CPU).
+#
+#   apt-get install wrk haproxy   # Debian: wrk 4.1, HAProxy 2.6
+#   benches/dataplane.sh          # ROUNDS=3 DURATION=10s CONNS=64
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+for tool in wrk haproxy openssl taskset curl; do
+    command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install wrk haproxy)" >&2; exit 2; }
+done
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+bin=$root/target/release/casfront
+
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# One ECDSA P-256 certificate for both front ends.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$dir/key.pem" -out "$dir/cert.pem" -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+cat "$dir/cert.pem" "$dir/key.pem" >"$dir/combined.pem"
+cp "$here/anchors/casfront.toml" "$dir/"
+
+taskset -c "$LOAD_CPU" "$bin" demo --nodes-only --nodes 3 --node-port 18081 >"$dir/nodes.log" 2>&1 &
+pids+=($!)
+taskset -c "$PROXY_CPU" "$bin" run -c "$dir/casfront.toml" >"$dir/casfront.log" 2>&1 &
+casfront_pid=$!
+pids+=($casfront_pid)
+BENCH_DIR=$dir taskset -c "$PROXY_CPU" haproxy -f "$here/anchors/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
+haproxy_pid=$!
+pids+=($haproxy_pid)
+
+declare -A url=(
+    [casfront]=https://127.0.0.1:9444
+    [haproxy]=https://127.0.0.1:9443
+    [direct]=http://127.0.0.1:18081
+)
+targets=(casfront haproxy direct)
+
+# Wait for the listeners, then check that both front ends route by suffix.
+for _ in $(seq 100); do
+    ok=1
+    for t in "${targets[@]}"; do curl -sk -o /dev/null "${url[$t]}/cas/login" || ok=0; done
+    [ $ok = 1 ] && break
+    sleep 0.1
+done
+for t in casfront haproxy; do
+    node=$(curl -sk -D - -o /dev/null \
+        "${url[$t]}/cas/serviceValidate?service=x&ticket=ST-1-abcdefgh-cas2" |
+        tr -d '\r' | awk -F': ' 'tolower($1)=="x-cas-node" {print $2}')
+    [ "$node" = cas2 ] || { echo "$t does not route by suffix (got '$node')" >&2; exit 1; }
+done
+
+# wrk's latency in ms.
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.3f", v}'; }
+
+declare -A pid=([casfront]=$casfront_pid [haproxy]=$haproxy_pid)
+# CPU time (user + system, clock ticks) a process has used so far.
+cpu_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+hz=$(getconf CLK_TCK)
+
+for round in $(seq "$ROUNDS"); do
+    for t in "${targets[@]}"; do
+        out="$dir/$t.$round"
+        before=$(cpu_ticks "${pid[$t]:-}")
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
+            -s "$here/anchors/mix.lua" "${url[$t]}" >"$out"
+        after=$(cpu_ticks "${pid[$t]:-}")
+        requests=$(awk '/requests in/ {print $1}' "$out")
+        # The front end's CPU per request, in microseconds (0 for direct).
+        cpu_us=$(awk -v a="$after" -v b="$before" -v n="$requests" -v hz="$hz" \
+            'BEGIN {printf "%.2f", (a - b) * 1e6 / hz / n}')
+        rps=$(awk '/^Requests\/sec/ {print $2}' "$out")
+        p50=$(awk '$1=="50%" {print $2}' "$out" | to_ms)
+        p99=$(awk '$1=="99%" {print $2}' "$out" | to_ms)
+        bad=$(awk '/Non-2xx/ {n+=$NF} /Socket errors/ {gsub(/,/,""); n+=$4+$6+$8+$10} END {print n+0}' "$out")
+        echo "$t $rps $p50 $p99 $bad $cpu_us" >>"$dir/results"
+        printf 'round %s %-9s %10s req/s  p50 %7s ms  p99 %7s ms  errors %s  front-end CPU %s us/req\n' \
+            "$round" "$t" "$rps" "$p50" "$p99" "$bad" "$cpu_us"
+    done
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+col() { awk -v t="$1" -v c="$2" '$1==t {print $c}' "$dir/results" | median; }
+
+echo
+echo "median of $ROUNDS rounds, wrk -t1 -c$CONNS -d$DURATION, front ends on CPU $PROXY_CPU, wrk + nodes on CPU $LOAD_CPU"
+printf '%-9s %12s %10s %10s %8s %14s\n' target req/s p50_ms p99_ms errors cpu_us/req
+for t in "${targets[@]}"; do
+    printf '%-9s %12s %10s %10s %8s %14s\n' "$t" "$(col "$t" 2)" "$(col "$t" 3)" "$(col "$t" 4)" "$(col "$t" 5)" "$(col "$t" 6)"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+echo
+echo "casfront/haproxy: throughput $(ratio "$(col casfront 2)" "$(col haproxy 2)")x, p50 $(ratio "$(col casfront 3)" "$(col haproxy 3)")x, p99 $(ratio "$(col casfront 4)" "$(col haproxy 4)")x"
+echo "casfront/haproxy: front-end CPU per request $(ratio "$(col casfront 6)" "$(col haproxy 6)")x"
+echo "casfront/direct:  throughput $(ratio "$(col casfront 2)" "$(col direct 2)")x, p50 $(ratio "$(col casfront 3)" "$(col direct 3)")x"
+echo "resident memory after the run: casfront $(ps -o rss= -p "$casfront_pid") KiB, haproxy $(ps -o rss= -p "$haproxy_pid") KiB"
