@@ -4,12 +4,14 @@
 //! Modules: [`config`] (the validated configuration and its diagnostics),
 //! [`routing`] (the pure routing core), [`explain`] (what `casfront explain`
 //! prints for one request), [`demo`] (CAS-like demo nodes), [`proxy`] (the
-//! request path and upstream pools), [`server`] (TLS listener).
+//! request path and upstream pools), [`health`] (node states and active
+//! checks), [`server`] (TLS listener).
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod demo;
 pub mod explain;
+pub mod health;
 pub mod proxy;
 pub mod routing;
 pub mod server;

@@ -13,8 +13,9 @@ use clap::{Parser, Subcommand};
 use casfront::config::{self, Config};
 use casfront::demo::Cluster;
 use casfront::explain::{self, parse_header};
+use casfront::health::check::{self, Checker};
 use casfront::proxy::Proxy;
-use casfront::routing::{suffix::f5_md5, NodeState, RoutingTable};
+use casfront::routing::{suffix::f5_md5, NodeId, NodeState, NodeStates, RoutingTable};
 use casfront::server::{self, ServerSettings};
 use tokio::net::TcpListener;
 
@@ -187,6 +188,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let tls = server::tls::from_config(&cfg.tls)?;
     let proxy = Arc::new(Proxy::new(&cfg)?);
+    // The first round of checks runs before the listener opens.
+    let _checks = Checker::start(proxy.clone(), check::targets(&cfg)).await;
+    let nodes = cfg.pools.iter().map(|p| p.nodes.len()).sum::<usize>();
+    let up = (0..nodes)
+        .filter_map(|i| NodeId::try_from(i).ok())
+        .filter(|&n| proxy.health().state(n) == NodeState::Healthy)
+        .count();
+    eprintln!("casfront: {up} of {nodes} node(s) passed the first health check");
     let listener = TcpListener::bind(cfg.listen.https)
         .await
         .with_context(|| format!("listening on {}", cfg.listen.https))?;
@@ -217,6 +226,7 @@ async fn demo(listen: SocketAddr, nodes: usize) -> anyhow::Result<()> {
     let cluster = Cluster::start(nodes, listen)
         .await
         .with_context(|| format!("starting the demo on {listen} (try --listen 127.0.0.1:0)"))?;
+    let _checks = Checker::start(cluster.proxy.clone(), check::targets(&cluster.config)).await;
     let ca = std::env::temp_dir().join(format!("casfront-demo-{}.pem", std::process::id()));
     std::fs::write(&ca, &cluster.cert_pem).with_context(|| format!("writing {}", ca.display()))?;
     let port = cluster.addr.port();

@@ -69,6 +69,8 @@ pub struct Cluster {
     pub addr: SocketAddr,
     pub cert_pem: String,
     pub proxy: Arc<Proxy>,
+    /// The configuration casfront runs with.
+    pub config: config::Config,
     server: JoinHandle<()>,
 }
 
@@ -115,6 +117,7 @@ impl Cluster {
             addr,
             cert_pem: cert.cert_pem,
             proxy,
+            config: cfg,
             server,
         })
     }

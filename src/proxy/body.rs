@@ -24,6 +24,17 @@ pub struct Replay {
     rest: Option<Incoming>,
 }
 
+impl RequestBody {
+    /// No body (requests casfront makes itself, such as health checks).
+    pub fn empty() -> RequestBody {
+        RequestBody::Replayed(Replay {
+            prefix: None,
+            trailers: None,
+            rest: None,
+        })
+    }
+}
+
 /// Why a prefix could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PrefixError {

@@ -2,6 +2,7 @@
 //! the chosen node's pool, fail over when no connection to that node can be
 //! made (nothing was sent, so any method may go elsewhere), and answer
 //! 404/502/503/504 with short bodies that never name a node's address.
+//! Node states come from [`crate::health`].
 //! Submodules: [`upstream`] (per-node connection pools), [`forward`] (header
 //! rewriting), [`body`] (request bodies, with a replayed prefix),
 //! [`learned`] (the learned cookie table).
@@ -14,70 +15,24 @@ pub mod upstream;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 
 use crate::config::{Config, Limits, Listen, Scheme};
-use crate::routing::{
-    route, Headers, NodeId, NodeState, NodeStates, PoolId, RequestView, RoutingTable,
-};
+use crate::health::{Health, NodeSettings};
+use crate::routing::{route, Headers, Method, NodeId, PoolId, RequestView, RoutingTable};
 use body::{read_prefix, RequestBody};
 use forward::{prepare_request, prepare_response, ClientInfo};
 use learned::LearnedTable;
-use upstream::{NodePool, NodeTls, PooledBody, UpstreamError};
+use upstream::{Conn, NodePool, NodeTls, PooledBody, SendError, UpstreamError};
 
 /// What casfront answers with: a node's streamed body, or a short local one.
 pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
-
-/// Node states as the data plane knows them: a node whose connection failed
-/// is down until a cool-down passes (active health checks come later).
-pub struct Health {
-    base: Instant,
-    /// Milliseconds since `base` until which the node is down.
-    down_until: Vec<AtomicU64>,
-    /// Each node's cool-down, from its pool's `down_cooldown`.
-    cooldown: Vec<Duration>,
-}
-
-impl Health {
-    pub fn new(cooldown: Vec<Duration>) -> Health {
-        Health {
-            base: Instant::now(),
-            down_until: cooldown.iter().map(|_| AtomicU64::new(0)).collect(),
-            cooldown,
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Marks `node` down for the cool-down.
-    pub fn mark_down(&self, node: NodeId) {
-        let i = usize::from(node);
-        if let (Some(d), Some(c)) = (self.down_until.get(i), self.cooldown.get(i)) {
-            let until = self
-                .now_ms()
-                .saturating_add(u64::try_from(c.as_millis()).unwrap_or(u64::MAX));
-            d.store(until.max(1), Ordering::Relaxed);
-        }
-    }
-}
-
-impl NodeStates for Health {
-    fn state(&self, node: NodeId) -> NodeState {
-        match self.down_until.get(usize::from(node)) {
-            Some(d) if d.load(Ordering::Relaxed) > self.now_ms() => NodeState::Down,
-            Some(_) => NodeState::Healthy,
-            None => NodeState::Down,
-        }
-    }
-}
 
 /// The request headers as the routing core reads them.
 struct HeaderView<'a>(&'a HeaderMap);
@@ -111,7 +66,7 @@ pub struct Proxy {
 impl Proxy {
     pub fn new(config: &Config) -> Result<Proxy, ProxyError> {
         let mut pools = Vec::new();
-        let mut cooldown = Vec::new();
+        let mut settings = Vec::new();
         for pool in &config.pools {
             let https = pool.nodes.iter().any(|n| n.url.scheme == Scheme::Https);
             let client_tls = if https {
@@ -129,7 +84,11 @@ impl Proxy {
                     pool.upstream.clone(),
                     tls,
                 ));
-                cooldown.push(pool.upstream.down_cooldown);
+                settings.push(NodeSettings {
+                    rise: pool.health.rise,
+                    fall: pool.health.fall,
+                    cooldown: pool.upstream.down_cooldown,
+                });
             }
         }
         // Validated as an authority when the configuration was read.
@@ -143,7 +102,7 @@ impl Proxy {
             })
             .collect();
         let table = RoutingTable::new(config);
-        let health = Health::new(cooldown);
+        let health = Health::new(&settings);
         Ok(Proxy {
             table,
             pools,
@@ -170,10 +129,15 @@ impl Proxy {
         &self.table
     }
 
+    /// Every node's health (the checker records into it).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// Serves one request.
     pub async fn handle(&self, req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
-        let method = crate::routing::Method::from_bytes(parts.method.as_str().as_bytes());
+        let method = Method::from_bytes(parts.method.as_str().as_bytes());
         let wants_body = self.table.wants_body(method, parts.uri.path().as_bytes());
         let (prefix, body) = if wants_body {
             match read_prefix(body, self.limits.body_prefix, self.limits.body_wait).await {
@@ -190,14 +154,76 @@ impl Proxy {
         };
         let mut req = Request::from_parts(parts, body);
         prepare_request(&mut req, client);
-        // Route, and route again without a node whose connection failed.
-        let (pool_id, node, pool, conn) = loop {
+        let idempotent = matches!(method, Method::Get | Method::Head);
+        let mut retried = false;
+        loop {
+            let (pool_id, node, pool, conn) = match self
+                .connect(&req, method, wants_body.then_some(&prefix[..]))
+                .await
+            {
+                Ok(chosen) => chosen,
+                Err(resp) => return resp,
+            };
+            if let Some(Some(host)) = self.host_override.get(usize::from(pool_id)) {
+                req.headers_mut().insert(header::HOST, host.clone());
+            }
+            // A GET or HEAD without a body sent on a pooled connection is
+            // sent once more if the node closes it without answering.
+            let again = (!retried && idempotent && conn.pooled() && req.body().is_end_stream())
+                .then(|| copy_request(&req));
+            // Kept aside to forget a cookie the node expires (its Set-Cookie
+            // then carries an empty value). One header after `prepare_request`.
+            let sent_cookies = req.headers().get(header::COOKIE).cloned();
+            let error = match pool.send(conn, req).await {
+                Ok(resp) => {
+                    let mut resp = resp.map(Either::Left);
+                    prepare_response(&mut resp);
+                    self.learn(pool_id, node, resp.headers(), sent_cookies.as_ref());
+                    return resp;
+                }
+                Err(SendError::Unsent(back)) if !retried => {
+                    (req, retried) = (*back, true);
+                    continue;
+                }
+                Err(SendError::Unsent(_)) => {
+                    return local(StatusCode::BAD_GATEWAY, "casfront: the CAS node failed\n")
+                }
+                Err(SendError::Failed(e)) => e,
+            };
+            match (error, again) {
+                (e, Some(copy)) if e.no_response() => (req, retried) = (copy, true),
+                (UpstreamError::ResponseTimeout(_), _) => {
+                    return local(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "casfront: the CAS node did not answer in time\n",
+                    )
+                }
+                (e, _) => {
+                    if e.nothing_sent() {
+                        self.health.mark_down(node);
+                    }
+                    return local(StatusCode::BAD_GATEWAY, "casfront: the CAS node failed\n");
+                }
+            }
+        }
+    }
+
+    /// Routes `req` and takes a connection to the chosen node; routes again
+    /// without a node whose connection failed (nothing was sent, so any
+    /// method may go elsewhere). The error is the response to give.
+    async fn connect(
+        &self,
+        req: &Request<RequestBody>,
+        method: Method,
+        body: Option<&[u8]>,
+    ) -> Result<(PoolId, NodeId, &Arc<NodePool>, Conn), Response<ProxyBody>> {
+        loop {
             let (pool_id, node) = {
                 let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 let headers = HeaderView(req.headers());
                 let mut view = RequestView::new(method, target.as_bytes(), &headers);
-                if wants_body {
-                    view = view.with_body(&prefix);
+                if let Some(body) = body {
+                    view = view.with_body(body);
                 }
                 // The counter moves only when `any` picks: advancing it on
                 // every request would alias with the requests of a login.
@@ -208,53 +234,42 @@ impl Proxy {
                 }
                 match (d.pool, d.node) {
                     (None, _) => {
-                        return local(StatusCode::NOT_FOUND, "casfront: no service at this path\n")
+                        return Err(local(
+                            StatusCode::NOT_FOUND,
+                            "casfront: no service at this path\n",
+                        ))
                     }
                     (Some(_), None) => {
-                        return local(
+                        return Err(local(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "casfront: no CAS node is available\n",
-                        )
+                        ))
                     }
                     (Some(p), Some(n)) => (p, n),
                 }
             };
             let Some(pool) = self.pools.get(usize::from(node)) else {
-                return local(
+                return Err(local(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "casfront: internal error\n",
-                );
+                ));
             };
             match pool.checkout().await {
-                Ok(conn) => break (pool_id, node, pool, conn),
+                Ok(conn) => return Ok((pool_id, node, pool, conn)),
                 Err(_) => self.health.mark_down(node),
-            }
-        };
-        if let Some(Some(host)) = self.host_override.get(usize::from(pool_id)) {
-            req.headers_mut().insert(header::HOST, host.clone());
-        }
-        // Kept aside to forget a cookie the node expires (its Set-Cookie
-        // then carries an empty value). One header after `prepare_request`.
-        let sent_cookies = req.headers().get(header::COOKIE).cloned();
-        match pool.send(conn, req).await {
-            Ok(resp) => {
-                let mut resp = resp.map(Either::Left);
-                prepare_response(&mut resp);
-                self.learn(pool_id, node, resp.headers(), sent_cookies.as_ref());
-                resp
-            }
-            Err(UpstreamError::ResponseTimeout(_)) => local(
-                StatusCode::GATEWAY_TIMEOUT,
-                "casfront: the CAS node did not answer in time\n",
-            ),
-            Err(e) => {
-                if e.nothing_sent() {
-                    self.health.mark_down(node);
-                }
-                local(StatusCode::BAD_GATEWAY, "casfront: the CAS node failed\n")
             }
         }
     }
+}
+
+/// A body-less request's copy, to send again.
+fn copy_request(req: &Request<RequestBody>) -> Request<RequestBody> {
+    let mut copy = Request::new(RequestBody::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
 }
 
 impl Proxy {

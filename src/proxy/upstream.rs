@@ -62,6 +62,14 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// The request was written and the connection closed before any
+    /// response byte (a node that restarted, or closed a kept-alive
+    /// connection as the request arrived).
+    pub fn no_response(&self) -> bool {
+        matches!(self, UpstreamError::Request { source, .. }
+            if source.is_incomplete_message() || source.is_canceled() || source.is_closed())
+    }
+
     /// True when nothing reached the node, so another node may be tried.
     pub fn nothing_sent(&self) -> bool {
         matches!(
@@ -83,6 +91,21 @@ struct Idle {
 pub struct Conn {
     sender: SendRequest<RequestBody>,
     pooled: bool,
+}
+
+impl Conn {
+    /// Taken from the pool: the node may have closed it meanwhile.
+    pub fn pooled(&self) -> bool {
+        self.pooled
+    }
+}
+
+/// Why [`NodePool::send`] returned no response.
+pub enum SendError {
+    /// The pooled connection was closed before the request was written:
+    /// here it is back, unsent.
+    Unsent(Box<Request<RequestBody>>),
+    Failed(UpstreamError),
 }
 
 /// How an https node is reached: the pool's client configuration and the
@@ -198,26 +221,25 @@ impl NodePool {
     }
 
     /// Sends `req` on `conn`. A pooled connection found closed before the
-    /// request was written is replaced by a fresh one, once.
+    /// request was written gives the request back ([`SendError::Unsent`]),
+    /// to be routed again and sent on a fresh connection.
     pub async fn send(
         self: &Arc<Self>,
         conn: Conn,
         req: Request<RequestBody>,
-    ) -> Result<Response<PooledBody>, UpstreamError> {
+    ) -> Result<Response<PooledBody>, SendError> {
         let Conn { mut sender, pooled } = conn;
         let timeout = self.settings.response_timeout;
         let resp = match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
-            Err(_) => return Err(UpstreamError::ResponseTimeout(self.addr.clone())),
+            Err(_) => {
+                return Err(SendError::Failed(UpstreamError::ResponseTimeout(
+                    self.addr.clone(),
+                )))
+            }
             Ok(Ok(resp)) => resp,
             Ok(Err(mut e)) => match e.take_message() {
-                Some(req) if pooled => {
-                    sender = self.connect().await?;
-                    match tokio::time::timeout(timeout, sender.send_request(req)).await {
-                        Err(_) => return Err(UpstreamError::ResponseTimeout(self.addr.clone())),
-                        Ok(r) => r.map_err(|source| self.request_error(source))?,
-                    }
-                }
-                _ => return Err(self.request_error(e.into_error())),
+                Some(req) if pooled => return Err(SendError::Unsent(Box::new(req))),
+                _ => return Err(SendError::Failed(self.request_error(e.into_error()))),
             },
         };
         if resp.body().is_end_stream() {
@@ -269,6 +291,30 @@ impl NodePool {
     /// Idle connections now pooled (for tests and metrics).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|i| i.len()).unwrap_or(0)
+    }
+
+    /// An active health check: `GET path` with `host` on a new connection
+    /// (never a pooled one), within `timeout`; the response status, or
+    /// `None` when there was none in time.
+    pub async fn probe(
+        &self,
+        path: &http::uri::PathAndQuery,
+        host: &http::HeaderValue,
+        timeout: std::time::Duration,
+    ) -> Option<http::StatusCode> {
+        let exchange = async {
+            let mut sender = self.open().await.ok()?;
+            let mut req = Request::new(RequestBody::empty());
+            *req.uri_mut() = http::Uri::from(path.clone());
+            req.headers_mut().insert(http::header::HOST, host.clone());
+            req.headers_mut().insert(
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static("casfront-health-check"),
+            );
+            let resp = sender.send_request(req).await.ok()?;
+            Some(resp.status())
+        };
+        tokio::time::timeout(timeout, exchange).await.ok().flatten()
     }
 
     /// TCP, TLS for an https node, and the HTTP/1.1 handshake, all under

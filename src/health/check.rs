@@ -1,0 +1,183 @@
+//! Active health checks: per node, `GET` of the pool's health `path` on a
+//! new connection every `interval` (±10% jitter, so that nodes are not
+//! checked in lock step), each within `timeout`; a 2xx or 3xx status
+//! passes. At start-up one round runs on every node at once before the
+//! listener opens, bounded by the longest `timeout`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::PathAndQuery;
+use http::HeaderValue;
+use rand::Rng;
+use tokio::task::JoinSet;
+
+use super::Health;
+use crate::config::Config;
+use crate::proxy::Proxy;
+use crate::routing::NodeId;
+
+/// What to check on one node.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub node: NodeId,
+    pub path: PathAndQuery,
+    /// The pool's `host_override`, else the node's `host:port`.
+    pub host: HeaderValue,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// Every node's check, in node order.
+pub fn targets(config: &Config) -> Vec<Target> {
+    let mut out = Vec::new();
+    for pool in &config.pools {
+        for node in &pool.nodes {
+            let host = pool
+                .host_override
+                .clone()
+                .unwrap_or_else(|| node.url.authority());
+            let Ok(node_id) = NodeId::try_from(out.len()) else {
+                break;
+            };
+            out.push(Target {
+                node: node_id,
+                // Validated (starts with `/`) when the configuration was read.
+                path: PathAndQuery::try_from(pool.health.path.as_str())
+                    .unwrap_or_else(|_| PathAndQuery::from_static("/")),
+                host: HeaderValue::from_str(&host)
+                    .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+                interval: pool.health.interval,
+                timeout: pool.health.timeout,
+            });
+        }
+    }
+    out
+}
+
+/// A passing status.
+pub fn passes(status: Option<http::StatusCode>) -> bool {
+    status.is_some_and(|s| s.is_success() || s.is_redirection())
+}
+
+async fn check(proxy: &Proxy, t: &Target) -> bool {
+    match proxy.pool(t.node) {
+        Some(pool) => passes(pool.probe(&t.path, &t.host, t.timeout).await),
+        None => false,
+    }
+}
+
+/// Runs the checks until dropped.
+pub struct Checker {
+    tasks: JoinSet<()>,
+}
+
+impl Checker {
+    /// The start-up round on every node, then a task per node.
+    pub async fn start(proxy: Arc<Proxy>, targets: Vec<Target>) -> Checker {
+        let mut first = JoinSet::new();
+        for t in targets.clone() {
+            let proxy = proxy.clone();
+            first.spawn(async move {
+                let ok = check(&proxy, &t).await;
+                proxy.health().record(t.node, ok, true);
+            });
+        }
+        while first.join_next().await.is_some() {}
+        let mut tasks = JoinSet::new();
+        for t in targets {
+            let proxy = proxy.clone();
+            let (node, interval) = (t.node, t.interval);
+            let p = proxy.clone();
+            let probe = move || {
+                let (p, t) = (p.clone(), t.clone());
+                async move { check(&p, &t).await }
+            };
+            tasks.spawn(async move { run(proxy.health(), node, interval, probe).await });
+        }
+        Checker { tasks }
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// Checks `node` every `interval` (jittered) forever, recording each result.
+pub async fn run<F, Fut>(health: &Health, node: NodeId, interval: Duration, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    loop {
+        let jitter = rand::rng().random_range(0.9..1.1);
+        tokio::time::sleep(interval.mul_f64(jitter)).await;
+        let ok = probe().await;
+        health.record(node, ok, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::NodeSettings;
+    use crate::routing::{NodeState, NodeStates};
+
+    /// With time paused: a node that starts failing is down after `fall`
+    /// failed checks, `fall` jittered intervals later, and up again after
+    /// `rise` passing ones.
+    #[tokio::test(start_paused = true)]
+    async fn fall_and_rise_take_their_checks() {
+        let health = Arc::new(Health::new(&[NodeSettings {
+            rise: 2,
+            fall: 3,
+            cooldown: Duration::ZERO,
+        }]));
+        health.record(0, true, true);
+        let script = [true, false, false, false, true, true];
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let h = health.clone();
+        let task = tokio::spawn(async move {
+            let mut n = 0;
+            let probe = move || {
+                let ok = script.get(n).copied().unwrap_or(true);
+                n += 1;
+                let _ = tx.send(tokio::time::Instant::now());
+                async move { ok }
+            };
+            run(&h, 0, Duration::from_secs(2), probe).await;
+        });
+        let start = tokio::time::Instant::now();
+        let mut states = Vec::new();
+        let mut times = Vec::new();
+        for _ in 0..script.len() {
+            times.push(rx.recv().await.unwrap() - start);
+            // Let the checker record the result.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            states.push(health.state(0));
+        }
+        use NodeState::{Down, Healthy};
+        assert_eq!(states, [Healthy, Healthy, Healthy, Down, Down, Healthy]);
+        // The third failure comes three intervals after the first pass,
+        // each 2 s ± 10%.
+        let fell = times[3] - times[0];
+        assert!(
+            fell >= Duration::from_millis(5400) && fell <= Duration::from_millis(6600),
+            "{fell:?}"
+        );
+        task.abort();
+    }
+
+    #[test]
+    fn statuses_that_pass() {
+        use http::StatusCode;
+        assert!(passes(Some(StatusCode::OK)));
+        assert!(passes(Some(StatusCode::FOUND)));
+        assert!(!passes(Some(StatusCode::SERVICE_UNAVAILABLE)));
+        assert!(!passes(Some(StatusCode::NOT_FOUND)));
+        assert!(!passes(None));
+    }
+}
