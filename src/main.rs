@@ -178,6 +178,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A line on stderr while serving. Unlike `eprintln!`, a closed stderr
+/// (the pipe of a supervisor that went away) does not panic the server.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -195,7 +204,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .filter_map(|i| NodeId::try_from(i).ok())
         .filter(|&n| proxy.health().state(n) == NodeState::Healthy)
         .count();
-    eprintln!("casfront: {up} of {nodes} node(s) passed the first health check");
+    say!("casfront: {up} of {nodes} node(s) passed the first health check");
     let listener = TcpListener::bind(cfg.listen.https)
         .await
         .with_context(|| format!("listening on {}", cfg.listen.https))?;
@@ -205,18 +214,33 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             let l = TcpListener::bind(http)
                 .await
                 .with_context(|| format!("listening on {http}"))?;
-            eprintln!("casfront: redirecting http on {} to https", l.local_addr()?);
+            say!("casfront: redirecting http on {} to https", l.local_addr()?);
             Some(tokio::spawn(server::redirect::serve(l, https.port())))
         }
         None => None,
     };
-    eprintln!("casfront: serving https on {https}");
-    tokio::select! {
-        () = server::serve(listener, tls, proxy, ServerSettings::default()) => {}
-        r = tokio::signal::ctrl_c() => r?,
-    }
+    say!("casfront: serving https on {https}");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let grace = cfg.limits.shutdown_grace;
+    let stopped = async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        say!(
+            "casfront: shutting down: no new connections; {}s for the requests in flight",
+            grace.as_secs_f64()
+        );
+    };
+    let settings = ServerSettings::default();
+    let finished = server::serve_until(listener, tls, proxy, settings, stopped, grace).await;
     if let Some(r) = redirect {
         r.abort();
+    }
+    if finished {
+        say!("casfront: stopped");
+    } else {
+        say!("casfront: stopped; connections still open after the grace period were cut");
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -253,6 +254,22 @@ async fn run_serves_a_configuration() {
     let node = casfront::demo::node::spawn(casfront::demo::node::NodeSpec::named("cas1"))
         .await
         .unwrap();
+    let (_proc, addr, tls) = start_run(node.addr, "");
+    let r = support::client::send_tls(&tls, addr, "localhost", "GET", "/cas/login", &[], "").await;
+    assert_eq!((r.status, r.header("x-cas-node")), (200, Some("cas1")));
+}
+
+/// `casfront run` with a generated certificate, one node and the `extra`
+/// configuration; returns the process, its https address and a client
+/// configuration that trusts it.
+fn start_run(
+    node: std::net::SocketAddr,
+    extra: &str,
+) -> (
+    Running,
+    std::net::SocketAddr,
+    std::sync::Arc<rustls::ClientConfig>,
+) {
     let cert = casfront::demo::self_signed().unwrap();
     let cert_path = support::temp_file("server.pem", &cert.cert_pem);
     let key_path = support::temp_file("server.key", &cert.key_pem);
@@ -260,19 +277,49 @@ async fn run_serves_a_configuration() {
         "run.toml",
         &format!(
             "[listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\
-             [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://{}\"\n",
+             [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://{node}\"\n{extra}",
             cert_path.display(),
             key_path.display(),
-            node.addr
         ),
     );
-    let (_proc, addr, _) = start_until(&["run", "-c", config.to_str().unwrap()], true, |l| {
+    let (proc, addr, _) = start_until(&["run", "-c", config.to_str().unwrap()], true, |l| {
         l.strip_prefix("casfront: serving https on ")
             .map(|a| a.parse::<std::net::SocketAddr>().unwrap())
     });
-    let tls = support::client::tls_trusting(&cert.cert_pem);
-    let r = support::client::send_tls(&tls, addr, "localhost", "GET", "/cas/login", &[], "").await;
-    assert_eq!((r.status, r.header("x-cas-node")), (200, Some("cas1")));
+    (proc, addr, support::client::tls_trusting(&cert.cert_pem))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
+    let node = casfront::demo::node::spawn(casfront::demo::node::NodeSpec::named("cas1"))
+        .await
+        .unwrap();
+    let (mut proc, addr, tls) = start_run(node.addr, "[limits]\nshutdown_grace = \"10s\"\n");
+    let slow = tokio::spawn(async move {
+        support::client::send_tls(&tls, addr, "localhost", "GET", "/cas/slow?ms=1000", &[], "")
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = proc.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // No new connections while the slow request finishes.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    let r = slow.await.unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "slow\n"));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = proc.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "casfront did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,8 @@ pub struct Limits {
     pub body_prefix: usize,
     /// How long to wait for that prefix before routing with what arrived.
     pub body_wait: Duration,
+    /// On SIGTERM/SIGINT, how long the requests in flight may take.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -42,6 +44,7 @@ impl Default for Limits {
         Limits {
             body_prefix: defaults::BODY_PREFIX,
             body_wait: Duration::from_secs(defaults::BODY_WAIT_SECS),
+            shutdown_grace: Duration::from_secs(defaults::SHUTDOWN_GRACE_SECS),
         }
     }
 }
@@ -218,6 +221,8 @@ pub mod defaults {
     /// A SOAP `samlValidate` request is under 2 KiB; 16 KiB leaves room.
     pub const BODY_PREFIX: usize = 16 * 1024;
     pub const BODY_WAIT_SECS: u64 = 5;
+    /// Longer than a login POST takes, shorter than systemd's 90 s stop timeout.
+    pub const SHUTDOWN_GRACE_SECS: u64 = 30;
 }
 
 /// The outcome of reading a configuration: the config when there was no

@@ -69,6 +69,7 @@ impl Section for RawCertificate {
 pub struct RawLimits {
     pub body_prefix: Option<Spanned<i64>>,
     pub body_wait: Option<Str>,
+    pub shutdown_grace: Option<Str>,
 }
 
 impl Section for RawLimits {

@@ -128,9 +128,15 @@ pub fn limits(raw: Option<Spanned<RawLimits>>, d: &mut Diags) -> Option<Limits> 
         d,
     );
     let body_wait = duration(r.and_then(|l| l.body_wait.as_ref()), def.body_wait, d);
+    let shutdown_grace = duration(
+        r.and_then(|l| l.shutdown_grace.as_ref()),
+        def.shutdown_grace,
+        d,
+    );
     Some(Limits {
         body_prefix: usize::try_from(body_prefix?).ok()?,
         body_wait: body_wait?,
+        shutdown_grace: shutdown_grace?,
     })
 }
 

@@ -466,7 +466,8 @@ fn proxies_overrides_and_limits() {
         c.limits,
         Limits {
             body_prefix: 4096,
-            body_wait: Duration::from_secs(2)
+            body_wait: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(30)
         }
     );
     let pool = &c.pools[0];

@@ -290,9 +290,14 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
         }
         (Method::GET | Method::HEAD, "/proxy") => proxy(state, &q("pgt"), &q("targetService")),
         (Method::POST, "/samlValidate") => saml_validate(state, req, &q("TARGET")).await,
-        // Not CAS: for streaming tests and benchmarks.
+        // Not CAS: for streaming, shutdown and header tests, and benchmarks.
         (Method::GET, "/stream") => stream(q("bytes").parse().unwrap_or(0)),
         (Method::POST, "/upload") => upload(req).await,
+        (Method::GET, "/slow") => {
+            let ms = q("ms").parse().unwrap_or(0u64).min(60_000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            text(StatusCode::OK, "slow\n")
+        }
         (Method::GET, "/headers") => echo_headers(&req),
         (Method::GET | Method::HEAD, "" | "/") => {
             redirect(&format!("{}/login", state.spec.prefix), None)

@@ -7,12 +7,14 @@ pub mod redirect;
 pub mod tls;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -48,20 +50,55 @@ pub async fn serve(
     proxy: Arc<Proxy>,
     settings: ServerSettings,
 ) {
+    serve_until(
+        listener,
+        tls,
+        proxy,
+        settings,
+        std::future::pending(),
+        Duration::ZERO,
+    )
+    .await;
+}
+
+/// Accepts TLS connections on `listener` until `shutdown` completes; then
+/// stops accepting, lets the requests in flight finish (HTTP/1 keep-alive
+/// connections close after their current response, HTTP/2 ones get a
+/// GOAWAY) and returns when they have, or after `grace`. Returns whether
+/// every connection finished in time.
+pub async fn serve_until(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    proxy: Arc<Proxy>,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> bool {
     let acceptor = TlsAcceptor::from(tls);
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, peer)) = accepted else {
             // Out of file descriptors and the like: back off a little.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
         let (acceptor, proxy, settings) = (acceptor.clone(), proxy.clone(), settings.clone());
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            connection(stream, peer, local_port, acceptor, proxy, settings).await;
+            connection(stream, peer, local_port, acceptor, proxy, settings, watcher).await;
         });
     }
+    drop(listener);
+    tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_ok()
 }
 
 async fn connection(
@@ -71,6 +108,7 @@ async fn connection(
     acceptor: TlsAcceptor,
     proxy: Arc<Proxy>,
     settings: ServerSettings,
+    watcher: Watcher,
 ) {
     let Ok(Ok(tls)) =
         tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await
@@ -85,16 +123,16 @@ async fn connection(
     });
     let io = TokioIo::new(tls);
     if h2 {
-        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_concurrent_streams(settings.max_concurrent_streams)
-            .serve_connection(io, svc)
-            .await;
+            .serve_connection(io, svc);
+        let _ = watcher.watch(conn).await;
     } else {
-        let _ = hyper::server::conn::http1::Builder::new()
+        let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout)
-            .serve_connection(io, svc)
-            .await;
+            .serve_connection(io, svc);
+        let _ = watcher.watch(conn).await;
     }
 }
