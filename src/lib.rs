@@ -5,9 +5,10 @@
 //! [`routing`] (the pure routing core), [`explain`] (what `casfront explain`
 //! prints for one request), [`demo`] (CAS-like demo nodes), [`proxy`] (the
 //! request path and upstream pools), [`health`] (node states and active
-//! checks), [`server`] (TLS listener).
+//! checks), [`server`] (TLS listener), [`admin`] (status and maintenance API).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod explain;

@@ -219,6 +219,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let admin = TcpListener::bind(cfg.admin.listen)
+        .await
+        .with_context(|| format!("listening on {} (admin)", cfg.admin.listen))?;
+    say!("casfront: admin API on http://{}", admin.local_addr()?);
+    let admin = tokio::spawn(casfront::admin::serve(
+        admin,
+        proxy.clone(),
+        cfg.admin.token.clone(),
+    ));
     say!("casfront: serving https on {https}");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let grace = cfg.limits.shutdown_grace;
@@ -237,6 +246,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(r) = redirect {
         r.abort();
     }
+    admin.abort();
     if finished {
         say!("casfront: stopped");
     } else {

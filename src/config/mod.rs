@@ -132,6 +132,8 @@ pub struct Certificate {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Admin {
     pub listen: SocketAddr,
+    /// Bearer token required for the admin API's POSTs, when set.
+    pub token: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -80,6 +80,7 @@ impl Section for RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<Str>,
+    pub token: Option<Str>,
 }
 
 impl Section for RawAdmin {

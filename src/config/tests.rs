@@ -500,3 +500,17 @@ fn proxies_overrides_and_limits() {
         ["3:20: `10.0.0.1/8` has host bits set: it means `10.0.0.0/8`"]
     );
 }
+
+#[test]
+fn admin_token() {
+    let pool = "[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://h:1\"\n";
+    let ok = format!("{HEAD}[admin]\ntoken = \"0123456789abcdef\"\n{pool}");
+    let c = parse_str(&ok).config.unwrap();
+    assert_eq!(c.admin.token.as_deref(), Some("0123456789abcdef"));
+    assert_eq!(c.admin.listen, "127.0.0.1:9901".parse().unwrap());
+    let short = format!("{HEAD}[admin]\ntoken = \"secret\"\n{pool}");
+    assert_eq!(
+        errors(&short),
+        ["7:9: admin token must be at least 16 printable characters without spaces"]
+    );
+}

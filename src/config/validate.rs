@@ -33,13 +33,25 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
     }
     let listen = sections::listen(raw.listen, d);
     let tls = sections::tls(raw.tls, raw.certificates, base, d);
-    let admin = match raw.admin.and_then(|a| a.into_inner().listen) {
-        Some(l) => addr(&l, d).map(|listen| Admin { listen }),
-        None => defaults::ADMIN_LISTEN
-            .parse()
-            .ok()
-            .map(|listen| Admin { listen }),
+    let admin = raw.admin.map(Spanned::into_inner);
+    let admin_listen = match admin.as_ref().and_then(|a| a.listen.as_ref()) {
+        Some(l) => addr(l, d),
+        None => defaults::ADMIN_LISTEN.parse().ok(),
     };
+    let token = match admin.as_ref().and_then(|a| a.token.as_ref()) {
+        Some(t) if t.get_ref().len() < 16 || !t.get_ref().bytes().all(|b| b.is_ascii_graphic()) => {
+            d.error(
+                t.span(),
+                "admin token must be at least 16 printable characters without spaces",
+            );
+            None
+        }
+        Some(t) => Some(Some(t.get_ref().clone())),
+        None => Some(None),
+    };
+    let admin = admin_listen
+        .zip(token)
+        .map(|(listen, token)| Admin { listen, token });
 
     let mut names = Names::default();
     let mut pools = Vec::new();
