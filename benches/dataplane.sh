@@ -43,6 +43,11 @@ cp "$here/anchors/casfront.toml" "$dir/"
 
 taskset -c "$LOAD_CPU" "$bin" demo --nodes-only --nodes 3 --node-port 18081 >"$dir/nodes.log" 2>&1 &
 pids+=($!)
+# casfront's first health check runs before it listens: nodes come first.
+for _ in $(seq 100); do
+    curl -sf -o /dev/null http://127.0.0.1:18083/cas/login && break
+    sleep 0.1
+done
 taskset -c "$PROXY_CPU" "$bin" run -c "$dir/casfront.toml" >"$dir/casfront.log" 2>&1 &
 casfront_pid=$!
 pids+=($casfront_pid)
@@ -60,7 +65,7 @@ targets=(casfront haproxy direct)
 # Wait for the listeners, then check that both front ends route by suffix.
 for _ in $(seq 100); do
     ok=1
-    for t in "${targets[@]}"; do curl -sk -o /dev/null "${url[$t]}/cas/login" || ok=0; done
+    for t in "${targets[@]}"; do curl -skf -o /dev/null "${url[$t]}/cas/login" || ok=0; done
     [ $ok = 1 ] && break
     sleep 0.1
 done
@@ -68,7 +73,7 @@ for t in casfront haproxy; do
     node=$(curl -sk -D - -o /dev/null \
         "${url[$t]}/cas/serviceValidate?service=x&ticket=ST-1-abcdefgh-cas2" |
         tr -d '\r' | awk -F': ' 'tolower($1)=="x-cas-node" {print $2}')
-    [ "$node" = cas2 ] || { echo "$t does not route by suffix (got '$node')" >&2; exit 1; }
+    [ "$node" = cas2 ] || { echo "$t does not route by suffix (got '$node')" >&2; cat "$dir/$t.log" >&2; exit 1; }
 done
 
 # wrk's latency in ms.
