@@ -150,3 +150,47 @@ async fn https_nodes_are_verified_and_a_failed_handshake_fails_over() {
     // The pooled TLS connection to cas1 is reused.
     assert_eq!(nodes[0].connections(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_handshake_failing_ends_in_a_503_even_with_a_tiny_cooldown() {
+    // Three https nodes none of which verifies, a 1 ms cool-down and no
+    // health checker: each failed handshake takes longer than the
+    // cool-down, so a failed node is usable again before the others have
+    // been tried. Failover must still end.
+    let theirs = Ca::new("some other CA");
+    let mut nodes = Vec::new();
+    for name in ["cas1", "cas2", "cas3"] {
+        let leaf = theirs.leaf(&["127.0.0.1"]);
+        let spec = NodeSpec {
+            tls: Some(tls::from_pem(&leaf.cert_pem, &leaf.key_pem).unwrap()),
+            ..NodeSpec::named(name)
+        };
+        nodes.push(node::spawn(spec).await.unwrap());
+    }
+    let ours = Ca::new("CAS nodes CA");
+    let ca_file = temp_file("nodes-ca.pem", &ours.pem);
+    let mut text = format!(
+        "[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"unused\"\nkey = \"unused\"\n\
+         [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\nupstream_ca = \"{}\"\n\
+         [pool.upstream]\ndown_cooldown = \"1ms\"\n",
+        ca_file.display()
+    );
+    for n in &nodes {
+        text.push_str(&format!(
+            "[[pool.node]]\nname = \"{}\"\nurl = \"https://{}\"\n",
+            n.spec.name, n.addr
+        ));
+    }
+    let cfg = config_of(&text);
+    let leaf = ours.leaf(&["localhost"]);
+    let listener_tls = tls::from_pem(&leaf.cert_pem, &leaf.key_pem).unwrap();
+    let (addr, _proxy, _serving) = front(&cfg, listener_tls).await;
+    let client = ours.client();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        send_tls(&client, addr, "localhost", "GET", "/cas/login", &[], ""),
+    )
+    .await
+    .expect("failover did not end");
+    assert_eq!(r.status, 503, "{}", r.body);
+}

@@ -157,9 +157,10 @@ impl Proxy {
         let idempotent = matches!(method, Method::Get | Method::Head);
         let mut retried = false;
         loop {
-            let (pool_id, node, pool, conn) = match self
-                .connect(&req, method, wants_body.then_some(&prefix[..]))
-                .await
+            // A second attempt takes a new connection: the node that closed
+            // one pooled connection may have closed them all.
+            let body = wants_body.then_some(&prefix[..]);
+            let (pool_id, node, pool, conn) = match self.connect(&req, method, body, retried).await
             {
                 Ok(chosen) => chosen,
                 Err(resp) => return resp,
@@ -208,15 +209,20 @@ impl Proxy {
         }
     }
 
-    /// Routes `req` and takes a connection to the chosen node; routes again
-    /// without a node whose connection failed (nothing was sent, so any
-    /// method may go elsewhere). The error is the response to give.
+    /// Routes `req` and takes a connection to the chosen node (`fresh`: a
+    /// new one, not a pooled one); routes again without a node whose
+    /// connection failed (nothing was sent, so any method may go
+    /// elsewhere), at most once per node of the pool: a node whose
+    /// cool-down ends while the others are tried must not make this loop
+    /// forever. The error is the response to give.
     async fn connect(
         &self,
         req: &Request<RequestBody>,
         method: Method,
         body: Option<&[u8]>,
+        fresh: bool,
     ) -> Result<(PoolId, NodeId, &Arc<NodePool>, Conn), Response<ProxyBody>> {
+        let mut failed = 0usize;
         loop {
             let (pool_id, node) = {
                 let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -239,12 +245,12 @@ impl Proxy {
                             "casfront: no service at this path\n",
                         ))
                     }
-                    (Some(_), None) => {
-                        return Err(local(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "casfront: no CAS node is available\n",
-                        ))
+                    (Some(p), Some(_))
+                        if failed >= self.table.pool(p).map_or(0, |p| p.nodes.len()) =>
+                    {
+                        return Err(no_node())
                     }
+                    (Some(_), None) => return Err(no_node()),
                     (Some(p), Some(n)) => (p, n),
                 }
             };
@@ -254,12 +260,22 @@ impl Proxy {
                     "casfront: internal error\n",
                 ));
             };
-            match pool.checkout().await {
+            match pool.checkout(fresh).await {
                 Ok(conn) => return Ok((pool_id, node, pool, conn)),
-                Err(_) => self.health.mark_down(node),
+                Err(_) => {
+                    self.health.mark_down(node);
+                    failed += 1;
+                }
             }
         }
     }
+}
+
+fn no_node() -> Response<ProxyBody> {
+    local(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "casfront: no CAS node is available\n",
+    )
 }
 
 /// A body-less request's copy, to send again.

@@ -202,10 +202,11 @@ impl NodePool {
         })
     }
 
-    /// An idle connection when one is usable, else a new one. Nothing has
-    /// been sent when this fails, so another node may take the request.
-    pub async fn checkout(&self) -> Result<Conn, UpstreamError> {
-        if let Some(mut sender) = self.take_idle() {
+    /// An idle connection when one is usable (and `fresh` is false), else
+    /// a new one. Nothing has been sent when this fails, so another node
+    /// may take the request.
+    pub async fn checkout(&self, fresh: bool) -> Result<Conn, UpstreamError> {
+        if let Some(mut sender) = (!fresh).then(|| self.take_idle()).flatten() {
             // Its previous exchange may still be finishing in its task.
             if sender.ready().await.is_ok() {
                 return Ok(Conn {
