@@ -66,14 +66,26 @@ async fn drain_disable_enable_and_status() {
     let r = post("/nodes/cas1/drain", true).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("\"state\":\"draining\""), "{}", r.body);
+    let other = |r: &support::client::Reply| {
+        r.status == 200 && matches!(r.header("x-cas-node"), Some("cas2" | "cas3"))
+    };
     for _ in 0..9 {
-        assert_ne!(get("/cas/login").await.header("x-cas-node"), Some("cas1"));
+        let r = get("/cas/login").await;
+        assert!(other(&r), "{} {:?}", r.status, r.header("x-cas-node"));
     }
     assert_eq!(get(ticket).await.header("x-cas-node"), Some("cas1"));
 
-    // Disabled: nothing reaches it.
+    // Disabled: nothing reaches it, not even its own tickets.
     assert_eq!(post("/nodes/cas1/disable", true).await.status, 200);
-    assert_ne!(get(ticket).await.header("x-cas-node"), Some("cas1"));
+    for target in [ticket, "/cas/login", "/cas/login;jsessionid=X.cas1"] {
+        let r = get(target).await;
+        assert!(
+            other(&r),
+            "{target}: {} {:?}",
+            r.status,
+            r.header("x-cas-node")
+        );
+    }
     let status = send(admin_addr, "GET", "/status.json", &[], "").await;
     assert_eq!(status.status, 200);
     let v: serde_json::Value = serde_json::from_str(&status.body).unwrap();

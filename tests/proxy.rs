@@ -423,27 +423,3 @@ async fn http2_clients_are_proxied_as_http11() {
     );
     assert_eq!(r.body.matches("\ncookie:").count(), 1, "{}", r.body);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hundred_megabytes_stream_each_way_in_flat_memory() {
-    const SIZE: u64 = 100 * 1024 * 1024;
-    let env = Env::start().await;
-    let before = support::client::rss();
-    let (status, down, _) = support::client::stream_tls(
-        &env.tls,
-        env.cluster.addr,
-        "GET",
-        &format!("/cas/stream?bytes={SIZE}"),
-        0,
-    )
-    .await;
-    assert_eq!((status, down), (200, SIZE));
-    let (status, _, counted) =
-        support::client::stream_tls(&env.tls, env.cluster.addr, "POST", "/cas/upload", SIZE).await;
-    assert_eq!((status, counted), (200, SIZE.to_string()));
-    let grown = support::client::rss().saturating_sub(before);
-    assert!(
-        grown < 32 * 1024 * 1024,
-        "memory grew by {grown} bytes for 2 x 100 MB"
-    );
-}

@@ -3,6 +3,7 @@
 //! start — that `casfront demo`, the integration tests and the bench
 //! harness share.
 
+mod flows;
 pub mod node;
 
 use std::net::SocketAddr;

@@ -18,7 +18,7 @@
 //!
 //! Every response carries `X-Cas-Node: <name>`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +34,8 @@ use hyper_util::rt::TokioIo;
 use rand::distr::{Alphanumeric, SampleString};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+
+use super::flows::Flows;
 
 /// Who a demo node is.
 #[derive(Clone, Debug)]
@@ -85,7 +87,7 @@ struct Ticket {
 struct State {
     spec: NodeSpec,
     tickets: Mutex<HashMap<String, Ticket>>,
-    sessions: Mutex<HashSet<String>>,
+    sessions: Mutex<Flows>,
     serial: AtomicU64,
 }
 
@@ -135,7 +137,7 @@ pub async fn spawn_on(spec: NodeSpec, addr: SocketAddr) -> std::io::Result<Runni
     let state = Arc::new(State {
         spec: spec.clone(),
         tickets: Mutex::new(HashMap::new()),
-        sessions: Mutex::new(HashSet::new()),
+        sessions: Mutex::new(Flows::default()),
         serial: AtomicU64::new(1),
     });
     let accepted = Accepted::default();
@@ -322,11 +324,11 @@ fn login_form(state: &State, req: &Request<Incoming>, service: &str) -> Resp {
             return text(StatusCode::OK, &format!("logged in as {}\n", t.user));
         }
     }
-    let session = format!(
-        "{}.{}",
-        Alphanumeric.sample_string(&mut rand::rng(), 24),
-        state.spec.jvm_route
-    );
+    let mut session = Alphanumeric.sample_string(&mut rand::rng(), 24);
+    if !state.spec.jvm_route.is_empty() {
+        session.push('.');
+        session.push_str(&state.spec.jvm_route);
+    }
     lock(&state.sessions).insert(session.clone());
     let body = format!(
         "<!DOCTYPE html><title>CAS demo: {name}</title><form method=post action=\"{prefix}/login\">\
