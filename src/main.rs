@@ -199,7 +199,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let proxy = Arc::new(Proxy::new(&cfg)?);
     // The first round of checks runs before the listener opens.
     let _checks = Checker::start(proxy.clone(), check::targets(&cfg)).await;
-    let nodes = cfg.pools.iter().map(|p| p.nodes.len()).sum::<usize>();
+    let nodes = proxy.table().nodes().len();
     let up = (0..nodes)
         .filter_map(|i| NodeId::try_from(i).ok())
         .filter(|&n| proxy.health().state(n) == NodeState::Healthy)

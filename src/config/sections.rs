@@ -164,7 +164,9 @@ pub fn health(raw: Option<Spanned<RawHealth>>, prefix: &str, d: &mut Diags) -> O
         Duration::from_secs(defaults::HEALTH_TIMEOUT_SECS),
         d,
     );
-    if let (Some(i), Some(t), Some(at)) = (interval, timeout, h.and_then(|h| h.timeout.as_ref())) {
+    // Pointing at whichever of the two was set (the defaults do not overlap).
+    let set = h.and_then(|h| h.timeout.as_ref().or(h.interval.as_ref()));
+    if let (Some(i), Some(t), Some(at)) = (interval, timeout, set) {
         if t >= i {
             d.warn(
                 at.span(),

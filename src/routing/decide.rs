@@ -362,9 +362,12 @@ impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
 }
 
 /// The `any` rule: round robin from `pick` over the primaries usable for new
-/// logins, then the backups. The node at `pick` is taken when usable (the
-/// common case, O(1)); otherwise the `pick`-th of the usable ones, so each
-/// usable node gets an equal share: 1/n directly plus (down/n) * 1/usable.
+/// logins, then the backups. The node at `pick % n` is taken when usable
+/// (the common case, O(1)); otherwise the `(pick / n)`-th of the usable
+/// ones: each down slot is reached once per round of `n` picks, so its
+/// picks are spread over the usable nodes in turn, whatever their places.
+/// (Indexing by `pick` itself would tie the usable node to the down slot's
+/// parity: two down slots at odd places would both land on one node.)
 fn pick_any<S: NodeStates + ?Sized>(
     pool: &PoolInfo,
     states: &S,
@@ -377,11 +380,10 @@ fn pick_any<S: NodeStates + ?Sized>(
         if usable(&first) {
             return Some(first);
         }
-        let count = list.iter().filter(|id| usable(id)).count();
-        list.iter()
-            .filter(|id| usable(id))
-            .nth(nth(count.max(1))?)
-            .copied()
+        let count = list.iter().filter(|id| usable(id)).count().max(1);
+        let round_no = pick / list.len().max(1) as u64;
+        let k = usize::try_from(round_no % count as u64).ok()?;
+        list.iter().filter(|id| usable(id)).nth(k).copied()
     };
     round(&pool.primaries)
         .map(|n| (n, How::RoundRobin))

@@ -164,21 +164,13 @@ pub trait Headers {
     fn values<'s>(&'s self, lowercase_name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's;
 }
 
-/// A list of `(name, value)` pairs; names compare case-insensitively.
-impl Headers for [(&str, &str)] {
+/// A list of `(name, value)` pairs, values as text or raw bytes (header
+/// values need not be UTF-8); names compare case-insensitively.
+impl<V: AsRef<[u8]>> Headers for [(&str, V)] {
     fn values<'s>(&'s self, lowercase_name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
         self.iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(lowercase_name))
-            .map(|(_, v)| v.as_bytes())
-    }
-}
-
-/// The same with raw byte values (header values need not be UTF-8).
-impl Headers for [(&str, &[u8])] {
-    fn values<'s>(&'s self, lowercase_name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
-        self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(lowercase_name))
-            .map(|(_, v)| *v)
+            .map(|(_, v)| v.as_ref())
     }
 }
 

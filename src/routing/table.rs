@@ -134,16 +134,20 @@ impl RoutingTable {
 
     /// Whether routing `method path` reads a body prefix (an entry of the
     /// extractor table takes its value from the body: `POST /samlValidate`).
+    /// Checks the method first, so that a GET costs no path lookup.
     pub fn wants_body(&self, method: super::Method, path: &[u8]) -> bool {
+        let mut reading = super::ENTRIES
+            .iter()
+            .filter(|e| e.source == super::Source::SamlArtifact && e.methods.contains(method))
+            .peekable();
+        if reading.peek().is_none() {
+            return false;
+        }
         let Some((_, _, rel)) = self.pool_for(path) else {
             return false;
         };
         let endpoint = super::extract::endpoint_of(rel);
-        super::ENTRIES.iter().any(|e| {
-            e.source == super::Source::SamlArtifact
-                && e.methods.contains(method)
-                && e.paths.matches(endpoint)
-        })
+        reading.any(|e| e.paths.matches(endpoint))
     }
 
     /// The pool whose prefix is the longest to match `path` on a segment

@@ -357,6 +357,8 @@ fn round_robin_shares_evenly_over_usable_primaries() {
     // A down node's share is spread over the others, not given to its neighbour.
     assert_eq!(share(&["n3"]), even(&["cas1", "cas2", "cas4"], 400));
     assert_eq!(share(&["cas2", "n3"]), even(&["cas1", "cas4"], 600));
+    // Down slots that the counter reaches only with odd picks.
+    assert_eq!(share(&["cas2", "cas4"]), even(&["cas1", "n3"], 600));
     // No primary: the backup.
     assert_eq!(
         share(&["cas1", "cas2", "n3", "cas4"]),
