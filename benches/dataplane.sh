@@ -107,12 +107,14 @@ done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 col() { awk -v t="$1" -v c="$2" '$1==t {print $c}' "$dir/results" | median; }
+# Errors are summed over the rounds, not a median: one bad round counts.
+errors() { awk -v t="$1" '$1==t {n+=$5} END {print n+0}' "$dir/results"; }
 
 echo
 echo "median of $ROUNDS rounds, wrk -t1 -c$CONNS -d$DURATION, front ends on CPU $PROXY_CPU, wrk + nodes on CPU $LOAD_CPU"
-printf '%-9s %12s %10s %10s %8s %14s\n' target req/s p50_ms p99_ms errors cpu_us/req
+printf '%-9s %12s %10s %10s %8s %14s\n' target req/s p50_ms p99_ms errors_all cpu_us/req
 for t in "${targets[@]}"; do
-    printf '%-9s %12s %10s %10s %8s %14s\n' "$t" "$(col "$t" 2)" "$(col "$t" 3)" "$(col "$t" 4)" "$(col "$t" 5)" "$(col "$t" 6)"
+    printf '%-9s %12s %10s %10s %8s %14s\n' "$t" "$(col "$t" 2)" "$(col "$t" 3)" "$(col "$t" 4)" "$(errors "$t")" "$(col "$t" 6)"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 echo
@@ -120,3 +122,6 @@ echo "casfront/haproxy: throughput $(ratio "$(col casfront 2)" "$(col haproxy 2)
 echo "casfront/haproxy: front-end CPU per request $(ratio "$(col casfront 6)" "$(col haproxy 6)")x"
 echo "casfront/direct:  throughput $(ratio "$(col casfront 2)" "$(col direct 2)")x, p50 $(ratio "$(col casfront 3)" "$(col direct 3)")x"
 echo "resident memory after the run: casfront $(ps -o rss= -p "$casfront_pid") KiB, haproxy $(ps -o rss= -p "$haproxy_pid") KiB"
+for t in "${targets[@]}"; do
+    [ "$(errors "$t")" = 0 ] || { echo "$t answered with errors: the figures above do not count" >&2; exit 1; }
+done

@@ -145,7 +145,12 @@ pub async fn spawn_on(spec: NodeSpec, addr: SocketAddr) -> std::io::Result<Runni
     let tls = spec.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let task = tokio::spawn(async move {
         let mut conns = JoinSet::new();
-        while let Ok((stream, _)) = listener.accept().await {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                // Out of file descriptors, an aborted connection: go on.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
             counter.fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
             let state = state.clone();
@@ -301,9 +306,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
             text(StatusCode::OK, "slow\n")
         }
         (Method::GET, "/headers") => echo_headers(&req),
-        (Method::GET | Method::HEAD, "" | "/") => {
-            redirect(&format!("{}/login", state.spec.prefix), None)
-        }
+        (Method::GET | Method::HEAD, "" | "/") => redirect(&format!("{}/login", state.spec.prefix)),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -319,7 +322,7 @@ fn login_form(state: &State, req: &Request<Incoming>, service: &str) -> Resp {
                     },
                     &t.user,
                 );
-                return redirect(&with_ticket(service, &st), None);
+                return redirect(&with_ticket(service, &st));
             }
             return text(StatusCode::OK, &format!("logged in as {}\n", t.user));
         }
@@ -381,7 +384,7 @@ async fn login_post(state: &State, req: Request<Incoming>) -> Resp {
             },
             user,
         );
-        redirect(&with_ticket(service, &st), None)
+        redirect(&with_ticket(service, &st))
     };
     set_cookie(
         &mut resp,
@@ -572,8 +575,8 @@ fn xml(inner: String) -> Resp {
     respond(StatusCode::OK, "application/xml; charset=utf-8", body)
 }
 
-fn redirect(location: &str, body: Option<&str>) -> Resp {
-    let mut resp = text(StatusCode::FOUND, body.unwrap_or(""));
+fn redirect(location: &str) -> Resp {
+    let mut resp = text(StatusCode::FOUND, "");
     if let Ok(v) = header::HeaderValue::from_str(location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
