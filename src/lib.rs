@@ -8,11 +8,15 @@
 //! checks), [`server`] (TLS listener), [`admin`] (status and maintenance API).
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod explain;
 pub mod health;
+pub mod live;
+pub mod metrics;
+pub mod notify;
 pub mod proxy;
 pub mod routing;
 pub mod server;

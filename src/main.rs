@@ -14,10 +14,12 @@ use casfront::config::{self, Config};
 use casfront::demo::Cluster;
 use casfront::explain::{self, parse_header};
 use casfront::health::check::{self, Checker};
-use casfront::proxy::Proxy;
+use casfront::live::Live;
+use casfront::notify::notify;
 use casfront::routing::{suffix::f5_md5, NodeId, NodeState, NodeStates, RoutingTable};
 use casfront::server::{self, ServerSettings};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
 #[command(name = "casfront", version, about = "A CAS-aware TLS front end")]
@@ -114,7 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(cfg) = load(&config, false)? else {
                 return Ok(ExitCode::from(1));
             };
-            runtime()?.block_on(serve(cfg))?;
+            runtime()?.block_on(serve(config, cfg))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {
@@ -193,17 +195,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Serves `cfg` until Ctrl-C.
-async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let tls = server::tls::from_config(&cfg.tls)?;
-    let proxy = Arc::new(Proxy::new(&cfg)?);
-    // The first round of checks runs before the listener opens.
-    let _checks = Checker::start(proxy.clone(), check::targets(&cfg)).await;
+/// Serves `cfg`, read from `path`, until SIGTERM or Ctrl-C; SIGHUP
+/// reloads it.
+async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
+    let _log = casfront::access_log::init(&cfg.log);
+    // Builds TLS and the proxy, and runs the first round of health checks
+    // before the listener opens.
+    let live = Live::start(path, cfg.clone()).await?;
+    let proxy = live.proxy();
     let nodes = proxy.table().nodes().len();
     let up = (0..nodes)
         .filter_map(|i| NodeId::try_from(i).ok())
         .filter(|&n| proxy.health().state(n) == NodeState::Healthy)
         .count();
+    drop(proxy);
     say!("casfront: {up} of {nodes} node(s) passed the first health check");
     let listener = TcpListener::bind(cfg.listen.https)
         .await
@@ -222,27 +227,32 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let admin = TcpListener::bind(cfg.admin.listen)
         .await
         .with_context(|| format!("listening on {} (admin)", cfg.admin.listen))?;
-    say!("casfront: admin API on http://{}", admin.local_addr()?);
-    let admin = tokio::spawn(casfront::admin::serve(
-        admin,
-        proxy.clone(),
-        cfg.admin.token.clone(),
-    ));
+    say!(
+        "casfront: admin API and status page on http://{}",
+        admin.local_addr()?
+    );
+    let admin = tokio::spawn(casfront::admin::serve(admin, live.clone()));
+    let reloads = tokio::spawn(reload_on_sighup(live.clone()));
     say!("casfront: serving https on {https}");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let grace = cfg.limits.shutdown_grace;
+    notify("READY=1");
+    let mut term = signal(SignalKind::terminate())?;
     let stopped = async {
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
+        // Read now: a reload may have changed it.
+        let grace = live.proxy().limits().shutdown_grace;
+        notify("STOPPING=1");
         say!(
             "casfront: shutting down: no new connections; {}s for the requests in flight",
             grace.as_secs_f64()
         );
+        grace
     };
     let settings = ServerSettings::default();
-    let finished = server::serve_until(listener, tls, proxy, settings, stopped, grace).await;
+    let finished = server::serve_until(listener, live.clone(), settings, stopped).await;
+    reloads.abort();
     if let Some(r) = redirect {
         r.abort();
     }
@@ -251,6 +261,37 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         say!("casfront: stopped");
     } else {
         say!("casfront: stopped; connections still open after the grace period were cut");
+    }
+    Ok(())
+}
+
+/// Reloads the configuration on each SIGHUP, saying what happened.
+async fn reload_on_sighup(live: Arc<Live>) -> std::io::Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    while hup.recv().await.is_some() {
+        notify("RELOADING=1");
+        match live.reload().await {
+            Ok(r) => {
+                for w in &r.warnings {
+                    say!("{w}");
+                }
+                say!(
+                    "casfront: reloaded: {} node(s) kept, {} added{}",
+                    r.carried.nodes_kept,
+                    r.carried.nodes_added,
+                    if r.carried.learned_kept {
+                        ""
+                    } else {
+                        "; pools changed: learned cookies dropped"
+                    }
+                );
+                for n in &r.restart_needed {
+                    say!("casfront: needs a restart: {n}");
+                }
+            }
+            Err(e) => say!("casfront: reload refused, the old configuration keeps serving: {e}"),
+        }
+        notify("READY=1");
     }
     Ok(())
 }

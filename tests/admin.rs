@@ -18,11 +18,8 @@ async fn drain_disable_enable_and_status() {
         .unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = admin.local_addr().unwrap();
-    let _admin = tokio::spawn(casfront::admin::serve(
-        admin,
-        cluster.proxy.clone(),
-        Some(TOKEN.into()),
-    ));
+    cluster.live.set_admin_token(Some(TOKEN.into()));
+    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.live.clone()));
     let tls = tls_trusting(&cluster.cert_pem);
     let get = |target: &'static str| {
         let tls = tls.clone();

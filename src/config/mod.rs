@@ -25,7 +25,34 @@ pub struct Config {
     pub admin: Admin,
     pub learned: LearnedCookies,
     pub limits: Limits,
+    pub log: Log,
     pub pools: Vec<Pool>,
+}
+
+/// Logging (`[log]`): lines go to stdout, written by a background thread.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Log {
+    /// One line per request.
+    pub access: bool,
+    pub format: LogFormat,
+    /// The least severe events written.
+    pub level: tracing::Level,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            access: true,
+            format: LogFormat::Text,
+            level: tracing::Level::INFO,
+        }
+    }
 }
 
 /// Limits of the request path (`[limits]`).

@@ -78,6 +78,18 @@ impl Section for RawLimits {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub access: Option<bool>,
+    pub format: Option<Str>,
+    pub level: Option<Str>,
+}
+
+impl Section for RawLog {
+    const TABLE: &'static str = "[log]";
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<Str>,
     pub token: Option<Str>,
@@ -182,13 +194,14 @@ pub struct Raw {
     pub admin: Option<Spanned<RawAdmin>>,
     pub learned: Option<Spanned<RawLearned>>,
     pub limits: Option<Spanned<RawLimits>>,
+    pub log: Option<Spanned<RawLog>>,
     pub pools: Vec<PoolSections>,
     /// Which sections were present (missing ones are reported by validation).
     pub has_listen: bool,
     pub has_tls: bool,
 }
 
-const TOP: &[&str] = &["listen", "tls", "admin", "learned", "limits", "pool"];
+const TOP: &[&str] = &["listen", "tls", "admin", "learned", "limits", "log", "pool"];
 const TLS_SUBTABLES: &[&str] = &["certificate"];
 const POOL_SUBTABLES: &[&str] = &["health", "upstream", "node"];
 
@@ -215,6 +228,7 @@ pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
             "admin" => raw.admin = section(value, &[], diags),
             "learned" => raw.learned = section(value, &[], diags),
             "limits" => raw.limits = section(value, &[], diags),
+            "log" => raw.log = section(value, &[], diags),
             "pool" => {
                 for (pool, span) in array_of_tables(value, "pool", diags) {
                     raw.pools.push(read_pool(pool, span, diags));

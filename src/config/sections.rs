@@ -10,10 +10,12 @@ use toml::Spanned;
 
 use super::diag::Diags;
 use super::raw::{
-    RawCertificate, RawHealth, RawLearned, RawLimits, RawListen, RawTls, RawUpstream,
+    RawCertificate, RawHealth, RawLearned, RawLimits, RawListen, RawLog, RawTls, RawUpstream,
 };
 use super::values::{addr, cidr, count, duration, file, host_name, threshold};
-use super::{defaults, Certificate, Health, LearnedCookies, Limits, Listen, Tls, Upstream};
+use super::{
+    defaults, Certificate, Health, LearnedCookies, Limits, Listen, Log, LogFormat, Tls, Upstream,
+};
 
 pub fn listen(raw: Option<Spanned<RawListen>>, d: &mut Diags) -> Option<Listen> {
     let l = raw?.into_inner();
@@ -137,6 +139,47 @@ pub fn limits(raw: Option<Spanned<RawLimits>>, d: &mut Diags) -> Option<Limits> 
         body_prefix: usize::try_from(body_prefix?).ok()?,
         body_wait: body_wait?,
         shutdown_grace: shutdown_grace?,
+    })
+}
+
+pub fn log(raw: Option<Spanned<RawLog>>, d: &mut Diags) -> Option<Log> {
+    let raw = raw.map(Spanned::into_inner);
+    let r = raw.as_ref();
+    let def = Log::default();
+    let format = match r.and_then(|l| l.format.as_ref()) {
+        None => Some(def.format),
+        Some(f) => match f.get_ref().as_str() {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            other => {
+                d.error(
+                    f.span(),
+                    format!("log format `{other}`: expected `text` or `json`"),
+                );
+                None
+            }
+        },
+    };
+    let level = match r.and_then(|l| l.level.as_ref()) {
+        None => Some(def.level),
+        Some(l) => match l.get_ref().parse::<tracing::Level>() {
+            Ok(level) => Some(level),
+            Err(_) => {
+                d.error(
+                    l.span(),
+                    format!(
+                        "log level `{}`: expected one of error, warn, info, debug, trace",
+                        l.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    Some(Log {
+        access: r.and_then(|l| l.access).unwrap_or(def.access),
+        format: format?,
+        level: level?,
     })
 }
 

@@ -119,7 +119,7 @@ fn unknown_and_missing_keys() {
         [
             "3:1: unknown key `htps` (did you mean `https`?); expected one of: https, http, trusted_proxies",
             "5:8: `tls.cert` is set without `tls.key`",
-            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, admin, learned, limits, pool",
+            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, admin, learned, limits, log, pool",
             "10:1: missing key `url` in [[pool.node]]",
         ]
     );
@@ -394,6 +394,7 @@ fn example_config_is_valid_and_documents_every_key() {
         ("pool.upstream", diag::fields_of::<raw::RawUpstream>()),
         ("learned", diag::fields_of::<raw::RawLearned>()),
         ("limits", diag::fields_of::<raw::RawLimits>()),
+        ("log", diag::fields_of::<raw::RawLog>()),
         ("tls.certificate", diag::fields_of::<raw::RawCertificate>()),
         ("pool.node", diag::fields_of::<raw::RawNode>()),
     ];

@@ -68,12 +68,14 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
     }
     let learned = sections::learned(raw.learned, d);
     let limits = sections::limits(raw.limits, d);
+    let log = sections::log(raw.log, d);
     Some(Config {
         listen: listen?,
         tls: tls?,
         admin: admin?,
         learned: learned?,
         limits: limits?,
+        log: log?,
         pools: pools.into_iter().collect::<Option<_>>()?,
     })
 }

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config;
+use crate::live::Live;
 use crate::proxy::{Proxy, ProxyError};
 use crate::server::{self, tls, ServerSettings};
 use node::{NodeSpec, RunningNode};
@@ -70,6 +71,8 @@ pub struct Cluster {
     pub addr: SocketAddr,
     pub cert_pem: String,
     pub proxy: Arc<Proxy>,
+    /// The same, as the admin API reads it.
+    pub live: Arc<Live>,
     /// The configuration casfront runs with.
     pub config: config::Config,
     server: JoinHandle<()>,
@@ -107,17 +110,20 @@ impl Cluster {
         let cert = self_signed()?;
         let tls = tls::from_pem(&cert.cert_pem, &cert.key_pem)?;
         let proxy = Arc::new(Proxy::new(&cfg)?);
-        let server = tokio::spawn(server::serve(
-            listener,
-            tls,
-            proxy.clone(),
-            ServerSettings::default(),
-        ));
+        let live = Live::fixed(tls, proxy.clone());
+        let server = tokio::spawn({
+            let live = live.clone();
+            async move {
+                let forever = std::future::pending();
+                server::serve_until(listener, live, ServerSettings::default(), forever).await;
+            }
+        });
         Ok(Cluster {
             nodes,
             addr,
             cert_pem: cert.cert_pem,
             proxy,
+            live,
             config: cfg,
             server,
         })

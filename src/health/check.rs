@@ -74,10 +74,16 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// The start-up round on every node, then a task per node.
+    /// The start-up round on every node not checked yet, then a task per
+    /// node.
     pub async fn start(proxy: Arc<Proxy>, targets: Vec<Target>) -> Checker {
         let mut first = JoinSet::new();
-        for t in targets.clone() {
+        // After a reload, only the nodes it added (never checked).
+        for t in targets
+            .iter()
+            .filter(|t| !proxy.health().was_checked(t.node))
+        {
+            let t = t.clone();
             let proxy = proxy.clone();
             first.spawn(async move {
                 let ok = check(&proxy, &t).await;

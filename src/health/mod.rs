@@ -8,7 +8,7 @@
 pub mod check;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::routing::{NodeId, NodeState, NodeStates};
@@ -72,12 +72,12 @@ pub enum Mode {
 }
 
 struct Node {
+    settings: NodeSettings,
     /// The active checks' verdict (true when no checks run).
     up: AtomicBool,
     threshold: Mutex<Threshold>,
     /// Milliseconds since `base` until which a passive failure keeps it out.
     down_until: AtomicU64,
-    cooldown: Duration,
     mode: AtomicU8,
     /// Milliseconds since `base` of the last check (0: none yet) and of the
     /// last change of `up`.
@@ -85,17 +85,19 @@ struct Node {
     since: AtomicU64,
 }
 
-/// Every node's health, indexed by [`NodeId`].
+/// Every node's health, indexed by [`NodeId`]. A reload shares the
+/// state of the nodes it keeps with the configuration it replaces, so that
+/// the old configuration's requests still in flight mark the same nodes.
 pub struct Health {
     base: Instant,
-    nodes: Vec<Node>,
+    nodes: Vec<Arc<Node>>,
     /// Whether active checks run: without them, a passively failed node
     /// comes back after its cool-down alone.
     checked: AtomicBool,
 }
 
 /// Per node, what health needs from the configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeSettings {
     pub rise: u32,
     pub fall: u32,
@@ -108,17 +110,52 @@ impl Health {
             base: Instant::now(),
             nodes: nodes
                 .iter()
-                .map(|s| Node {
-                    up: AtomicBool::new(true),
-                    threshold: Mutex::new(Threshold::new(s.rise, s.fall, true)),
-                    down_until: AtomicU64::new(0),
-                    cooldown: s.cooldown,
-                    mode: AtomicU8::new(Mode::Enabled as u8),
-                    last_check: AtomicU64::new(0),
-                    since: AtomicU64::new(0),
-                })
+                .map(|s| Arc::new(Node::new(s.clone(), true, 0)))
                 .collect(),
             checked: AtomicBool::new(false),
+        }
+    }
+
+    /// The health of a reloaded configuration: node `i` is the node
+    /// `origin[i]` of `old` (same pool, name and URL) and keeps its state,
+    /// shared when its settings are unchanged; a new node starts down until
+    /// a check passes (or, without checks, up).
+    pub fn reloaded(nodes: &[NodeSettings], old: &Health, origin: &[Option<NodeId>]) -> Health {
+        let checked = old.checked.load(Ordering::Relaxed);
+        let now = old.now_ms();
+        let nodes = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let was = origin
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .and_then(|o| old.nodes.get(usize::from(o)));
+                match was {
+                    Some(n) if n.settings == *s => n.clone(),
+                    Some(n) => {
+                        let up = n.up.load(Ordering::Relaxed);
+                        let fresh = Node::new(s.clone(), up, n.since.load(Ordering::Relaxed));
+                        for (to, from) in [
+                            (&fresh.down_until, &n.down_until),
+                            (&fresh.last_check, &n.last_check),
+                        ] {
+                            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+                        }
+                        fresh
+                            .mode
+                            .store(n.mode.load(Ordering::Relaxed), Ordering::Relaxed);
+                        Arc::new(fresh)
+                    }
+                    None => Arc::new(Node::new(s.clone(), !checked, now)),
+                }
+            })
+            .collect();
+        Health {
+            base: old.base,
+            nodes,
+            checked: AtomicBool::new(checked),
         }
     }
 
@@ -129,14 +166,20 @@ impl Health {
     }
 
     fn node(&self, node: NodeId) -> Option<&Node> {
-        self.nodes.get(usize::from(node))
+        self.nodes.get(usize::from(node)).map(|n| &**n)
+    }
+
+    /// Whether `node` has been checked at least once.
+    pub fn was_checked(&self, node: NodeId) -> bool {
+        self.node(node)
+            .is_some_and(|n| n.last_check.load(Ordering::Relaxed) > 0)
     }
 
     /// A connection to `node` failed: out at once, for at least its
     /// cool-down, and (when checks run) until `rise` checks pass.
     pub fn mark_down(&self, node: NodeId) {
         let Some(n) = self.node(node) else { return };
-        let cooldown = u64::try_from(n.cooldown.as_millis()).unwrap_or(u64::MAX);
+        let cooldown = u64::try_from(n.settings.cooldown.as_millis()).unwrap_or(u64::MAX);
         n.down_until
             .store(self.now_ms().saturating_add(cooldown), Ordering::Relaxed);
         if self.checked.load(Ordering::Relaxed) {
@@ -212,6 +255,20 @@ impl NodeStates for Health {
     }
 }
 
+impl Node {
+    fn new(settings: NodeSettings, up: bool, since: u64) -> Node {
+        Node {
+            threshold: Mutex::new(Threshold::new(settings.rise, settings.fall, up)),
+            settings,
+            up: AtomicBool::new(up),
+            down_until: AtomicU64::new(0),
+            mode: AtomicU8::new(Mode::Enabled as u8),
+            last_check: AtomicU64::new(0),
+            since: AtomicU64::new(since),
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -279,5 +336,45 @@ mod tests {
         assert_eq!(h.state(0), NodeState::Disabled);
         assert!(!h.set_mode(7, Mode::Enabled));
         assert_eq!(h.state(7), NodeState::Down);
+    }
+
+    #[test]
+    fn a_reload_keeps_known_nodes_and_adds_new_ones_down() {
+        let s = |rise| NodeSettings {
+            rise,
+            fall: 2,
+            cooldown: Duration::ZERO,
+        };
+        let old = Health::new(&[s(2), s(2), s(2)]);
+        for n in 0..3 {
+            old.record(n, true, true);
+        }
+        old.set_mode(0, Mode::Draining);
+        old.record(2, false, true);
+        // New order: old node 2 (same settings), a new node, old node 0
+        // with another `rise`.
+        let new = Health::reloaded(&[s(2), s(2), s(5)], &old, &[Some(2), None, Some(0)]);
+        assert_eq!(new.state(0), NodeState::Down);
+        assert_eq!(
+            new.state(1),
+            NodeState::Down,
+            "a new node waits for a check"
+        );
+        assert!(!new.was_checked(1));
+        assert_eq!(new.state(2), NodeState::Draining);
+        // Shared: the old configuration's requests still mark the same node.
+        old.record(2, true, false);
+        old.record(2, true, false);
+        assert_eq!(new.state(0), NodeState::Healthy);
+        new.record(1, true, true);
+        assert_eq!(new.state(1), NodeState::Healthy);
+        // Copied with the new settings: five passes to rise again.
+        new.mark_down(2);
+        for _ in 0..4 {
+            new.record(2, true, false);
+        }
+        assert_eq!(new.state(2), NodeState::Down);
+        new.record(2, true, false);
+        assert_eq!(new.state(2), NodeState::Draining);
     }
 }

@@ -54,6 +54,37 @@ impl LearnedTable {
         u128::from(half(&self.hashers.0)) << 64 | u128::from(half(&self.hashers.1))
     }
 
+    /// A copy for a reloaded configuration whose pools are the same (keys
+    /// hold the pool's index) but whose nodes moved: each entry's node
+    /// becomes `map(node)`, and entries of removed nodes are dropped.
+    pub fn remapped(
+        &self,
+        capacity: usize,
+        ttl: Duration,
+        map: impl Fn(NodeId) -> Option<NodeId>,
+    ) -> LearnedTable {
+        let g = self.gens.read().unwrap_or_else(PoisonError::into_inner);
+        let copy = |gen: &Generation| Generation {
+            entries: gen
+                .entries
+                .iter()
+                .filter_map(|(k, (n, at))| Some((*k, (map(*n)?, *at))))
+                .collect(),
+            started: gen.started,
+        };
+        LearnedTable {
+            hashers: self.hashers.clone(),
+            half_capacity: (capacity / 2).max(1),
+            ttl,
+            gens: RwLock::new((copy(&g.0), copy(&g.1))),
+        }
+    }
+
+    /// Whether a configuration with `capacity` and `ttl` can keep this table.
+    pub fn fits(&self, capacity: usize, ttl: Duration) -> bool {
+        self.half_capacity == (capacity / 2).max(1) && self.ttl == ttl
+    }
+
     /// Remembers that `node` set `cookie=value`.
     pub fn learn(&self, pool: PoolId, cookie: &[u8], value: &[u8], node: NodeId, now: Instant) {
         let key = self.key(pool, cookie, value);
@@ -134,6 +165,19 @@ pub fn parse_set_cookie(header: &[u8]) -> Option<(&[u8], &[u8], bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remapped_copy_follows_moved_nodes() {
+        let t = LearnedTable::new(100, Duration::from_secs(60));
+        let now = Instant::now();
+        t.learn(0, b"TGC", b"a", 1, now);
+        t.learn(0, b"TGC", b"b", 2, now);
+        let r = t.remapped(100, Duration::from_secs(60), |n| (n == 1).then_some(5));
+        assert_eq!(r.find(0, b"TGC", b"a", now), Some(5));
+        assert_eq!(r.find(0, b"TGC", b"b", now), None);
+        assert!(t.fits(101, Duration::from_secs(60)));
+        assert!(!t.fits(100, Duration::from_secs(61)));
+    }
 
     #[test]
     fn learns_forgets_and_expires() {

@@ -5,9 +5,10 @@
 //! Node states come from [`crate::health`].
 //! Submodules: [`upstream`] (per-node connection pools), [`forward`] (header
 //! rewriting), [`body`] (request bodies, with a replayed prefix),
-//! [`learned`] (the learned cookie table).
+//! [`learned`] (the learned cookie table); `carry` (what a reload keeps).
 
 pub mod body;
+pub mod carry;
 pub mod forward;
 pub mod learned;
 pub mod upstream;
@@ -24,8 +25,11 @@ use http_body_util::{Either, Full};
 use hyper::body::{Body, Incoming};
 
 use crate::config::{Config, Limits, Listen, Scheme};
-use crate::health::{Health, NodeSettings};
-use crate::routing::{route, Headers, Method, NodeId, PoolId, RequestView, RoutingTable};
+use crate::health::Health;
+use crate::metrics::{Failure, Handles, Metrics};
+use crate::routing::{
+    route, Cause, EntryId, Headers, How, Method, NodeId, PoolId, RequestView, RoutingTable, Rule,
+};
 use body::{read_prefix, RequestBody};
 use forward::{prepare_request, prepare_response, ClientInfo};
 use learned::LearnedTable;
@@ -50,23 +54,45 @@ pub enum ProxyError {
     Tls(#[from] upstream::TlsSetupError),
 }
 
+/// What became of a request, for metrics and the access log.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct Outcome {
+    pub pool: Option<PoolId>,
+    pub node: Option<NodeId>,
+    pub rule: Option<Rule>,
+    pub entry: Option<EntryId>,
+    pub how: Option<How>,
+    /// Why the first applicable entry fell through, if one did.
+    pub cause: Option<Cause>,
+}
+
 /// Everything a request needs, shared by all connections.
 pub struct Proxy {
     table: RoutingTable,
     pools: Vec<Arc<NodePool>>,
     health: Health,
-    learned: LearnedTable,
+    learned: Arc<LearnedTable>,
     counter: AtomicU64,
     limits: Limits,
     listen: Listen,
     /// Per pool: the `Host` sent instead of the client's.
     host_override: Vec<Option<HeaderValue>>,
+    metrics: Arc<Metrics>,
+    handles: Handles,
+    /// Per node: pool, name and URL, which a reload matches.
+    identity: Vec<String>,
+    access_log: bool,
 }
 
 impl Proxy {
+    /// A proxy with metrics of its own (tests, the demo).
     pub fn new(config: &Config) -> Result<Proxy, ProxyError> {
+        Proxy::with_metrics(config, Arc::new(Metrics::new()))
+    }
+
+    /// A proxy counting into `metrics`, which outlive reloads.
+    pub fn with_metrics(config: &Config, metrics: Arc<Metrics>) -> Result<Proxy, ProxyError> {
         let mut pools = Vec::new();
-        let mut settings = Vec::new();
         for pool in &config.pools {
             let https = pool.nodes.iter().any(|n| n.url.scheme == Scheme::Https);
             let client_tls = if https {
@@ -84,13 +110,9 @@ impl Proxy {
                     pool.upstream.clone(),
                     tls,
                 ));
-                settings.push(NodeSettings {
-                    rise: pool.health.rise,
-                    fall: pool.health.fall,
-                    cooldown: pool.upstream.down_cooldown,
-                });
             }
         }
+        let settings = carry::node_settings(config);
         // Validated as an authority when the configuration was read.
         let host_override = config
             .pools
@@ -102,17 +124,44 @@ impl Proxy {
             })
             .collect();
         let table = RoutingTable::new(config);
+        let handles = metrics.handles(&table);
         let health = Health::new(&settings);
         Ok(Proxy {
             table,
             pools,
             health,
-            learned: LearnedTable::new(config.learned.capacity, config.learned.ttl),
+            learned: Arc::new(LearnedTable::new(
+                config.learned.capacity,
+                config.learned.ttl,
+            )),
             counter: AtomicU64::new(0),
             limits: config.limits.clone(),
             listen: config.listen.clone(),
             host_override,
+            metrics,
+            handles,
+            identity: carry::identities(config),
+            access_log: config.log.access,
         })
+    }
+
+    /// Whether requests are logged (`[log] access`).
+    pub fn access_log(&self) -> bool {
+        self.access_log
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The process's metrics (shared by every configuration).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// This configuration's metric series.
+    pub fn handles(&self) -> &Handles {
+        &self.handles
     }
 
     /// What casfront knows of a client connected from `peer` to `local_port`.
@@ -134,8 +183,28 @@ impl Proxy {
         &self.health
     }
 
-    /// Serves one request.
-    pub async fn handle(&self, req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
+    /// Serves one request and counts it.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: &ClientInfo,
+    ) -> (Response<ProxyBody>, Outcome) {
+        let mut out = Outcome::default();
+        let resp = self.forward(req, client, &mut out).await;
+        let status = resp.status().as_u16();
+        match (out.node, out.rule) {
+            (Some(node), Some(rule)) => self.handles.request(node, rule, status),
+            _ => self.handles.unrouted(out.pool, status),
+        }
+        (resp, out)
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        client: &ClientInfo,
+        out: &mut Outcome,
+    ) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
         let method = Method::from_bytes(parts.method.as_str().as_bytes());
         let wants_body = self.table.wants_body(method, parts.uri.path().as_bytes());
@@ -160,8 +229,8 @@ impl Proxy {
             // A second attempt takes a new connection: the node that closed
             // one pooled connection may have closed them all.
             let body = wants_body.then_some(&prefix[..]);
-            let (pool_id, node, pool, conn) = match self.connect(&req, method, body, retried).await
-            {
+            let chosen = self.connect(&req, method, body, retried, out).await;
+            let (pool_id, node, pool, conn) = match chosen {
                 Ok(chosen) => chosen,
                 Err(resp) => return resp,
             };
@@ -175,8 +244,10 @@ impl Proxy {
             // Kept aside to forget a cookie the node expires (its Set-Cookie
             // then carries an empty value). One header after `prepare_request`.
             let sent_cookies = req.headers().get(header::COOKIE).cloned();
+            let sent_at = Instant::now();
             let error = match pool.send(conn, req).await {
                 Ok(resp) => {
+                    self.handles.upstream(node, sent_at.elapsed());
                     let mut resp = resp.map(Either::Left);
                     prepare_response(&mut resp);
                     self.learn(pool_id, node, resp.headers(), sent_cookies.as_ref());
@@ -187,19 +258,22 @@ impl Proxy {
                     continue;
                 }
                 Err(SendError::Unsent(_)) => {
-                    return local(StatusCode::BAD_GATEWAY, "casfront: the CAS node failed\n")
+                    self.handles.failure(node, Failure::Send);
+                    return local(StatusCode::BAD_GATEWAY, "casfront: the CAS node failed\n");
                 }
                 Err(SendError::Failed(e)) => e,
             };
             match (error, again) {
                 (e, Some(copy)) if e.no_response() => (req, retried) = (copy, true),
                 (UpstreamError::ResponseTimeout(_), _) => {
+                    self.handles.failure(node, Failure::Timeout);
                     return local(
                         StatusCode::GATEWAY_TIMEOUT,
                         "casfront: the CAS node did not answer in time\n",
-                    )
+                    );
                 }
                 (e, _) => {
+                    self.handles.failure(node, Failure::Send);
                     if e.nothing_sent() {
                         self.health.mark_down(node);
                     }
@@ -214,13 +288,15 @@ impl Proxy {
     /// connection failed (nothing was sent, so any method may go
     /// elsewhere), at most once per node of the pool: a node whose
     /// cool-down ends while the others are tried must not make this loop
-    /// forever. The error is the response to give.
+    /// forever. The error is the response to give. `out` gets the last
+    /// decision; fall-throughs are counted once per request.
     async fn connect(
         &self,
         req: &Request<RequestBody>,
         method: Method,
         body: Option<&[u8]>,
         fresh: bool,
+        out: &mut Outcome,
     ) -> Result<(PoolId, NodeId, &Arc<NodePool>, Conn), Response<ProxyBody>> {
         let mut failed = 0usize;
         loop {
@@ -234,10 +310,23 @@ impl Proxy {
                 // The counter moves only when `any` picks: advancing it on
                 // every request would alias with the requests of a login.
                 let pick = self.counter.load(Ordering::Relaxed);
-                let d = route(&self.table, &view, &self.health, &self.learned, pick);
+                let d = route(&self.table, &view, &self.health, &*self.learned, pick);
                 if d.entry.is_none() {
                     self.counter.fetch_add(1, Ordering::Relaxed);
                 }
+                if failed == 0 && !fresh {
+                    if let Some(p) = d.pool {
+                        self.handles.falls(p, &d.falls);
+                    }
+                }
+                *out = Outcome {
+                    pool: d.pool,
+                    node: d.node,
+                    rule: d.rule,
+                    entry: d.entry,
+                    how: d.how,
+                    cause: d.falls.iter().next().map(|f| f.cause),
+                };
                 match (d.pool, d.node) {
                     (None, _) => {
                         return Err(local(
@@ -248,7 +337,8 @@ impl Proxy {
                     (Some(p), Some(_))
                         if failed >= self.table.pool(p).map_or(0, |p| p.nodes.len()) =>
                     {
-                        return Err(no_node())
+                        out.node = None;
+                        return Err(no_node());
                     }
                     (Some(_), None) => return Err(no_node()),
                     (Some(p), Some(n)) => (p, n),
@@ -263,6 +353,7 @@ impl Proxy {
             match pool.checkout(fresh).await {
                 Ok(conn) => return Ok((pool_id, node, pool, conn)),
                 Err(_) => {
+                    self.handles.failure(node, Failure::Connect);
                     self.health.mark_down(node);
                     failed += 1;
                 }

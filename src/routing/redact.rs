@@ -25,9 +25,113 @@ pub fn redact(value: &[u8], pool: Option<&PoolInfo>) -> String {
     format!("…({} bytes)", value.len())
 }
 
+/// Query parameters whose values are credentials (CAS tickets, SAML
+/// artifacts, OAuth codes and tokens, a password sent the wrong way).
+const SECRET_PARAMS: [&str; 11] = [
+    "ticket",
+    "pgt",
+    "pgtId",
+    "pgtIou",
+    "SAMLart",
+    "code",
+    "refresh_token",
+    "access_token",
+    "token",
+    "password",
+    "RelayState",
+];
+
+/// A request target (path and query) fit for a log: the values of
+/// credential query parameters redacted, path parameters (`;jsessionid=`)
+/// redacted, and any path segment that looks like a ticket id (REST
+/// `/v1/tickets/TGT-...`) redacted.
+pub fn target(target: &str, pool: Option<&PoolInfo>) -> String {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let mut out = String::with_capacity(target.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let mut params = segment.split(';');
+        let name = params.next().unwrap_or("");
+        if ticket_prefix_end(name.as_bytes()).is_some() {
+            out.push_str(&redact(name.as_bytes(), pool));
+        } else {
+            out.push_str(name);
+        }
+        for p in params {
+            out.push(';');
+            match p.split_once('=') {
+                Some((k, v)) => {
+                    out.push_str(k);
+                    out.push('=');
+                    out.push_str(&redact(v.as_bytes(), pool));
+                }
+                None => out.push_str(p),
+            }
+        }
+    }
+    if let Some(q) = query {
+        out.push('?');
+        for (i, pair) in q.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((k, v)) if SECRET_PARAMS.contains(&k) => {
+                    out.push_str(k);
+                    out.push('=');
+                    out.push_str(&redact(v.as_bytes(), pool));
+                }
+                _ => out.push_str(pair),
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, target};
+
+    #[test]
+    fn targets_lose_their_credentials() {
+        let t = table();
+        let cas = t.pool(0);
+        assert_eq!(
+            target(
+                "/cas/serviceValidate?service=https%3A%2F%2Fa&ticket=ST-9-secret-cas2",
+                cas
+            ),
+            "/cas/serviceValidate?service=https%3A%2F%2Fa&ticket=ST-…-cas2"
+        );
+        assert_eq!(
+            target("/cas/proxy?targetService=x&pgt=PGT-1-secret", cas),
+            "/cas/proxy?targetService=x&pgt=PGT-…"
+        );
+        assert_eq!(
+            target("/cas/login;jsessionid=ABCDEF0123.cas1?service=s", cas),
+            "/cas/login;jsessionid=…(15 bytes)?service=s"
+        );
+        assert_eq!(
+            target("/cas/v1/tickets/TGT-3-secret-cas1", cas),
+            "/cas/v1/tickets/TGT-…-cas1"
+        );
+        assert_eq!(
+            target(
+                "/cas/oauth2.0/accessToken?code=OC-1-s&refresh_token=abc",
+                cas
+            ),
+            "/cas/oauth2.0/accessToken?code=OC-…&refresh_token=…(3 bytes)"
+        );
+        // Nothing to hide: unchanged.
+        for plain in ["/", "/cas/login?service=x&renew=true", "/cas/", "/a//b?&x"] {
+            assert_eq!(target(plain, cas), plain);
+        }
+    }
     use crate::routing::tests::table;
 
     #[test]

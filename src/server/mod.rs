@@ -1,7 +1,9 @@
 //! The listener: accept, TLS handshake under a deadline, then HTTP/1.1 or
 //! HTTP/2 chosen from the negotiated ALPN (no preface sniffing, DESIGN §6),
-//! each request handed to the [`Proxy`]. Submodules: [`tls`], [`redirect`]
-//! (the plain-HTTP listener).
+//! each request handed to the [`Proxy`] in force ([`Live`]: a new
+//! connection takes the TLS configuration in force, a request the proxy in
+//! force), its response wrapped for the access log. Submodules: [`tls`],
+//! [`redirect`] (the plain-HTTP listener).
 
 pub mod redirect;
 pub mod tls;
@@ -19,6 +21,8 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::access_log::{Entry, Logged};
+use crate::live::Live;
 use crate::proxy::Proxy;
 
 /// Limits of the client side.
@@ -43,7 +47,8 @@ impl Default for ServerSettings {
     }
 }
 
-/// Accepts TLS connections on `listener` until the task is dropped.
+/// Accepts TLS connections on `listener` with a fixed configuration
+/// until the task is dropped.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
@@ -52,35 +57,30 @@ pub async fn serve(
 ) {
     serve_until(
         listener,
-        tls,
-        proxy,
+        Live::fixed(tls, proxy),
         settings,
         std::future::pending(),
-        Duration::ZERO,
     )
     .await;
 }
 
-/// Accepts TLS connections on `listener` until `shutdown` completes; then
-/// stops accepting, lets the requests in flight finish (HTTP/1 keep-alive
+/// Accepts TLS connections on `listener` until `shutdown` completes with
+/// the grace period; then stops accepting, lets the requests in flight finish (HTTP/1 keep-alive
 /// connections close after their current response, HTTP/2 ones get a
 /// GOAWAY) and returns when they have, or after `grace`. Returns whether
 /// every connection finished in time.
 pub async fn serve_until(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    proxy: Arc<Proxy>,
+    live: Arc<Live>,
     settings: ServerSettings,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    shutdown: impl Future<Output = Duration>,
 ) -> bool {
-    let acceptor = TlsAcceptor::from(tls);
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
-    loop {
+    let grace = loop {
         let accepted = tokio::select! {
-            () = &mut shutdown => break,
+            grace = &mut shutdown => break grace,
             accepted = listener.accept() => accepted,
         };
         let Ok((stream, peer)) = accepted else {
@@ -89,12 +89,12 @@ pub async fn serve_until(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (acceptor, proxy, settings) = (acceptor.clone(), proxy.clone(), settings.clone());
+        let (live, settings) = (live.clone(), settings.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            connection(stream, peer, local_port, acceptor, proxy, settings, watcher).await;
+            connection(stream, peer, local_port, live, settings, watcher).await;
         });
-    }
+    };
     drop(listener);
     tokio::time::timeout(grace, graceful.shutdown())
         .await
@@ -105,21 +105,25 @@ async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     local_port: u16,
-    acceptor: TlsAcceptor,
-    proxy: Arc<Proxy>,
+    live: Arc<Live>,
     settings: ServerSettings,
     watcher: Watcher,
 ) {
+    let metrics = live.metrics().clone();
+    metrics.client_connections.inc();
+    let _open = Open(&metrics.client_connections);
+    let acceptor = TlsAcceptor::from(live.tls());
     let Ok(Ok(tls)) =
         tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await
     else {
+        metrics.tls_handshake_failures.inc();
         return;
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let client = Arc::new(proxy.client_info(peer, local_port));
+    let client = Arc::new(live.proxy().client_info(peer, local_port));
     let svc = service_fn(move |req| {
-        let (proxy, client) = (proxy.clone(), client.clone());
-        async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
+        let (proxy, client) = (live.proxy(), client.clone());
+        async move { Ok::<_, Infallible>(respond(proxy, req, &client).await) }
     });
     let io = TokioIo::new(tls);
     if h2 {
@@ -134,5 +138,28 @@ async fn connection(
             .header_read_timeout(settings.header_read_timeout)
             .serve_connection(io, svc);
         let _ = watcher.watch(conn).await;
+    }
+}
+
+/// One request: the proxy's response, wrapped for the access log.
+async fn respond(
+    proxy: Arc<Proxy>,
+    req: http::Request<hyper::body::Incoming>,
+    client: &crate::proxy::forward::ClientInfo,
+) -> http::Response<Logged<crate::proxy::ProxyBody>> {
+    let entry = proxy
+        .access_log()
+        .then(|| Entry::start(proxy.clone(), client.peer, &req));
+    let (resp, outcome) = proxy.handle(req, client).await;
+    let status = resp.status().as_u16();
+    resp.map(|body| Logged::new(body, entry, status, outcome))
+}
+
+/// Counts a client connection as open while it lives.
+struct Open<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

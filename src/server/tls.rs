@@ -11,7 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache,
+    StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -64,8 +67,34 @@ struct Loaded {
     names: Vec<String>,
 }
 
+/// What every TLS configuration of one process shares, so that session
+/// resumption (the session cache and the ticket keys) survives a reload
+/// (DESIGN §6).
+#[derive(Clone)]
+pub struct Resumption {
+    sessions: Arc<dyn StoresServerSessions>,
+    ticketer: Arc<dyn ProducesTickets>,
+}
+
+impl Resumption {
+    pub fn new() -> Result<Resumption, TlsError> {
+        Ok(Resumption {
+            sessions: ServerSessionMemoryCache::new(4096),
+            ticketer: rustls::crypto::ring::Ticketer::new()?,
+        })
+    }
+}
+
 /// The server configuration of the `[tls]` section.
 pub fn from_config(tls: &config::Tls) -> Result<Arc<ServerConfig>, TlsError> {
+    from_config_with(tls, &Resumption::new()?)
+}
+
+/// The same, resuming the sessions of the configurations before it.
+pub fn from_config_with(
+    tls: &config::Tls,
+    resumption: &Resumption,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let mut loaded = Vec::with_capacity(tls.certificates.len());
     for (i, c) in tls.certificates.iter().enumerate() {
@@ -84,7 +113,7 @@ pub fn from_config(tls: &config::Tls) -> Result<Arc<ServerConfig>, TlsError> {
         }
         loaded.push(one);
     }
-    build(loaded, provider)
+    build(loaded, provider, Some(resumption))
 }
 
 /// A server configuration with one certificate, from PEM text (the demo
@@ -111,7 +140,7 @@ pub fn from_pems(pairs: &[(&str, &str)]) -> Result<Arc<ServerConfig>, TlsError> 
             })?;
         loaded.push(load(chain, key, "(memory)", &provider)?);
     }
-    build(loaded, provider)
+    build(loaded, provider, None)
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -168,6 +197,7 @@ fn dns_names(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
 fn build(
     loaded: Vec<Loaded>,
     provider: Arc<CryptoProvider>,
+    resumption: Option<&Resumption>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let resolver = SniResolver::new(loaded)?;
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -175,6 +205,10 @@ fn build(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    if let Some(r) = resumption {
+        config.session_storage = r.sessions.clone();
+        config.ticketer = r.ticketer.clone();
+    }
     Ok(Arc::new(config))
 }
 

@@ -1,0 +1,158 @@
+//! The access log and the process's log output. One line per request
+//! (`[log] access`), written when its response body ends or is abandoned,
+//! so that bytes and duration cover the whole response: client address,
+//! method, target with credentials redacted ([`redact::target`]), status,
+//! bytes, duration, pool, node, rule, how the node was found and the first
+//! fall-through cause. Lines are `tracing` events (target
+//! `casfront::access`) written by a background thread
+//! (`tracing-appender`), text or JSON: a slow stdout never holds up a
+//! request.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::config::{Log, LogFormat};
+use crate::proxy::{Outcome, Proxy};
+use crate::routing::redact;
+
+/// One request's line, filled as the request goes.
+pub struct Entry {
+    start: Instant,
+    client: SocketAddr,
+    method: http::Method,
+    target: String,
+    status: u16,
+    outcome: Outcome,
+    bytes: u64,
+    complete: bool,
+    proxy: Arc<Proxy>,
+}
+
+impl Entry {
+    /// Starts a line for a request as received.
+    pub fn start(proxy: Arc<Proxy>, client: SocketAddr, req: &http::Request<impl Sized>) -> Entry {
+        Entry {
+            start: Instant::now(),
+            client,
+            method: req.method().clone(),
+            target: req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned(),
+            status: 0,
+            outcome: Outcome::default(),
+            bytes: 0,
+            complete: false,
+            proxy,
+        }
+    }
+
+    fn write(&self) {
+        let table = self.proxy.table();
+        let pool = self.outcome.pool.and_then(|p| table.pool(p));
+        let node = self.outcome.node.and_then(|n| table.node(n));
+        tracing::info!(
+            target: "casfront::access",
+            client = %self.client,
+            method = %self.method,
+            target = %redact::target(&self.target, pool),
+            status = self.status,
+            bytes = self.bytes,
+            ms = self.start.elapsed().as_secs_f64() * 1000.0,
+            complete = self.complete,
+            pool = pool.map_or("-", |p| p.name.as_str()),
+            node = node.map_or("-", |n| n.name.as_str()),
+            rule = self.outcome.rule.map_or("-", |r| r.as_str()),
+            how = self.outcome.how.map_or("-", |h| h.as_str()),
+            cause = self.outcome.cause.map_or("-", |c| c.as_str()),
+        );
+    }
+}
+
+/// A response body that counts its bytes and writes the access line when
+/// it is done (or dropped unfinished: `complete=false`).
+pub struct Logged<B> {
+    inner: B,
+    entry: Option<Box<Entry>>,
+}
+
+impl<B: Body> Logged<B> {
+    /// Without an entry (access log off), a plain pass-through.
+    pub fn new(inner: B, entry: Option<Entry>, status: u16, outcome: Outcome) -> Logged<B> {
+        let entry = entry.map(|mut e| {
+            e.status = status;
+            e.outcome = outcome;
+            // HEAD, 204, 304: a body nobody will poll.
+            e.complete = inner.is_end_stream();
+            Box::new(e)
+        });
+        Logged { inner, entry }
+    }
+}
+
+impl<B> Drop for Logged<B> {
+    fn drop(&mut self) {
+        if let Some(e) = self.entry.take() {
+            e.write();
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Logged<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Some(e) = self.entry.as_deref_mut() {
+            match &frame {
+                Poll::Ready(Some(Ok(f))) => {
+                    if let Some(d) = f.data_ref() {
+                        e.bytes += d.len() as u64;
+                    }
+                }
+                Poll::Ready(None) => e.complete = true,
+                _ => {}
+            }
+        }
+        if self.inner.is_end_stream() {
+            if let Some(e) = self.entry.as_deref_mut() {
+                e.complete = true;
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Installs the process's log output on stdout as `[log]` says. Keep the
+/// guard: dropping it flushes and stops the writer thread.
+pub fn init(log: &Log) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_max_level(log.level)
+        .with_ansi(false);
+    let installed = match log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    installed.ok().map(|()| guard)
+}

@@ -1,0 +1,240 @@
+//! The admin listener (`[admin] listen`, loopback by default), plain
+//! HTTP/1.1:
+//! - `GET /`: the status page ([`page`]), `GET /status.json`: every pool's
+//!   nodes with their state, last check, requests, errors and latency;
+//! - `GET /metrics`: Prometheus text ([`crate::metrics`]);
+//! - `POST /nodes/{name}/drain|disable|enable` (maintenance: a draining
+//!   node keeps its tickets and sessions but takes no new logins; a
+//!   disabled one receives nothing) and `POST /reload` (as SIGHUP).
+//!
+//! With `[admin] token` set, a POST needs `Authorization: Bearer <token>`.
+
+pub mod page;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::health::Mode;
+use crate::live::Live;
+use crate::proxy::Proxy;
+use crate::routing::{NodeId, NodeStates};
+
+type Resp = Response<Full<Bytes>>;
+
+/// Serves the admin API on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, live: Arc<Live>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let live = live.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let live = live.clone();
+                async move { Ok::<_, Infallible>(handle(&live, &req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Answers one admin request.
+pub async fn handle(live: &Live, req: &Request<Incoming>) -> Resp {
+    let proxy = live.proxy();
+    let path = req.uri().path();
+    let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    match path {
+        "/" | "/status.json" | "/metrics" if !get => {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
+        }
+        "/" => return html(&page::render(&rows(&proxy), live.metrics().reloads())),
+        "/status.json" => return json_response(StatusCode::OK, &status(&proxy)),
+        "/metrics" => {
+            let body = live.metrics().encode(
+                proxy.table(),
+                |n| proxy.health().state(n),
+                proxy.learned().len(),
+            );
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return r;
+        }
+        _ => {}
+    }
+    if path == "/reload" {
+        if req.method() != Method::POST {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+        }
+        if let Some(denied) = check_token(live, req) {
+            return denied;
+        }
+        return match live.reload().await {
+            Ok(r) => json_response(
+                StatusCode::OK,
+                &json!({
+                    "reloaded": true,
+                    "nodes_kept": r.carried.nodes_kept,
+                    "nodes_added": r.carried.nodes_added,
+                    "learned_kept": r.carried.learned_kept,
+                    "warnings": r.warnings,
+                    "restart_needed": r.restart_needed,
+                }),
+            ),
+            Err(e) => json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({ "reloaded": false, "error": e.to_string() }),
+            ),
+        };
+    }
+    let Some((name, action)) = path
+        .strip_prefix("/nodes/")
+        .and_then(|rest| rest.split_once('/'))
+    else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let mode = match action {
+        "drain" => Mode::Draining,
+        "disable" => Mode::Disabled,
+        "enable" => Mode::Enabled,
+        _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    if req.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+    }
+    if let Some(denied) = check_token(live, req) {
+        return denied;
+    }
+    let Some(node) = proxy.table().node_by_name(name) else {
+        return text(StatusCode::NOT_FOUND, "no such node\n");
+    };
+    proxy.health().set_mode(node, mode);
+    json_response(
+        StatusCode::OK,
+        &json!({ "node": name, "state": proxy.health().state(node).as_str() }),
+    )
+}
+
+/// With a token configured, `None` when the request carries it, else the
+/// 401 to answer.
+fn check_token(live: &Live, req: &Request<Incoming>) -> Option<Resp> {
+    let token = live.admin_token()?;
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        return None;
+    }
+    let mut r = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    Some(r)
+}
+
+/// One node as the status page and `/status.json` show it.
+#[derive(Debug, serde::Serialize)]
+pub struct NodeRow {
+    pub pool: String,
+    pub name: String,
+    pub backup: bool,
+    pub state: &'static str,
+    pub state_since_ms_ago: u64,
+    pub last_check_ms_ago: Option<u64>,
+    pub requests: u64,
+    /// 5xx answers and failed connections or sends.
+    pub errors: u64,
+    /// Time to the node's response headers, from the histogram.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// Every node, in configuration order.
+pub fn rows(proxy: &Proxy) -> Vec<NodeRow> {
+    let table = proxy.table();
+    let health = proxy.health();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    (0..table.nodes().len())
+        .filter_map(|i| {
+            let id = NodeId::try_from(i).ok()?;
+            let info = table.node(id)?;
+            let (last_check, since) = health.times(id);
+            let (requests, errors, hist) = proxy.handles().node_summary(id);
+            Some(NodeRow {
+                pool: table.pool(info.pool)?.name.clone(),
+                name: info.name.clone(),
+                backup: info.backup,
+                state: health.state(id).as_str(),
+                state_since_ms_ago: since.as_millis() as u64,
+                last_check_ms_ago: last_check.map(|d| d.as_millis() as u64),
+                requests,
+                errors,
+                p50_ms: hist.and_then(|h| h.quantile(0.5)).map(ms),
+                p99_ms: hist.and_then(|h| h.quantile(0.99)).map(ms),
+            })
+        })
+        .collect()
+}
+
+/// Every pool with its nodes.
+pub fn status(proxy: &Proxy) -> serde_json::Value {
+    let rows = rows(proxy);
+    let pools: Vec<serde_json::Value> = proxy
+        .table()
+        .pools()
+        .iter()
+        .map(|pool| {
+            let nodes: Vec<&NodeRow> = rows.iter().filter(|r| r.pool == pool.name).collect();
+            json!({ "name": pool.name, "nodes": nodes })
+        })
+        .collect();
+    json!({ "pools": pools })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn html(body: &str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+fn text(status: StatusCode, body: &'static str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}

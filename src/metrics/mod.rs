@@ -1,0 +1,377 @@
+//! Prometheus metrics (`GET /metrics` on the admin listener). [`Metrics`]
+//! lives as long as the process, across reloads; each configuration's
+//! proxy takes [`Handles`] from it: its counters and histograms looked up
+//! once per node, so that a request costs a few relaxed atomic increments
+//! and no map lookup. Names are in [`names`]; the histogram in [`hist`].
+
+pub mod hist;
+pub mod names;
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::routing::{Cause, Falls, NodeId, NodeState, PoolId, RoutingTable, Rule, ENTRIES};
+pub use hist::Histogram;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    pool: String,
+    node: String,
+    rule: &'static str,
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallLabels {
+    pool: String,
+    entry: &'static str,
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    pool: String,
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    pool: String,
+    node: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    pool: String,
+    node: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+const RULES: [Rule; 5] = [Rule::Ticket, Rule::Pgt, Rule::Tgc, Rule::Session, Rule::Any];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const CAUSES: [&str; 7] = [
+    "no_value",
+    "not_ticket",
+    "too_long",
+    "unknown_suffix",
+    "unknown_route",
+    "not_learned",
+    "owner_unusable",
+];
+const STATES: [NodeState; 4] = [
+    NodeState::Healthy,
+    NodeState::Draining,
+    NodeState::Down,
+    NodeState::Disabled,
+];
+
+/// Why a node did not answer.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// No connection (TCP or TLS) could be made.
+    Connect = 0,
+    /// The connection failed while the request was sent or answered.
+    Send = 1,
+    /// No response within `response_timeout`.
+    Timeout = 2,
+}
+const FAILURES: [&str; 3] = ["connect", "send", "timeout"];
+
+fn cause_index(c: Cause) -> usize {
+    match c {
+        Cause::NoValue => 0,
+        Cause::NotTicket => 1,
+        Cause::TooLong => 2,
+        Cause::UnknownSuffix => 3,
+        Cause::UnknownRoute => 4,
+        Cause::NotLearned => 5,
+        Cause::Unusable(_) => 6,
+    }
+}
+
+fn class_index(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, CLASSES.len()) - 1
+}
+
+/// The process's metrics and their registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    fallthroughs: Family<FallLabels, Counter>,
+    upstream: Family<NodeLabels, Histogram>,
+    failures: Family<FailureLabels, Counter>,
+    /// Open client connections (TLS or not yet).
+    pub client_connections: Gauge,
+    pub tls_handshake_failures: Counter,
+    node_state: Family<StateLabels, Gauge>,
+    learned: Gauge,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            fallthroughs: Family::default(),
+            upstream: Family::default(),
+            failures: Family::default(),
+            client_connections: Gauge::default(),
+            tls_handshake_failures: Counter::default(),
+            node_state: Family::default(),
+            learned: Gauge::default(),
+            reloads: Family::default(),
+        };
+        let mut r = Registry::default();
+        r.register(
+            names::REQUESTS,
+            "Requests answered, by pool, node, routing rule and status class",
+            m.requests.clone(),
+        );
+        r.register(
+            names::FALLTHROUGHS,
+            "Extractor entries that applied to a request and did not decide, by cause",
+            m.fallthroughs.clone(),
+        );
+        r.register(
+            names::UPSTREAM_DURATION,
+            "Time from sending a request to a node to its response headers",
+            m.upstream.clone(),
+        );
+        r.register(
+            names::UPSTREAM_FAILURES,
+            "Requests a node did not answer: connect, send or timeout",
+            m.failures.clone(),
+        );
+        r.register(
+            names::CLIENT_CONNECTIONS,
+            "Open client connections",
+            m.client_connections.clone(),
+        );
+        r.register(
+            names::TLS_HANDSHAKE_FAILURES,
+            "Client TLS handshakes that failed or timed out",
+            m.tls_handshake_failures.clone(),
+        );
+        r.register(
+            names::NODE_STATE,
+            "1 for each node's current state (healthy, draining, down, disabled)",
+            m.node_state.clone(),
+        );
+        r.register(
+            names::LEARNED_ENTRIES,
+            "Entries in the learned cookie table",
+            m.learned.clone(),
+        );
+        r.register(
+            names::RELOADS,
+            "Configuration reloads, by result (ok, failed)",
+            m.reloads.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
+
+    /// A configuration's handles: every series of its nodes made now.
+    pub fn handles(&self, table: &RoutingTable) -> Handles {
+        let pool_name = |p: PoolId| table.pool(p).map_or("", |p| p.name.as_str()).to_owned();
+        let mut requests = Vec::new();
+        let mut upstream = Vec::new();
+        let mut failures = Vec::new();
+        for n in table.nodes() {
+            let (pool, node) = (pool_name(n.pool), n.name.clone());
+            for rule in RULES {
+                for class in CLASSES {
+                    requests.push(self.requests.get_or_create_owned(&RequestLabels {
+                        pool: pool.clone(),
+                        node: node.clone(),
+                        rule: rule.as_str(),
+                        class,
+                    }));
+                }
+            }
+            upstream.push(self.upstream.get_or_create_owned(&NodeLabels {
+                pool: pool.clone(),
+                node: node.clone(),
+            }));
+            for kind in FAILURES {
+                failures.push(self.failures.get_or_create_owned(&FailureLabels {
+                    pool: pool.clone(),
+                    node: node.clone(),
+                    kind,
+                }));
+            }
+        }
+        let mut falls = Vec::new();
+        for p in table.pools() {
+            for e in ENTRIES {
+                for cause in CAUSES {
+                    falls.push(self.fallthroughs.get_or_create_owned(&FallLabels {
+                        pool: p.name.clone(),
+                        entry: e.name,
+                        cause,
+                    }));
+                }
+            }
+        }
+        Handles {
+            requests,
+            upstream,
+            failures,
+            falls,
+            pool_names: table.pools().iter().map(|p| p.name.clone()).collect(),
+            unrouted: self.requests.clone(),
+        }
+    }
+
+    /// Counts a reload.
+    pub fn reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Reloads so far: (ok, failed).
+    pub fn reloads(&self) -> (u64, u64) {
+        let get = |result| self.reloads.get_or_create(&ResultLabels { result }).get();
+        (get("ok"), get("failed"))
+    }
+
+    /// The Prometheus text exposition, after setting the gauges read from
+    /// `table`, `state` (every node's state) and `learned` (table size).
+    pub fn encode(
+        &self,
+        table: &RoutingTable,
+        state: impl Fn(NodeId) -> NodeState,
+        learned: usize,
+    ) -> String {
+        // Nodes a reload removed disappear from the state gauge.
+        self.node_state.clear();
+        for (i, n) in table.nodes().iter().enumerate() {
+            let Ok(id) = NodeId::try_from(i) else { break };
+            let pool = table.pool(n.pool).map_or("", |p| p.name.as_str());
+            let now = state(id);
+            for s in STATES {
+                self.node_state
+                    .get_or_create(&StateLabels {
+                        pool: pool.to_owned(),
+                        node: n.name.clone(),
+                        state: s.as_str(),
+                    })
+                    .set(i64::from(s == now));
+            }
+        }
+        self.learned.set(i64::try_from(learned).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// One configuration's series, indexed by node, rule, class, entry, cause.
+pub struct Handles {
+    requests: Vec<Counter>,
+    upstream: Vec<Histogram>,
+    failures: Vec<Counter>,
+    falls: Vec<Counter>,
+    pool_names: Vec<String>,
+    /// Requests no node answered (404 without a pool, 503 without a node).
+    unrouted: Family<RequestLabels, Counter>,
+}
+
+impl Handles {
+    /// A request `node` answered with `status`, chosen by `rule`.
+    pub fn request(&self, node: NodeId, rule: Rule, status: u16) {
+        let i =
+            (usize::from(node) * RULES.len() + rule as usize) * CLASSES.len() + class_index(status);
+        if let Some(c) = self.requests.get(i) {
+            c.inc();
+        }
+    }
+
+    /// A request casfront answered itself, without a node.
+    pub fn unrouted(&self, pool: Option<PoolId>, status: u16) {
+        let pool = pool
+            .and_then(|p| self.pool_names.get(usize::from(p)))
+            .map_or("none", |p| p.as_str());
+        self.unrouted
+            .get_or_create(&RequestLabels {
+                pool: pool.to_owned(),
+                node: "none".to_owned(),
+                rule: "none",
+                class: CLASSES[class_index(status)],
+            })
+            .inc();
+    }
+
+    pub fn falls(&self, pool: PoolId, falls: &Falls) {
+        for f in falls.iter() {
+            let i = (usize::from(pool) * ENTRIES.len() + usize::from(f.entry)) * CAUSES.len()
+                + cause_index(f.cause);
+            if let Some(c) = self.falls.get(i) {
+                c.inc();
+            }
+        }
+    }
+
+    pub fn upstream(&self, node: NodeId, took: Duration) {
+        if let Some(h) = self.upstream.get(usize::from(node)) {
+            h.observe(took);
+        }
+    }
+
+    pub fn failure(&self, node: NodeId, kind: Failure) {
+        if let Some(c) = self
+            .failures
+            .get(usize::from(node) * FAILURES.len() + kind as usize)
+        {
+            c.inc();
+        }
+    }
+
+    /// For the status page: `node`'s requests, errors (5xx answers and
+    /// failures) and latency histogram.
+    pub fn node_summary(&self, node: NodeId) -> (u64, u64, Option<&Histogram>) {
+        let per_node = RULES.len() * CLASSES.len();
+        let start = usize::from(node) * per_node;
+        let mine = self.requests.get(start..start + per_node).unwrap_or(&[]);
+        let total = mine.iter().map(Counter::get).sum();
+        let five = mine
+            .iter()
+            .skip(CLASSES.len() - 1)
+            .step_by(CLASSES.len())
+            .map(Counter::get)
+            .sum::<u64>();
+        let f = usize::from(node) * FAILURES.len();
+        let failed: u64 = self
+            .failures
+            .get(f..f + FAILURES.len())
+            .unwrap_or(&[])
+            .iter()
+            .map(Counter::get)
+            .sum();
+        (total, five + failed, self.upstream.get(usize::from(node)))
+    }
+}
