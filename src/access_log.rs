@@ -62,7 +62,7 @@ impl Entry {
             target: "casfront::access",
             client = %self.client,
             method = %self.method,
-            target = %redact::target(&self.target, pool),
+            path = %redact::target(&self.target, pool),
             status = self.status,
             bytes = self.bytes,
             ms = self.start.elapsed().as_secs_f64() * 1000.0,

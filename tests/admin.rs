@@ -101,3 +101,117 @@ async fn drain_disable_enable_and_status() {
     }
     assert!(seen, "cas1 took no login after enable");
 }
+
+/// The value of the sample `name{labels}` in a Prometheus exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_is_exported_and_counts() {
+    let mut cluster = Cluster::start(3, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.live.clone()));
+    let tls = tls_trusting(&cluster.cert_pem);
+    let addr = cluster.addr;
+    let get = |target: &'static str| {
+        let tls = tls.clone();
+        async move { send_tls(&tls, addr, "localhost", "GET", target, &[], "").await }
+    };
+    // A ticket routed by its suffix, twice; one with an unknown suffix;
+    // a path under no pool.
+    for _ in 0..2 {
+        let r = get("/cas/serviceValidate?service=s&ticket=ST-1-abcdefgh-cas2").await;
+        assert_eq!(r.header("x-cas-node"), Some("cas2"));
+    }
+    let r = get("/cas/serviceValidate?service=s&ticket=ST-1-abcdefgh-cas9").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(get("/elsewhere").await.status, 404);
+    // A handshake that fails: plain HTTP to the TLS port.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+        plain
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = plain.read_to_end(&mut answer).await;
+        assert!(
+            !answer.starts_with(b"HTTP"),
+            "no HTTP answer on the TLS port"
+        );
+    }
+    // One client connection stays open while the metrics are read.
+    let mut open = support::client::KeepAlive::open(&tls, addr, "localhost").await;
+    assert_eq!(open.get("/cas/login").await.status, 200);
+    // cas3 dies: the next ticket of cas3 meets a refused connection.
+    cluster.nodes.remove(2).stop().await;
+    let r = get("/cas/serviceValidate?service=s&ticket=ST-1-abcdefgh-cas3").await;
+    assert_eq!(r.status, 200, "failed over");
+    // A reload of a configuration started without a file fails.
+    let r = send(admin_addr, "POST", "/reload", &[], "").await;
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    let m = send(admin_addr, "GET", "/metrics", &[], "").await;
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    for name in casfront::metrics::names::ALL {
+        assert!(
+            m.body
+                .contains(&format!("# TYPE {} ", name.trim_end_matches("_total"))),
+            "{name} missing:\n{}",
+            m.body
+        );
+    }
+    let v =
+        |series: &str| sample(&m.body, series).unwrap_or_else(|| panic!("{series}\n{}", m.body));
+    assert_eq!(
+        v(r#"casfront_requests_total{pool="cas",node="cas2",rule="ticket",class="2xx"}"#),
+        2.0
+    );
+    assert_eq!(
+        v(r#"casfront_requests_total{pool="none",node="none",rule="none",class="4xx"}"#),
+        1.0
+    );
+    assert_eq!(
+        v(
+            r#"casfront_fallthroughs_total{pool="cas",entry="validate-ticket",cause="unknown_suffix"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        v(
+            r#"casfront_fallthroughs_total{pool="cas",entry="validate-ticket",cause="owner_unusable"}"#
+        ),
+        0.0,
+        "cas3 was still up when its ticket came: a connect failure, not a fall-through"
+    );
+    assert_eq!(
+        v(r#"casfront_upstream_failures_total{pool="cas",node="cas3",kind="connect"}"#),
+        1.0
+    );
+    assert!(v(r#"casfront_upstream_duration_seconds_count{pool="cas",node="cas2"}"#) >= 2.0);
+    assert!(v("casfront_tls_handshake_failures_total") >= 1.0);
+    assert!(v("casfront_client_connections") >= 1.0);
+    assert_eq!(
+        v(r#"casfront_node_state{pool="cas",node="cas3",state="down"}"#),
+        1.0
+    );
+    assert_eq!(
+        v(r#"casfront_node_state{pool="cas",node="cas1",state="healthy"}"#),
+        1.0
+    );
+    // The one login's JSESSIONID.
+    assert_eq!(v("casfront_learned_entries"), 1.0);
+    assert_eq!(v(r#"casfront_reloads_total{result="failed"}"#), 1.0);
+}

@@ -211,9 +211,13 @@ impl Health {
 
     /// Sets an operator's mode; false for an unknown node.
     pub fn set_mode(&self, node: NodeId, mode: Mode) -> bool {
-        self.node(node)
-            .map(|n| n.mode.store(mode as u8, Ordering::Relaxed))
-            .is_some()
+        let Some(n) = self.node(node) else {
+            return false;
+        };
+        if n.mode.swap(mode as u8, Ordering::Relaxed) != mode as u8 {
+            n.since.store(self.now_ms(), Ordering::Relaxed);
+        }
+        true
     }
 
     /// How long ago `node` was last checked and last changed state.
