@@ -8,7 +8,7 @@
 # demo nodes share the other (LOAD_CPU).
 #
 #   apt-get install wrk haproxy   # Debian: wrk 4.1, HAProxy 2.6
-#   benches/dataplane.sh          # ROUNDS=3 DURATION=10s CONNS=64
+#   benches/dataplane.sh          # ROUNDS=3 DURATION=10s CONNS=64 ACCESS_LOG=false
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -40,6 +40,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
 cat "$dir/cert.pem" "$dir/key.pem" >"$dir/combined.pem"
 cp "$here/anchors/casfront.toml" "$dir/"
+# The HAProxy anchor logs nothing; ACCESS_LOG=true measures casfront's log.
+printf '\n[log]\naccess = %s\n' "${ACCESS_LOG:-false}" >>"$dir/casfront.toml"
 
 taskset -c "$LOAD_CPU" "$bin" demo --nodes-only --nodes 3 --node-port 18081 >"$dir/nodes.log" 2>&1 &
 pids+=($!)

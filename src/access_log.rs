@@ -65,7 +65,7 @@ impl Entry {
             path = %redact::target(&self.target, pool),
             status = self.status,
             bytes = self.bytes,
-            ms = self.start.elapsed().as_secs_f64() * 1000.0,
+            ms = (self.start.elapsed().as_secs_f64() * 1e6).round() / 1000.0,
             complete = self.complete,
             pool = pool.map_or("-", |p| p.name.as_str()),
             node = node.map_or("-", |n| n.name.as_str()),

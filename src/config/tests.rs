@@ -520,3 +520,25 @@ fn admin_token() {
         ["7:9: admin token must be at least 16 printable characters without spaces"]
     );
 }
+
+#[test]
+fn log_section() {
+    let pool = "[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://h:1\"\n";
+    let c = parse_str(&format!("{HEAD}{pool}")).config.unwrap();
+    assert_eq!(c.log, Log::default());
+    assert!(c.log.access);
+    let set = format!("{HEAD}[log]\naccess = false\nformat = \"json\"\nlevel = \"warn\"\n{pool}");
+    let c = parse_str(&set).config.unwrap();
+    assert_eq!(
+        (c.log.access, c.log.format, c.log.level),
+        (false, LogFormat::Json, tracing::Level::WARN)
+    );
+    let bad = format!("{HEAD}[log]\nformat = \"xml\"\nlevel = \"loud\"\n{pool}");
+    assert_eq!(
+        errors(&bad),
+        [
+            "7:10: log format `xml`: expected `text` or `json`",
+            "8:9: log level `loud`: expected one of error, warn, info, debug, trace"
+        ]
+    );
+}
