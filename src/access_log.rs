@@ -34,6 +34,14 @@ pub struct Entry {
     proxy: Arc<Proxy>,
 }
 
+/// Written when dropped: at the end of the response body, or (status 0)
+/// when the client left before the response headers.
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.write();
+    }
+}
+
 impl Entry {
     /// Starts a line for a request as received.
     pub fn start(proxy: Arc<Proxy>, client: SocketAddr, req: &http::Request<impl Sized>) -> Entry {
@@ -76,8 +84,8 @@ impl Entry {
     }
 }
 
-/// A response body that counts its bytes and writes the access line when
-/// it is done (or dropped unfinished: `complete=false`).
+/// A response body that counts its bytes; its entry writes the access line
+/// when the body is done (or dropped unfinished: `complete=false`).
 pub struct Logged<B> {
     inner: B,
     entry: Option<Box<Entry>>,
@@ -94,14 +102,6 @@ impl<B: Body> Logged<B> {
             Box::new(e)
         });
         Logged { inner, entry }
-    }
-}
-
-impl<B> Drop for Logged<B> {
-    fn drop(&mut self) {
-        if let Some(e) = self.entry.take() {
-            e.write();
-        }
     }
 }
 

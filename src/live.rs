@@ -57,7 +57,6 @@ struct Source {
 }
 
 struct Running {
-    config: Config,
     checker: Option<Checker>,
 }
 
@@ -97,10 +96,9 @@ impl Live {
             metrics,
             source: Some(Source {
                 path,
-                started: config.clone(),
+                started: config,
                 resumption,
                 running: tokio::sync::Mutex::new(Running {
-                    config,
                     checker: Some(checker),
                 }),
             }),
@@ -148,30 +146,31 @@ impl Live {
             return Err(ReloadError::Invalid(parsed.errors().map(shown).collect()));
         };
         let tls = tls::from_config_with(&new.tls, &source.resumption)?;
-        let old = self.proxy();
-        let (proxy, carried) = Proxy::reloaded(new, self.metrics.clone(), &old)?;
+        let targets = check::targets(new);
+        // Nodes the reload adds are checked before they can be chosen, on
+        // a proxy made for that; the one swapped in takes over the old
+        // one's state right before the swap, so that what changes while
+        // the checks run (learned cookies, modes) is not lost.
+        let (probe, _) = Proxy::reloaded(new, self.metrics.clone(), &self.proxy())?;
+        let added = check::first_round(&Arc::new(probe), &targets).await;
+        let (proxy, carried) = Proxy::reloaded(new, self.metrics.clone(), &self.proxy())?;
+        for (node, ok) in added {
+            proxy.health().record(node, ok, true);
+        }
         let proxy = Arc::new(proxy);
-        // Nodes the reload added are checked before they can be chosen.
-        let checker = Checker::start(proxy.clone(), check::targets(new)).await;
         self.tls.store(tls);
-        self.proxy.store(proxy);
+        self.proxy.store(proxy.clone());
+        let checker = Checker::start(proxy, targets).await;
         self.admin_token
             .store(new.admin.token.clone().map(Arc::new));
         let restart_needed = restart_needed(&source.started, new);
         // Dropping the old checker stops its tasks.
         running.checker = Some(checker);
-        running.config = new.clone();
         Ok(Reloaded {
             carried,
             warnings: parsed.warnings().map(shown).collect(),
             restart_needed,
         })
-    }
-
-    /// The configuration in force, when started from a file.
-    pub async fn config(&self) -> Option<Config> {
-        let source = self.source.as_ref()?;
-        Some(source.running.lock().await.config.clone())
     }
 }
 

@@ -198,6 +198,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Serves `cfg`, read from `path`, until SIGTERM or Ctrl-C; SIGHUP
 /// reloads it.
 async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
+    // Taken over first: until then, SIGHUP would end the process.
+    let hup = signal(SignalKind::hangup())?;
     let _log = casfront::access_log::init(&cfg.log);
     // Builds TLS and the proxy, and runs the first round of health checks
     // before the listener opens.
@@ -232,7 +234,7 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         admin.local_addr()?
     );
     let admin = tokio::spawn(casfront::admin::serve(admin, live.clone()));
-    let reloads = tokio::spawn(reload_on_sighup(live.clone()));
+    let reloads = tokio::spawn(reload_on_sighup(live.clone(), hup));
     say!("casfront: serving https on {https}");
     notify("READY=1");
     let mut term = signal(SignalKind::terminate())?;
@@ -266,8 +268,7 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
 }
 
 /// Reloads the configuration on each SIGHUP, saying what happened.
-async fn reload_on_sighup(live: Arc<Live>) -> std::io::Result<()> {
-    let mut hup = signal(SignalKind::hangup())?;
+async fn reload_on_sighup(live: Arc<Live>, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         notify("RELOADING=1");
         match live.reload().await {
@@ -293,7 +294,6 @@ async fn reload_on_sighup(live: Arc<Live>) -> std::io::Result<()> {
         }
         notify("READY=1");
     }
-    Ok(())
 }
 
 /// Runs the demo cluster until Ctrl-C.

@@ -158,6 +158,11 @@ async fn every_metric_is_exported_and_counts() {
     cluster.nodes.remove(2).stop().await;
     let r = get("/cas/serviceValidate?service=s&ticket=ST-1-abcdefgh-cas3").await;
     assert_eq!(r.status, 200, "failed over");
+    // Its row on the status page: the failed connect is one error.
+    let cas3 = cluster.proxy.table().node_by_name("cas3").unwrap();
+    // (Its one request is a login it answered by round robin before.)
+    let (requests, errors, _) = cluster.proxy.handles().node_summary(cas3);
+    assert_eq!((requests, errors), (1, 1));
     // A reload of a configuration started without a file fails.
     let r = send(admin_addr, "POST", "/reload", &[], "").await;
     assert_eq!(r.status, 422, "{}", r.body);
@@ -201,6 +206,11 @@ async fn every_metric_is_exported_and_counts() {
         1.0
     );
     assert!(v(r#"casfront_upstream_duration_seconds_count{pool="cas",node="cas2"}"#) >= 2.0);
+    // Prometheus needs the +Inf bucket to compute quantiles.
+    assert_eq!(
+        v(r#"casfront_upstream_duration_seconds_bucket{le="+Inf",pool="cas",node="cas2"}"#),
+        v(r#"casfront_upstream_duration_seconds_count{pool="cas",node="cas2"}"#)
+    );
     assert!(v("casfront_tls_handshake_failures_total") >= 1.0);
     assert!(v("casfront_client_connections") >= 1.0);
     assert_eq!(

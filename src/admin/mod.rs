@@ -49,7 +49,7 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>) {
 }
 
 /// Answers one admin request.
-pub async fn handle(live: &Live, req: &Request<Incoming>) -> Resp {
+pub async fn handle(live: &Arc<Live>, req: &Request<Incoming>) -> Resp {
     let proxy = live.proxy();
     let path = req.uri().path();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
@@ -81,7 +81,15 @@ pub async fn handle(live: &Live, req: &Request<Incoming>) -> Resp {
         if let Some(denied) = check_token(live, req) {
             return denied;
         }
-        return match live.reload().await {
+        // A client that gives up must not abandon a reload half done.
+        let reload = {
+            let live = live.clone();
+            tokio::spawn(async move { live.reload().await })
+        };
+        let Ok(reloaded) = reload.await else {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "the reload failed\n");
+        };
+        return match reloaded {
             Ok(r) => json_response(
                 StatusCode::OK,
                 &json!({

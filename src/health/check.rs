@@ -73,24 +73,31 @@ pub struct Checker {
     tasks: JoinSet<()>,
 }
 
+/// One check of every node of `proxy` never checked yet, all at once,
+/// bounded by their `timeout`: `(node, passed)`.
+pub async fn first_round(proxy: &Arc<Proxy>, targets: &[Target]) -> Vec<(NodeId, bool)> {
+    let mut first = JoinSet::new();
+    for t in targets
+        .iter()
+        .filter(|t| !proxy.health().was_checked(t.node))
+    {
+        let (proxy, t) = (proxy.clone(), t.clone());
+        first.spawn(async move { (t.node, check(&proxy, &t).await) });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = first.join_next().await {
+        out.extend(r.ok());
+    }
+    out
+}
+
 impl Checker {
-    /// The start-up round on every node not checked yet, then a task per
-    /// node.
+    /// The start-up round on every node not checked yet (see
+    /// [`first_round`]), then a task per node.
     pub async fn start(proxy: Arc<Proxy>, targets: Vec<Target>) -> Checker {
-        let mut first = JoinSet::new();
-        // After a reload, only the nodes it added (never checked).
-        for t in targets
-            .iter()
-            .filter(|t| !proxy.health().was_checked(t.node))
-        {
-            let t = t.clone();
-            let proxy = proxy.clone();
-            first.spawn(async move {
-                let ok = check(&proxy, &t).await;
-                proxy.health().record(t.node, ok, true);
-            });
+        for (node, ok) in first_round(&proxy, &targets).await {
+            proxy.health().record(node, ok, true);
         }
-        while first.join_next().await.is_some() {}
         let mut tasks = JoinSet::new();
         for t in targets {
             let proxy = proxy.clone();

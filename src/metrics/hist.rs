@@ -85,7 +85,8 @@ impl EncodeMetric for Histogram {
             .iter()
             .enumerate()
             .map(|(i, &c)| {
-                let upper = BOUNDS_US.get(i).map_or(f64::MAX, |&b| b as f64 / 1e6);
+                // The encoder writes `le="+Inf"` for an infinite bound only.
+                let upper = BOUNDS_US.get(i).map_or(f64::INFINITY, |&b| b as f64 / 1e6);
                 (upper, c)
             })
             .collect();

@@ -117,6 +117,8 @@ pub struct Metrics {
     node_state: Family<StateLabels, Gauge>,
     learned: Gauge,
     reloads: Family<ResultLabels, Counter>,
+    /// One scrape at a time: a scrape clears and refills the state gauge.
+    scrape: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -144,6 +146,7 @@ impl Metrics {
             node_state: Family::default(),
             learned: Gauge::default(),
             reloads: Family::default(),
+            scrape: std::sync::Mutex::new(()),
         };
         let mut r = Registry::default();
         r.register(
@@ -266,6 +269,10 @@ impl Metrics {
         state: impl Fn(NodeId) -> NodeState,
         learned: usize,
     ) -> String {
+        let _one = self
+            .scrape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Nodes a reload removed disappear from the state gauge.
         self.node_state.clear();
         for (i, n) in table.nodes().iter().enumerate() {
@@ -351,8 +358,10 @@ impl Handles {
         }
     }
 
-    /// For the status page: `node`'s requests, errors (5xx answers and
-    /// failures) and latency histogram.
+    /// For the status page: `node`'s requests, errors (its 5xx answers,
+    /// which include the 502 and 504 of failed sends and timeouts, and its
+    /// failed connects, after which the request went elsewhere) and
+    /// latency histogram.
     pub fn node_summary(&self, node: NodeId) -> (u64, u64, Option<&Histogram>) {
         let per_node = RULES.len() * CLASSES.len();
         let start = usize::from(node) * per_node;
@@ -364,14 +373,8 @@ impl Handles {
             .step_by(CLASSES.len())
             .map(Counter::get)
             .sum::<u64>();
-        let f = usize::from(node) * FAILURES.len();
-        let failed: u64 = self
-            .failures
-            .get(f..f + FAILURES.len())
-            .unwrap_or(&[])
-            .iter()
-            .map(Counter::get)
-            .sum();
-        (total, five + failed, self.upstream.get(usize::from(node)))
+        let connect = usize::from(node) * FAILURES.len() + Failure::Connect as usize;
+        let refused = self.failures.get(connect).map_or(0, Counter::get);
+        (total, five + refused, self.upstream.get(usize::from(node)))
     }
 }

@@ -28,15 +28,18 @@ pub(super) fn node_settings(config: &Config) -> Vec<NodeSettings> {
         .collect()
 }
 
-/// Per node, what makes it the same node after a reload.
+/// Per node, what makes it the same node after a reload: pool, name,
+/// scheme, address and the name verified in its certificate.
 pub(super) fn identities(config: &Config) -> Vec<String> {
     config
         .pools
         .iter()
         .flat_map(|pool| {
             pool.nodes.iter().map(|n| {
+                // The name an https node's certificate must carry.
+                let verified = n.server_name.as_deref().unwrap_or(&n.url.host);
                 format!(
-                    "{}/{}/{:?}/{}",
+                    "{}/{}/{:?}/{}/{verified}",
                     pool.name,
                     n.name,
                     n.url.scheme,

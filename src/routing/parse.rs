@@ -181,7 +181,7 @@ fn hex(b: &u8) -> Option<u8> {
 }
 
 /// Whether `raw`, percent-decoded, equals `want` (no buffer needed).
-fn decoded_eq(raw: &[u8], want: &[u8], plus: bool) -> bool {
+pub fn decoded_eq(raw: &[u8], want: &[u8], plus: bool) -> bool {
     let (mut i, mut j) = (0, 0);
     while i < raw.len() {
         let (byte, used) = decode_at(raw, i, plus);

@@ -3,7 +3,7 @@
 //! pool, that suffix (`ST-…-cas2`); a compact JWS its `eyJ` and length;
 //! anything else its length only.
 
-use super::parse::ticket_prefix_end;
+use super::parse::{decoded_eq, ticket_prefix_end};
 use super::table::PoolInfo;
 
 /// A printable, non-secret form of a ticket id or cookie value. `pool`, when
@@ -81,7 +81,13 @@ pub fn target(target: &str, pool: Option<&PoolInfo>) -> String {
                 out.push('&');
             }
             match pair.split_once('=') {
-                Some((k, v)) if SECRET_PARAMS.contains(&k) => {
+                // Keys are compared decoded, as the routing core reads them
+                // (`t%69cket` is `ticket`).
+                Some((k, v))
+                    if SECRET_PARAMS
+                        .iter()
+                        .any(|p| decoded_eq(k.as_bytes(), p.as_bytes(), true)) =>
+                {
                     out.push_str(k);
                     out.push('=');
                     out.push_str(&redact(v.as_bytes(), pool));
@@ -126,6 +132,10 @@ mod tests {
                 cas
             ),
             "/cas/oauth2.0/accessToken?code=OC-…&refresh_token=…(3 bytes)"
+        );
+        assert_eq!(
+            target("/cas/validate?t%69cket=ST-1-secret&%70gt=PGT-2-x", cas),
+            "/cas/validate?t%69cket=ST-…&%70gt=PGT-…"
         );
         // Nothing to hide: unchanged.
         for plain in ["/", "/cas/login?service=x&renew=true", "/cas/", "/a//b?&x"] {
