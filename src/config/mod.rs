@@ -64,6 +64,10 @@ pub struct Limits {
     pub body_wait: Duration,
     /// On SIGTERM/SIGINT, how long the requests in flight may take.
     pub shutdown_grace: Duration,
+    /// The longest request target (path and query) answered; longer: 414.
+    pub max_uri: usize,
+    /// HTTP/1: the most bytes of a request line and headers; more: 431.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Limits {
@@ -72,6 +76,8 @@ impl Default for Limits {
             body_prefix: defaults::BODY_PREFIX,
             body_wait: Duration::from_secs(defaults::BODY_WAIT_SECS),
             shutdown_grace: Duration::from_secs(defaults::SHUTDOWN_GRACE_SECS),
+            max_uri: defaults::MAX_URI,
+            max_header_bytes: defaults::MAX_HEADER_BYTES,
         }
     }
 }
@@ -250,6 +256,8 @@ pub mod defaults {
     /// A SOAP `samlValidate` request is under 2 KiB; 16 KiB leaves room.
     pub const BODY_PREFIX: usize = 16 * 1024;
     pub const BODY_WAIT_SECS: u64 = 5;
+    pub const MAX_URI: usize = 8 * 1024;
+    pub const MAX_HEADER_BYTES: usize = 32 * 1024;
     /// Longer than a login POST takes, shorter than systemd's 90 s stop timeout.
     pub const SHUTDOWN_GRACE_SECS: u64 = 30;
 }

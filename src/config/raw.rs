@@ -70,6 +70,8 @@ pub struct RawLimits {
     pub body_prefix: Option<Spanned<i64>>,
     pub body_wait: Option<Str>,
     pub shutdown_grace: Option<Str>,
+    pub max_uri: Option<Spanned<i64>>,
+    pub max_header_bytes: Option<Spanned<i64>>,
 }
 
 impl Section for RawLimits {

@@ -135,10 +135,27 @@ pub fn limits(raw: Option<Spanned<RawLimits>>, d: &mut Diags) -> Option<Limits> 
         def.shutdown_grace,
         d,
     );
+    let max_uri = count(
+        r.and_then(|l| l.max_uri.as_ref()),
+        "max_uri",
+        256..=65_536,
+        def.max_uri as i64,
+        d,
+    );
+    // hyper's smallest read buffer is 8 KiB.
+    let max_header_bytes = count(
+        r.and_then(|l| l.max_header_bytes.as_ref()),
+        "max_header_bytes",
+        8192..=1024 * 1024,
+        def.max_header_bytes as i64,
+        d,
+    );
     Some(Limits {
         body_prefix: usize::try_from(body_prefix?).ok()?,
         body_wait: body_wait?,
         shutdown_grace: shutdown_grace?,
+        max_uri: usize::try_from(max_uri?).ok()?,
+        max_header_bytes: usize::try_from(max_header_bytes?).ok()?,
     })
 }
 

@@ -473,7 +473,8 @@ fn proxies_overrides_and_limits() {
         Limits {
             body_prefix: 4096,
             body_wait: Duration::from_secs(2),
-            shutdown_grace: Duration::from_secs(30)
+            shutdown_grace: Duration::from_secs(30),
+            ..Limits::default()
         }
     );
     let pool = &c.pools[0];
@@ -539,6 +540,21 @@ fn log_section() {
         [
             "7:10: log format `xml`: expected `text` or `json`",
             "8:9: log level `loud`: expected one of error, warn, info, debug, trace"
+        ]
+    );
+}
+
+#[test]
+fn request_limits() {
+    let pool = "[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"cas1\"\nurl = \"http://h:1\"\n";
+    let c = parse_str(&format!("{HEAD}{pool}")).config.unwrap();
+    assert_eq!((c.limits.max_uri, c.limits.max_header_bytes), (8192, 32768));
+    let bad = format!("{HEAD}[limits]\nmax_uri = 100\nmax_header_bytes = 4096\n{pool}");
+    assert_eq!(
+        errors(&bad),
+        [
+            "7:11: `max_uri` must be between 256 and 65536, not 100",
+            "8:20: `max_header_bytes` must be between 8192 and 1048576, not 4096"
         ]
     );
 }

@@ -206,6 +206,13 @@ impl Proxy {
         out: &mut Outcome,
     ) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
+        let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        if target > self.limits.max_uri {
+            return local(
+                StatusCode::URI_TOO_LONG,
+                "casfront: the request target is too long\n",
+            );
+        }
         let method = Method::from_bytes(parts.method.as_str().as_bytes());
         let wants_body = self.table.wants_body(method, parts.uri.path().as_bytes());
         let (prefix, body) = if wants_body {
@@ -225,6 +232,7 @@ impl Proxy {
         prepare_request(&mut req, client);
         let idempotent = matches!(method, Method::Get | Method::Head);
         let mut retried = false;
+        let mut resent = 0u8;
         loop {
             // A second attempt takes a new connection: the node that closed
             // one pooled connection may have closed them all.
@@ -237,9 +245,11 @@ impl Proxy {
             if let Some(Some(host)) = self.host_override.get(usize::from(pool_id)) {
                 req.headers_mut().insert(header::HOST, host.clone());
             }
-            // A GET or HEAD without a body sent on a pooled connection is
-            // sent once more if the node closes it without answering.
-            let again = (!retried && idempotent && conn.pooled() && req.body().is_end_stream())
+            // A GET or HEAD without a body is sent again (twice at most)
+            // when the connection ends without an answer: a pooled one the
+            // node had closed, or a new one whose node just died.
+            let pooled = conn.pooled();
+            let again = (resent < 2 && idempotent && req.body().is_end_stream())
                 .then(|| copy_request(&req));
             // Kept aside to forget a cookie the node expires (its Set-Cookie
             // then carries an empty value). One header after `prepare_request`.
@@ -264,7 +274,15 @@ impl Proxy {
                 Err(SendError::Failed(e)) => e,
             };
             match (error, again) {
-                (e, Some(copy)) if e.no_response() => (req, retried) = (copy, true),
+                (e, Some(copy)) if e.no_response() => {
+                    if !pooled {
+                        // A new connection closed unanswered: the node failed.
+                        self.handles.failure(node, Failure::Send);
+                        self.health.mark_down(node);
+                    }
+                    resent += 1;
+                    (req, retried) = (copy, true);
+                }
                 (UpstreamError::ResponseTimeout(_), _) => {
                     self.handles.failure(node, Failure::Timeout);
                     return local(

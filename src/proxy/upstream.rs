@@ -67,7 +67,8 @@ impl UpstreamError {
     /// connection as the request arrived).
     pub fn no_response(&self) -> bool {
         matches!(self, UpstreamError::Request { source, .. }
-            if source.is_incomplete_message() || source.is_canceled() || source.is_closed())
+            if source.is_incomplete_message() || source.is_canceled() || source.is_closed()
+                || reset(source))
     }
 
     /// True when nothing reached the node, so another node may be tried.
@@ -396,4 +397,18 @@ impl Body for PooledBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The node reset the connection (it died or closed it under a request)
+/// before any response came.
+fn reset(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind;
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+            )
+        })
 }

@@ -120,7 +120,11 @@ async fn connection(
         return;
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let client = Arc::new(live.proxy().client_info(peer, local_port));
+    let proxy = live.proxy();
+    let client = Arc::new(proxy.client_info(peer, local_port));
+    // Over it, hyper answers 431 and closes the connection.
+    let max_header_bytes = proxy.limits().max_header_bytes;
+    drop(proxy);
     let svc = service_fn(move |req| {
         let (proxy, client) = (live.proxy(), client.clone());
         async move { Ok::<_, Infallible>(respond(proxy, req, &client).await) }
@@ -130,12 +134,14 @@ async fn connection(
         let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_concurrent_streams(settings.max_concurrent_streams)
+            .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
             .serve_connection(io, svc);
         let _ = watcher.watch(conn).await;
     } else {
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout)
+            .max_buf_size(max_header_bytes)
             .serve_connection(io, svc);
         let _ = watcher.watch(conn).await;
     }
