@@ -26,7 +26,8 @@ pub struct Entry {
     start: Instant,
     client: SocketAddr,
     method: http::Method,
-    target: String,
+    /// A shared buffer: kept without a copy, redacted only when written.
+    target: Option<http::uri::PathAndQuery>,
     status: u16,
     outcome: Outcome,
     bytes: u64,
@@ -49,11 +50,7 @@ impl Entry {
             start: Instant::now(),
             client,
             method: req.method().clone(),
-            target: req
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned(),
+            target: req.uri().path_and_query().cloned(),
             status: 0,
             outcome: Outcome::default(),
             bytes: 0,
@@ -70,7 +67,7 @@ impl Entry {
             target: "casfront::access",
             client = %self.client,
             method = %self.method,
-            path = %redact::target(&self.target, pool),
+            path = %redact::target(self.target.as_ref().map_or("/", |p| p.as_str()), pool),
             status = self.status,
             bytes = self.bytes,
             ms = (self.start.elapsed().as_secs_f64() * 1e6).round() / 1000.0,

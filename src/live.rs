@@ -147,14 +147,22 @@ impl Live {
         };
         let tls = tls::from_config_with(&new.tls, &source.resumption)?;
         let targets = check::targets(new);
-        // Nodes the reload adds are checked before they can be chosen, on
-        // a proxy made for that; the one swapped in takes over the old
-        // one's state right before the swap, so that what changes while
-        // the checks run (learned cookies, modes) is not lost.
-        let (probe, _) = Proxy::reloaded(new, self.metrics.clone(), &self.proxy())?;
-        let added = check::first_round(&Arc::new(probe), &targets).await;
-        let (proxy, carried) = Proxy::reloaded(new, self.metrics.clone(), &self.proxy())?;
-        for (node, ok) in added {
+        // Nodes the reload adds are checked before they can be chosen. The
+        // new proxy takes over the old one's state only after the checks,
+        // right before the swap, so that nothing recorded meanwhile
+        // (learned cookies, modes, nodes marked down) is lost.
+        let proxy = Proxy::with_metrics(new, self.metrics.clone())?;
+        let added = proxy.added_since(&self.proxy());
+        let proxy = Arc::new(proxy);
+        let to_check = targets.iter().filter(|t| added.contains(&t.node));
+        let checked = check::first_round(&proxy, to_check).await;
+        let mut proxy = match Arc::try_unwrap(proxy) {
+            Ok(p) => p,
+            // Not expected: the check tasks have ended.
+            Err(_) => Proxy::with_metrics(new, self.metrics.clone())?,
+        };
+        let carried = proxy.take_over(new, &self.proxy());
+        for (node, ok) in checked {
             proxy.health().record(node, ok, true);
         }
         let proxy = Arc::new(proxy);

@@ -16,7 +16,7 @@ use casfront::explain::{self, parse_header};
 use casfront::health::check::{self, Checker};
 use casfront::live::Live;
 use casfront::notify::notify;
-use casfront::routing::{suffix::f5_md5, NodeId, NodeState, NodeStates, RoutingTable};
+use casfront::routing::{suffix::f5_md5, NodeState, NodeStates, RoutingTable};
 use casfront::server::{self, ServerSettings};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -206,9 +206,8 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let live = Live::start(path, cfg.clone()).await?;
     let proxy = live.proxy();
     let nodes = proxy.table().nodes().len();
-    let up = (0..nodes)
-        .filter_map(|i| NodeId::try_from(i).ok())
-        .filter(|&n| proxy.health().state(n) == NodeState::Healthy)
+    let up = (proxy.table().node_ids())
+        .filter(|&(n, _)| proxy.health().state(n) == NodeState::Healthy)
         .count();
     drop(proxy);
     say!("casfront: {up} of {nodes} node(s) passed the first health check");

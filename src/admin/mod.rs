@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use crate::health::Mode;
 use crate::live::Live;
 use crate::proxy::Proxy;
-use crate::routing::{NodeId, NodeStates};
+use crate::routing::NodeStates;
 
 type Resp = Response<Full<Bytes>>;
 
@@ -177,10 +177,9 @@ pub fn rows(proxy: &Proxy) -> Vec<NodeRow> {
     let table = proxy.table();
     let health = proxy.health();
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    (0..table.nodes().len())
-        .filter_map(|i| {
-            let id = NodeId::try_from(i).ok()?;
-            let info = table.node(id)?;
+    table
+        .node_ids()
+        .filter_map(|(id, info)| {
             let (last_check, since) = health.times(id);
             let (requests, errors, hist) = proxy.handles().node_summary(id);
             Some(NodeRow {

@@ -29,6 +29,16 @@ pub struct Config {
     pub pools: Vec<Pool>,
 }
 
+impl Config {
+    /// Every node with its pool, in configuration order: the order of
+    /// [`crate::routing::NodeId`]s.
+    pub fn nodes(&self) -> impl Iterator<Item = (&Pool, &Node)> {
+        self.pools
+            .iter()
+            .flat_map(|pool| pool.nodes.iter().map(move |node| (pool, node)))
+    }
+}
+
 /// Logging (`[log]`): lines go to stdout, written by a background thread.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Log {

@@ -31,17 +31,14 @@ pub struct Target {
 
 /// Every node's check, in node order.
 pub fn targets(config: &Config) -> Vec<Target> {
-    let mut out = Vec::new();
-    for pool in &config.pools {
-        for node in &pool.nodes {
+    (0..=NodeId::MAX)
+        .zip(config.nodes())
+        .map(|(node_id, (pool, node))| {
             let host = pool
                 .host_override
                 .clone()
                 .unwrap_or_else(|| node.url.authority());
-            let Ok(node_id) = NodeId::try_from(out.len()) else {
-                break;
-            };
-            out.push(Target {
+            Target {
                 node: node_id,
                 // Validated (starts with `/`) when the configuration was read.
                 path: PathAndQuery::try_from(pool.health.path.as_str())
@@ -50,10 +47,9 @@ pub fn targets(config: &Config) -> Vec<Target> {
                     .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
                 interval: pool.health.interval,
                 timeout: pool.health.timeout,
-            });
-        }
-    }
-    out
+            }
+        })
+        .collect()
 }
 
 /// A passing status.
@@ -73,14 +69,15 @@ pub struct Checker {
     tasks: JoinSet<()>,
 }
 
-/// One check of every node of `proxy` never checked yet, all at once,
-/// bounded by their `timeout`: `(node, passed)`.
-pub async fn first_round(proxy: &Arc<Proxy>, targets: &[Target]) -> Vec<(NodeId, bool)> {
+/// One check of each of `targets` on `proxy`'s pools, all at once,
+/// bounded by their `timeout`: `(node, passed)`. When it returns, no task
+/// holds `proxy` any more.
+pub async fn first_round<'t>(
+    proxy: &Arc<Proxy>,
+    targets: impl IntoIterator<Item = &'t Target>,
+) -> Vec<(NodeId, bool)> {
     let mut first = JoinSet::new();
-    for t in targets
-        .iter()
-        .filter(|t| !proxy.health().was_checked(t.node))
-    {
+    for t in targets {
         let (proxy, t) = (proxy.clone(), t.clone());
         first.spawn(async move { (t.node, check(&proxy, &t).await) });
     }
@@ -95,7 +92,10 @@ impl Checker {
     /// The start-up round on every node not checked yet (see
     /// [`first_round`]), then a task per node.
     pub async fn start(proxy: Arc<Proxy>, targets: Vec<Target>) -> Checker {
-        for (node, ok) in first_round(&proxy, &targets).await {
+        let unchecked = targets
+            .iter()
+            .filter(|t| !proxy.health().was_checked(t.node));
+        for (node, ok) in first_round(&proxy, unchecked).await {
             proxy.health().record(node, ok, true);
         }
         let mut tasks = JoinSet::new();

@@ -100,6 +100,33 @@ fn cause_index(c: Cause) -> usize {
     }
 }
 
+/// `RULES`, `CAUSES` and `FAILURES` are indexed by discriminant.
+#[cfg(test)]
+#[test]
+fn label_tables_follow_the_enums() {
+    for (i, r) in RULES.iter().enumerate() {
+        assert_eq!(*r as usize, i);
+    }
+    let causes = [
+        Cause::NoValue,
+        Cause::NotTicket,
+        Cause::TooLong,
+        Cause::UnknownSuffix,
+        Cause::UnknownRoute,
+        Cause::NotLearned,
+        Cause::Unusable(0),
+    ];
+    for (i, c) in causes.into_iter().enumerate() {
+        assert_eq!(cause_index(c), i, "{c:?} is {}", CAUSES[i]);
+    }
+    for (i, f) in [Failure::Connect, Failure::Send, Failure::Timeout]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(f as usize, i);
+    }
+}
+
 fn class_index(status: u16) -> usize {
     usize::from(status / 100).clamp(1, CLASSES.len()) - 1
 }
@@ -275,8 +302,7 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Nodes a reload removed disappear from the state gauge.
         self.node_state.clear();
-        for (i, n) in table.nodes().iter().enumerate() {
-            let Ok(id) = NodeId::try_from(i) else { break };
+        for (id, n) in table.node_ids() {
             let pool = table.pool(n.pool).map_or("", |p| p.name.as_str());
             let now = state(id);
             for s in STATES {
@@ -318,7 +344,8 @@ impl Handles {
         }
     }
 
-    /// A request casfront answered itself, without a node.
+    /// A request casfront answered itself: no pool, no usable node, or
+    /// the node failed (counted in its failures).
     pub fn unrouted(&self, pool: Option<PoolId>, status: u16) {
         let pool = pool
             .and_then(|p| self.pool_names.get(usize::from(p)))
@@ -358,10 +385,9 @@ impl Handles {
         }
     }
 
-    /// For the status page: `node`'s requests, errors (its 5xx answers,
-    /// which include the 502 and 504 of failed sends and timeouts, and its
-    /// failed connects, after which the request went elsewhere) and
-    /// latency histogram.
+    /// For the status page: `node`'s requests (answers), errors (its 5xx
+    /// answers and its failures: connects, sends, timeouts) and latency
+    /// histogram.
     pub fn node_summary(&self, node: NodeId) -> (u64, u64, Option<&Histogram>) {
         let per_node = RULES.len() * CLASSES.len();
         let start = usize::from(node) * per_node;
@@ -373,8 +399,14 @@ impl Handles {
             .step_by(CLASSES.len())
             .map(Counter::get)
             .sum::<u64>();
-        let connect = usize::from(node) * FAILURES.len() + Failure::Connect as usize;
-        let refused = self.failures.get(connect).map_or(0, Counter::get);
-        (total, five + refused, self.upstream.get(usize::from(node)))
+        let f = usize::from(node) * FAILURES.len();
+        let failed: u64 = self
+            .failures
+            .get(f..f + FAILURES.len())
+            .unwrap_or(&[])
+            .iter()
+            .map(Counter::get)
+            .sum();
+        (total, five + failed, self.upstream.get(usize::from(node)))
     }
 }

@@ -7,23 +7,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Proxy, ProxyError};
+use super::Proxy;
 use crate::config::Config;
 use crate::health::{Health, NodeSettings};
-use crate::metrics::Metrics;
 use crate::routing::NodeId;
 
 /// Per node in configuration order, what its health needs.
 pub(super) fn node_settings(config: &Config) -> Vec<NodeSettings> {
     config
-        .pools
-        .iter()
-        .flat_map(|pool| {
-            pool.nodes.iter().map(|_| NodeSettings {
-                rise: pool.health.rise,
-                fall: pool.health.fall,
-                cooldown: pool.upstream.down_cooldown,
-            })
+        .nodes()
+        .map(|(pool, _)| NodeSettings {
+            rise: pool.health.rise,
+            fall: pool.health.fall,
+            cooldown: pool.upstream.down_cooldown,
         })
         .collect()
 }
@@ -32,20 +28,17 @@ pub(super) fn node_settings(config: &Config) -> Vec<NodeSettings> {
 /// scheme, address and the name verified in its certificate.
 pub(super) fn identities(config: &Config) -> Vec<String> {
     config
-        .pools
-        .iter()
-        .flat_map(|pool| {
-            pool.nodes.iter().map(|n| {
-                // The name an https node's certificate must carry.
-                let verified = n.server_name.as_deref().unwrap_or(&n.url.host);
-                format!(
-                    "{}/{}/{:?}/{}/{verified}",
-                    pool.name,
-                    n.name,
-                    n.url.scheme,
-                    n.url.authority()
-                )
-            })
+        .nodes()
+        .map(|(pool, n)| {
+            // The name an https node's certificate must carry.
+            let verified = n.server_name.as_deref().unwrap_or(&n.url.host);
+            format!(
+                "{}/{}/{:?}/{}/{verified}",
+                pool.name,
+                n.name,
+                n.url.scheme,
+                n.url.authority()
+            )
         })
         .collect()
 }
@@ -63,54 +56,55 @@ pub struct Carried {
 }
 
 impl Proxy {
-    /// The proxy of `config`, taking over `old`'s node states and learned
-    /// cookies where they still apply.
-    pub fn reloaded(
-        config: &Config,
-        metrics: Arc<Metrics>,
-        old: &Proxy,
-    ) -> Result<(Proxy, Carried), ProxyError> {
-        let mut new = Proxy::with_metrics(config, metrics)?;
+    /// For each node of this proxy, the same node in `old`, if any.
+    fn origin(&self, old: &Proxy) -> Vec<Option<NodeId>> {
         let before: HashMap<&str, NodeId> = old
             .identity
             .iter()
-            .enumerate()
-            .filter_map(|(i, id)| Some((id.as_str(), NodeId::try_from(i).ok()?)))
+            .zip(0..=NodeId::MAX)
+            .map(|(id, i)| (id.as_str(), i))
             .collect();
-        let origin: Vec<Option<NodeId>> = new
-            .identity
+        self.identity
             .iter()
             .map(|id| before.get(id.as_str()).copied())
-            .collect();
-        new.health = Health::reloaded(&node_settings(config), &old.health, &origin);
-        let same_pools = old.table.pools().iter().map(|p| &p.name).eq(new
+            .collect()
+    }
+
+    /// The nodes of this proxy that `old` does not have.
+    pub fn added_since(&self, old: &Proxy) -> Vec<NodeId> {
+        (self.origin(old).iter().zip(0..=NodeId::MAX))
+            .filter_map(|(o, i)| o.is_none().then_some(i))
+            .collect()
+    }
+
+    /// Takes over `old`'s node states and learned cookies where they still
+    /// apply; `config` is this proxy's. Done right before the swap, so
+    /// that nothing `old` records meanwhile is lost.
+    pub fn take_over(&mut self, config: &Config, old: &Proxy) -> Carried {
+        let origin = self.origin(old);
+        self.health = Health::reloaded(&node_settings(config), &old.health, &origin);
+        let same_pools = (old.table.pools().iter().map(|p| &p.name)).eq(self
             .table
             .pools()
             .iter()
             .map(|p| &p.name));
         let (capacity, ttl) = (config.learned.capacity, config.learned.ttl);
-        let same_nodes = old.identity == new.identity;
-        if same_pools && same_nodes && old.learned.fits(capacity, ttl) {
-            new.learned = old.learned.clone();
+        if same_pools && old.identity == self.identity && old.learned.fits(capacity, ttl) {
+            self.learned = old.learned.clone();
         } else if same_pools {
-            let back: HashMap<NodeId, NodeId> = origin
-                .iter()
-                .enumerate()
-                .filter_map(|(i, o)| Some(((*o)?, NodeId::try_from(i).ok()?)))
+            let back: HashMap<NodeId, NodeId> = (origin.iter().zip(0..=NodeId::MAX))
+                .filter_map(|(o, i)| Some(((*o)?, i)))
                 .collect();
-            new.learned = Arc::new(
+            self.learned = Arc::new(
                 old.learned
                     .remapped(capacity, ttl, |n| back.get(&n).copied()),
             );
         }
         let kept = origin.iter().filter(|o| o.is_some()).count();
-        Ok((
-            new,
-            Carried {
-                nodes_kept: kept,
-                nodes_added: origin.len() - kept,
-                learned_kept: same_pools,
-            },
-        ))
+        Carried {
+            nodes_kept: kept,
+            nodes_added: origin.len() - kept,
+            learned_kept: same_pools,
+        }
     }
 }

@@ -135,15 +135,17 @@ pub fn prepare_response<B>(resp: &mut Response<B>) {
 /// Connection and the headers it names, Keep-Alive, TE, Upgrade,
 /// Transfer-Encoding (hyper frames the body itself) and every `Proxy-*`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // The values are shared buffers: copying one allocates nothing (nor
+    // does collecting none), and removing by `&str` looks the name up
+    // without making a `HeaderName`.
+    if let Some(first) = headers.get(header::CONNECTION).cloned() {
+        let more: Vec<HeaderValue> = (headers.get_all(header::CONNECTION).iter())
+            .skip(1)
+            .cloned()
+            .collect();
+        for v in std::iter::once(&first).chain(&more) {
+            remove_named(headers, v);
+        }
     }
     for name in [
         header::CONNECTION,
@@ -176,6 +178,14 @@ fn join_cookies(headers: &mut HeaderMap) {
         .collect();
     if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
         headers.insert(header::COOKIE, v);
+    }
+}
+
+/// Removes the headers a `Connection` value names.
+fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) {
+    let Ok(v) = connection.to_str() else { return };
+    for token in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        headers.remove(token);
     }
 }
 

@@ -146,10 +146,7 @@ pub fn parse_set_cookie(header: &[u8]) -> Option<(&[u8], &[u8], bool)> {
     let eq = pair.iter().position(|&b| b == b'=')?;
     let name = pair[..eq].trim_ascii();
     // Unquoted, as the routing core reads the value a browser sends back.
-    let value = match pair[eq + 1..].trim_ascii() {
-        [b'"', inner @ .., b'"'] => inner,
-        v => v,
-    };
+    let value = crate::routing::parse::unquote(pair[eq + 1..].trim_ascii());
     let expired = parts.any(|attr| {
         let attr = attr.trim_ascii();
         attr.len() > 8

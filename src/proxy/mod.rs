@@ -22,7 +22,7 @@ use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 
 use crate::config::{Config, Limits, Listen, Scheme};
 use crate::health::Health;
@@ -64,6 +64,8 @@ pub struct Outcome {
     pub how: Option<How>,
     /// Why the first applicable entry fell through, if one did.
     pub cause: Option<Cause>,
+    /// The node answered (else casfront did: 404, 502, 503, 504).
+    pub answered: bool,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -192,8 +194,10 @@ impl Proxy {
         let mut out = Outcome::default();
         let resp = self.forward(req, client, &mut out).await;
         let status = resp.status().as_u16();
+        // A node's failures are counted apart (`upstream_failures`), so
+        // `requests` counts what nodes answered.
         match (out.node, out.rule) {
-            (Some(node), Some(rule)) => self.handles.request(node, rule, status),
+            (Some(node), Some(rule)) if out.answered => self.handles.request(node, rule, status),
             _ => self.handles.unrouted(out.pool, status),
         }
         (resp, out)
@@ -230,14 +234,12 @@ impl Proxy {
         };
         let mut req = Request::from_parts(parts, body);
         prepare_request(&mut req, client);
-        let idempotent = matches!(method, Method::Get | Method::Head);
-        let mut retried = false;
-        let mut resent = 0u8;
+        // Attempts after the first take a new connection: the node that
+        // closed one pooled connection may have closed them all.
+        let mut again = 0u8;
         loop {
-            // A second attempt takes a new connection: the node that closed
-            // one pooled connection may have closed them all.
             let body = wants_body.then_some(&prefix[..]);
-            let chosen = self.connect(&req, method, body, retried, out).await;
+            let chosen = self.connect(&req, method, body, again > 0, out).await;
             let (pool_id, node, pool, conn) = match chosen {
                 Ok(chosen) => chosen,
                 Err(resp) => return resp,
@@ -245,56 +247,41 @@ impl Proxy {
             if let Some(Some(host)) = self.host_override.get(usize::from(pool_id)) {
                 req.headers_mut().insert(header::HOST, host.clone());
             }
-            // A GET or HEAD without a body is sent again (twice at most)
-            // when the connection ends without an answer: a pooled one the
-            // node had closed, or a new one whose node just died.
-            let pooled = conn.pooled();
-            let again = (resent < 2 && idempotent && req.body().is_end_stream())
-                .then(|| copy_request(&req));
             // Kept aside to forget a cookie the node expires (its Set-Cookie
             // then carries an empty value). One header after `prepare_request`.
             let sent_cookies = req.headers().get(header::COOKIE).cloned();
             let sent_at = Instant::now();
-            let error = match pool.send(conn, req).await {
+            match pool.send(conn, req).await {
                 Ok(resp) => {
+                    out.answered = true;
                     self.handles.upstream(node, sent_at.elapsed());
                     let mut resp = resp.map(Either::Left);
                     prepare_response(&mut resp);
                     self.learn(pool_id, node, resp.headers(), sent_cookies.as_ref());
                     return resp;
                 }
-                Err(SendError::Unsent(back)) if !retried => {
-                    (req, retried) = (*back, true);
-                    continue;
-                }
-                Err(SendError::Unsent(_)) => {
-                    self.handles.failure(node, Failure::Send);
-                    return local(StatusCode::BAD_GATEWAY, "casfront: the CAS node failed\n");
-                }
-                Err(SendError::Failed(e)) => e,
-            };
-            match (error, again) {
-                (e, Some(copy)) if e.no_response() => {
-                    if !pooled {
-                        // A new connection closed unanswered: the node failed.
+                Err(SendError::Again {
+                    req: back,
+                    node_failed,
+                }) => {
+                    if node_failed {
                         self.handles.failure(node, Failure::Send);
                         self.health.mark_down(node);
                     }
-                    resent += 1;
-                    (req, retried) = (copy, true);
+                    if again == 2 {
+                        return local(StatusCode::BAD_GATEWAY, "casfront: the CAS node failed\n");
+                    }
+                    (req, again) = (*back, again + 1);
                 }
-                (UpstreamError::ResponseTimeout(_), _) => {
+                Err(SendError::Failed(UpstreamError::ResponseTimeout(_))) => {
                     self.handles.failure(node, Failure::Timeout);
                     return local(
                         StatusCode::GATEWAY_TIMEOUT,
                         "casfront: the CAS node did not answer in time\n",
                     );
                 }
-                (e, _) => {
+                Err(SendError::Failed(_)) => {
                     self.handles.failure(node, Failure::Send);
-                    if e.nothing_sent() {
-                        self.health.mark_down(node);
-                    }
                     return local(StatusCode::BAD_GATEWAY, "casfront: the CAS node failed\n");
                 }
             }
@@ -344,6 +331,7 @@ impl Proxy {
                     entry: d.entry,
                     how: d.how,
                     cause: d.falls.iter().next().map(|f| f.cause),
+                    answered: false,
                 };
                 match (d.pool, d.node) {
                     (None, _) => {
@@ -387,16 +375,6 @@ fn no_node() -> Response<ProxyBody> {
     )
 }
 
-/// A body-less request's copy, to send again.
-fn copy_request(req: &Request<RequestBody>) -> Request<RequestBody> {
-    let mut copy = Request::new(RequestBody::empty());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    copy
-}
-
 impl Proxy {
     /// Learns the pool's TGT and session cookies a node sets; forgets the
     /// ones it expires.
@@ -418,8 +396,8 @@ impl Proxy {
                 continue;
             }
             if expired {
-                let sent: Vec<(&str, &[u8])> =
-                    sent.map(|c| ("cookie", c.as_bytes())).into_iter().collect();
+                let Some(sent) = sent else { continue };
+                let sent = [("cookie", sent.as_bytes())];
                 if let Some(old) = crate::routing::parse::cookie(&sent[..], name) {
                     self.learned.forget(pool_id, name, old);
                 }

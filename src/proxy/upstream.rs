@@ -61,28 +61,6 @@ pub enum UpstreamError {
     ResponseTimeout(String),
 }
 
-impl UpstreamError {
-    /// The request was written and the connection closed before any
-    /// response byte (a node that restarted, or closed a kept-alive
-    /// connection as the request arrived).
-    pub fn no_response(&self) -> bool {
-        matches!(self, UpstreamError::Request { source, .. }
-            if source.is_incomplete_message() || source.is_canceled() || source.is_closed()
-                || reset(source))
-    }
-
-    /// True when nothing reached the node, so another node may be tried.
-    pub fn nothing_sent(&self) -> bool {
-        matches!(
-            self,
-            UpstreamError::Connect { .. }
-                | UpstreamError::ConnectTimeout(_)
-                | UpstreamError::Tls { .. }
-                | UpstreamError::Handshake { .. }
-        )
-    }
-}
-
 struct Idle {
     sender: SendRequest<RequestBody>,
     since: Instant,
@@ -103,9 +81,15 @@ impl Conn {
 
 /// Why [`NodePool::send`] returned no response.
 pub enum SendError {
-    /// The pooled connection was closed before the request was written:
-    /// here it is back, unsent.
-    Unsent(Box<Request<RequestBody>>),
+    /// The request may be sent again, on a new connection: it was never
+    /// written (the connection was closed first), or it is a GET or HEAD
+    /// without a body that the node did not answer at all. `node_failed`:
+    /// a new connection failed that way, so the node is out of order (a
+    /// pooled one may just have timed out on the node's side).
+    Again {
+        req: Box<Request<RequestBody>>,
+        node_failed: bool,
+    },
     Failed(UpstreamError),
 }
 
@@ -222,15 +206,17 @@ impl NodePool {
         })
     }
 
-    /// Sends `req` on `conn`. A pooled connection found closed before the
-    /// request was written gives the request back ([`SendError::Unsent`]),
-    /// to be routed again and sent on a fresh connection.
+    /// Sends `req` on `conn`; gives the request back when it may be sent
+    /// again ([`SendError::Again`]), to be routed again.
     pub async fn send(
         self: &Arc<Self>,
         conn: Conn,
         req: Request<RequestBody>,
     ) -> Result<Response<PooledBody>, SendError> {
         let Conn { mut sender, pooled } = conn;
+        let replayable = matches!(*req.method(), http::Method::GET | http::Method::HEAD)
+            && req.body().is_end_stream();
+        let copy = replayable.then(|| copy_request(&req));
         let timeout = self.settings.response_timeout;
         let resp = match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
             Err(_) => {
@@ -239,10 +225,17 @@ impl NodePool {
                 )))
             }
             Ok(Ok(resp)) => resp,
-            Ok(Err(mut e)) => match e.take_message() {
-                Some(req) if pooled => return Err(SendError::Unsent(Box::new(req))),
-                _ => return Err(SendError::Failed(self.request_error(e.into_error()))),
-            },
+            Ok(Err(mut e)) => {
+                let (req, node_failed) = match (e.take_message(), copy) {
+                    (Some(unsent), _) => (unsent, !pooled),
+                    (None, Some(copy)) if no_response(e.error()) => (copy, !pooled),
+                    _ => return Err(SendError::Failed(self.request_error(e.into_error()))),
+                };
+                return Err(SendError::Again {
+                    req: Box::new(req),
+                    node_failed,
+                });
+            }
         };
         if resp.body().is_end_stream() {
             // HEAD, 204, 304: nobody may poll this body; the connection is free.
@@ -399,10 +392,14 @@ impl Body for PooledBody {
     }
 }
 
-/// The node reset the connection (it died or closed it under a request)
-/// before any response came.
-fn reset(e: &hyper::Error) -> bool {
+/// The request was written and the connection ended before any response
+/// byte: closed (a node that restarted, or closed a kept-alive connection
+/// as the request arrived) or reset (a node that died under it).
+fn no_response(e: &hyper::Error) -> bool {
     use std::io::ErrorKind;
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        return true;
+    }
     std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<std::io::Error>())
         .is_some_and(|io| {
@@ -411,4 +408,14 @@ fn reset(e: &hyper::Error) -> bool {
                 ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
             )
         })
+}
+
+/// A body-less request's copy, to send again.
+fn copy_request(req: &Request<RequestBody>) -> Request<RequestBody> {
+    let mut copy = Request::new(RequestBody::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
 }

@@ -206,7 +206,8 @@ pub fn trim(s: &[u8]) -> &[u8] {
     s.trim_ascii()
 }
 
-fn unquote(v: &[u8]) -> &[u8] {
+/// A cookie value without its surrounding double quotes, if any.
+pub fn unquote(v: &[u8]) -> &[u8] {
     match v {
         [b'"', inner @ .., b'"'] => inner,
         _ => v,

@@ -117,6 +117,12 @@ impl RoutingTable {
         &self.nodes
     }
 
+    /// Every node with its id, in configuration order.
+    pub fn node_ids(&self) -> impl Iterator<Item = (NodeId, &NodeInfo)> {
+        // At most `u16::MAX` nodes (validated), so every index fits.
+        (0..=NodeId::MAX).zip(&self.nodes)
+    }
+
     pub fn pool(&self, id: PoolId) -> Option<&PoolInfo> {
         self.pools.get(usize::from(id))
     }
