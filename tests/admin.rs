@@ -213,6 +213,18 @@ async fn every_metric_is_exported_and_counts() {
     );
     assert!(v("casfront_tls_handshake_failures_total") >= 1.0);
     assert!(v("casfront_client_connections") >= 1.0);
+    // Closed connections are no longer counted.
+    drop(open);
+    let mut open_now = f64::MAX;
+    for _ in 0..200 {
+        let m = send(admin_addr, "GET", "/metrics", &[], "").await;
+        open_now = sample(&m.body, "casfront_client_connections").unwrap();
+        if open_now == 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(open_now, 0.0);
     assert_eq!(
         v(r#"casfront_node_state{pool="cas",node="cas3",state="down"}"#),
         1.0

@@ -120,9 +120,14 @@ fn routing_decisions_allocate_nothing() {
                         case.target
                     );
                 }
-                let (n, _) =
+                let (n, d) =
                     allocations(|| route(&table, &view, &AllHealthy, &NothingLearned, pick));
                 assert_eq!(n, 0);
+                // The decision measured is the intended one, not a fallback.
+                if case.expect.is_some() {
+                    let got = d.node.and_then(|n| table.node(n)).map(|n| n.name.clone());
+                    assert_eq!(got, case.expect, "{}", case.name);
+                }
             }
         }
     }

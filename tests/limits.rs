@@ -1,6 +1,7 @@
-//! Request limits (`[limits] max_uri`, `max_header_bytes`): a target over
-//! the limit gets 414 and a header block over it 431, and neither reaches
-//! a node; a request just under both is served.
+//! Request limits (`[limits] max_uri`, `max_header_bytes`): a target one
+//! byte over the limit gets 414 and a header block over it 431 (HTTP/1.1
+//! and HTTP/2), and neither reaches a node; a target of exactly the limit
+//! is served.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,7 +38,8 @@ async fn long_targets_and_header_blocks_are_refused_before_any_node() {
     let tls = tls_trusting(&cluster.cert_pem);
     let addr = cluster.addr;
 
-    let long = format!("/cas/login?service={}", "a".repeat(1100));
+    // "/cas/login?service=" is 19 bytes: 1025 in all.
+    let long = format!("/cas/login?service={}", "a".repeat(1006));
     let r = send_tls(&tls, addr, "localhost", "GET", &long, &[], "").await;
     assert_eq!(r.status, 414);
     let cookie = format!("JSESSIONID={}", "b".repeat(20_000));
@@ -53,7 +55,7 @@ async fn long_targets_and_header_blocks_are_refused_before_any_node() {
     );
 
     // Just under both limits: served.
-    let fits = format!("/cas/login?service={}", "a".repeat(900));
+    let fits = format!("/cas/login?service={}", "a".repeat(1005));
     let cookie = format!("JSESSIONID={}", "b".repeat(12_000));
     let r = send_tls(
         &tls,
@@ -66,4 +68,11 @@ async fn long_targets_and_header_blocks_are_refused_before_any_node() {
     )
     .await;
     assert_eq!((r.status, r.header("x-cas-node")), (200, Some("cas1")));
+
+    // HTTP/2: the header list limit.
+    let h2 = support::client::tls_trusting_h2(&cluster.cert_pem);
+    let big = "c".repeat(20_000);
+    let r =
+        support::client::send_h2(&h2, addr, "localhost", "/cas/login", &[("x-big", &big)]).await;
+    assert_eq!(r.status, 431);
 }

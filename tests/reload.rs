@@ -129,7 +129,6 @@ async fn twenty_reloads_under_load_fail_no_request() {
         if round == 10 && !invalid_done {
             // An invalid file: refused with its position, the old one serves.
             std::fs::write(&path, "[listen]\nhttps = \"nowhere\"\n").unwrap();
-            let before = sent.load(Ordering::Relaxed);
             match live.reload().await {
                 Err(ReloadError::Invalid(errors)) => {
                     assert!(
@@ -140,8 +139,11 @@ async fn twenty_reloads_under_load_fail_no_request() {
                 other => panic!("{other:?}"),
             }
             invalid_done = true;
-            tokio::time::sleep(Duration::from_millis(30)).await;
-            assert!(sent.load(Ordering::Relaxed) > before, "still serving");
+            let mut one = KeepAlive::open(&tls, addr, "localhost").await;
+            let r = one
+                .get("/cas/serviceValidate?ticket=ST-1-abcdefgh-cas2")
+                .await;
+            assert_eq!((r.status, r.header("x-cas-node")), (200, Some("cas2")));
         }
         if round == 15 {
             write_leaf(&dir, &new_ca);
@@ -175,6 +177,14 @@ async fn twenty_reloads_under_load_fail_no_request() {
         "the added node got traffic: {seen:?}"
     );
     assert!(!seen.contains("cas4"), "the dead node never answered");
+    // Nor was a request ever sent its way: it was down before the swap.
+    let m = live
+        .metrics()
+        .encode(live.proxy().table(), |_| NodeState::Healthy, 0);
+    assert!(
+        m.contains(r#"casfront_upstream_failures_total{pool="cas",node="cas4",kind="connect"} 0"#),
+        "{m}"
+    );
     assert_eq!(live.metrics().reloads(), (20, 1));
 
     // The rotated certificate is what new connections get.
