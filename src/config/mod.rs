@@ -2,9 +2,11 @@
 //! of the program uses, and [`parse`]/[`load`], which read a TOML file and
 //! report every problem at once with its line and column. Submodules: `raw`
 //! (serde structs and the section-by-section reader), `validate` (checks
-//! across values), `diag` (diagnostics and positions).
+//! across values), `sections` and `edge` (one section each), `diag`
+//! (diagnostics and positions).
 
 mod diag;
+mod edge;
 mod raw;
 mod sections;
 mod validate;
@@ -25,6 +27,7 @@ pub struct Config {
     pub admin: Admin,
     pub learned: LearnedCookies,
     pub limits: Limits,
+    pub rate_limit: RateLimit,
     pub log: Log,
     pub pools: Vec<Pool>,
 }
@@ -78,6 +81,25 @@ pub struct Limits {
     pub max_uri: usize,
     /// HTTP/1: the most bytes of a request line and headers; more: 431.
     pub max_header_bytes: usize,
+    /// Client connections open at once; at the cap casfront stops
+    /// accepting until one closes (the kernel's backlog holds the rest).
+    pub max_connections: usize,
+    /// Client connections open at once from one address (an IPv6 /64);
+    /// over it a new connection is closed at once. Trusted proxies are exempt.
+    pub max_connections_per_ip: usize,
+    /// TCP accept to the end of the TLS handshake, PROXY header included.
+    pub handshake_timeout: Duration,
+    /// HTTP/1: time to read a request's headers, which is also how long a
+    /// kept-alive connection may wait idle for its next request (one hyper
+    /// setting).
+    pub header_read_timeout: Duration,
+    /// HTTP/2: how long a connection with no stream open is kept.
+    pub idle_timeout: Duration,
+    /// HTTP/2: streams open at once per connection.
+    pub h2_max_streams: u32,
+    /// HTTP/2: streams a client may cancel before their answer on one
+    /// connection; past it the connection gets a GOAWAY (rapid reset).
+    pub h2_max_resets: u32,
 }
 
 impl Default for Limits {
@@ -88,6 +110,42 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(defaults::SHUTDOWN_GRACE_SECS),
             max_uri: defaults::MAX_URI,
             max_header_bytes: defaults::MAX_HEADER_BYTES,
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
+            handshake_timeout: Duration::from_secs(defaults::HANDSHAKE_TIMEOUT_SECS),
+            header_read_timeout: Duration::from_secs(defaults::HEADER_READ_TIMEOUT_SECS),
+            idle_timeout: Duration::from_secs(defaults::H2_IDLE_TIMEOUT_SECS),
+            h2_max_streams: defaults::H2_MAX_STREAMS,
+            h2_max_resets: defaults::H2_MAX_RESETS,
+        }
+    }
+}
+
+/// Request rates per client address (`[rate_limit]`); the address is the
+/// peer's, or the client's named by a trusted proxy (`X-Forwarded-For`,
+/// PROXY header); IPv6 clients are counted by /64. A rate of 0 turns a
+/// limit off. Over a limit: 429 with `Retry-After`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimit {
+    /// All requests, sustained rate.
+    pub requests_per_second: u32,
+    /// All requests, at once.
+    pub burst: u32,
+    /// POST to a pool's `/login` or `/v1/tickets` (password guessing).
+    pub login_per_minute: u32,
+    pub login_burst: u32,
+    /// Clients tracked at most; past it the counts start over.
+    pub max_clients: usize,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            requests_per_second: defaults::REQUESTS_PER_SECOND,
+            burst: defaults::REQUEST_BURST,
+            login_per_minute: defaults::LOGINS_PER_MINUTE,
+            login_burst: defaults::LOGIN_BURST,
+            max_clients: defaults::RATE_MAX_CLIENTS,
         }
     }
 }
@@ -145,6 +203,12 @@ pub struct Listen {
     /// Peers whose `X-Forwarded-For` (and other forwarding headers) are
     /// kept and appended to rather than dropped.
     pub trusted_proxies: Vec<IpNet>,
+    /// Host names answered (lowercase, `*.` matches one label); another
+    /// gets 421. Empty: any.
+    pub hosts: Vec<String>,
+    /// Peers that open each connection with a PROXY protocol header (v1 or
+    /// v2); the client address is taken from it. Others send none.
+    pub proxy_protocol: Vec<IpNet>,
 }
 
 impl Listen {
@@ -152,6 +216,12 @@ impl Listen {
     pub fn trusts(&self, peer: IpAddr) -> bool {
         let peer = peer.to_canonical();
         self.trusted_proxies.iter().any(|n| n.contains(&peer))
+    }
+
+    /// Whether connections from `peer` start with a PROXY header.
+    pub fn sends_proxy_header(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.proxy_protocol.iter().any(|n| n.contains(&peer))
     }
 }
 
@@ -192,7 +262,19 @@ pub struct Pool {
     pub upstream_ca: Option<PathBuf>,
     pub health: Health,
     pub upstream: Upstream,
+    /// `[pool.headers]`: applied after casfront's own header changes.
+    pub headers: HeaderRules,
     pub nodes: Vec<Node>,
+}
+
+/// Headers set (replacing any) or removed, on requests to a pool's nodes
+/// and on their responses. Names are lowercase; values valid header values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeaderRules {
+    pub request_set: Vec<(String, String)>,
+    pub request_remove: Vec<String>,
+    pub response_set: Vec<(String, String)>,
+    pub response_remove: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -270,6 +352,32 @@ pub mod defaults {
     pub const MAX_HEADER_BYTES: usize = 32 * 1024;
     /// Longer than a login POST takes, shorter than systemd's 90 s stop timeout.
     pub const SHUTDOWN_GRACE_SECS: u64 = 30;
+    /// Well under the usual `LimitNOFILE` of a service (the README's unit
+    /// sets 65536), two descriptors per proxied connection.
+    pub const MAX_CONNECTIONS: usize = 10_000;
+    /// A browser opens up to 6 connections per host: room for ~40 busy
+    /// browsers behind one NAT; raise it for a campus NAT.
+    pub const MAX_CONNECTIONS_PER_IP: usize = 256;
+    /// A full handshake takes a few round trips; 10 s covers slow mobile links.
+    pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+    /// Headers arrive in one or two packets; a slowloris client is cut after
+    /// this. Also the HTTP/1 keep-alive idle time, as HAProxy's usual 10-15 s.
+    pub const HEADER_READ_TIMEOUT_SECS: u64 = 15;
+    /// nginx closes an idle HTTP/2 connection after 75 s; a minute frees
+    /// the slot a little sooner.
+    pub const H2_IDLE_TIMEOUT_SECS: u64 = 60;
+    /// Browsers open at most a few dozen; RFC 9113 suggests at least 100.
+    pub const H2_MAX_STREAMS: u32 = 100;
+    /// A browser cancels a few streams per page at most.
+    pub const H2_MAX_RESETS: u32 = 100;
+    /// Far above a person (a login page loads ~10 resources), below a flood.
+    pub const REQUESTS_PER_SECOND: u32 = 100;
+    pub const REQUEST_BURST: u32 = 200;
+    /// One login a second from one address, sustained, with room for a NAT.
+    pub const LOGINS_PER_MINUTE: u32 = 60;
+    pub const LOGIN_BURST: u32 = 20;
+    /// About 10 MiB of counters at most.
+    pub const RATE_MAX_CLIENTS: usize = 100_000;
 }
 
 /// The outcome of reading a configuration: the config when there was no
@@ -329,5 +437,7 @@ pub fn load(path: &Path) -> Result<Parsed, LoadError> {
     Ok(parse(&source, base))
 }
 
+#[cfg(test)]
+mod edge_tests;
 #[cfg(test)]
 mod tests;

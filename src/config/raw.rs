@@ -1,7 +1,8 @@
 //! Raw serde structs (`deny_unknown_fields`) mirroring the TOML file, and
 //! the reader that fills them section by section — `[listen]`, `[tls]` and
-//! each `[[tls.certificate]]`, `[admin]`, `[learned]`, `[limits]`, each
-//! `[[pool]]`, its `[pool.health]`, `[pool.upstream]` and each `[[pool.node]]`
+//! each `[[tls.certificate]]`, `[admin]`, `[learned]`, `[limits]`,
+//! `[rate_limit]`, `[log]`, each `[[pool]]`, its `[pool.health]`,
+//! `[pool.upstream]`, `[pool.headers]` and each `[[pool.node]]`
 //! — so that one bad section does not hide the problems of the others.
 //! Every unknown key is reported (with a suggestion for a typo) before serde
 //! reads the section.
@@ -32,6 +33,8 @@ pub struct RawListen {
     pub https: Option<Str>,
     pub http: Option<Str>,
     pub trusted_proxies: Option<Spanned<Vec<Str>>>,
+    pub hosts: Option<Spanned<Vec<Str>>>,
+    pub proxy_protocol: Option<Spanned<Vec<Str>>>,
 }
 
 impl Section for RawListen {
@@ -72,10 +75,31 @@ pub struct RawLimits {
     pub shutdown_grace: Option<Str>,
     pub max_uri: Option<Spanned<i64>>,
     pub max_header_bytes: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_connections_per_ip: Option<Spanned<i64>>,
+    pub handshake_timeout: Option<Str>,
+    pub header_read_timeout: Option<Str>,
+    pub idle_timeout: Option<Str>,
+    pub h2_max_streams: Option<Spanned<i64>>,
+    pub h2_max_resets: Option<Spanned<i64>>,
 }
 
 impl Section for RawLimits {
     const TABLE: &'static str = "[limits]";
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub requests_per_second: Option<Spanned<i64>>,
+    pub burst: Option<Spanned<i64>>,
+    pub login_per_minute: Option<Spanned<i64>>,
+    pub login_burst: Option<Spanned<i64>>,
+    pub max_clients: Option<Spanned<i64>>,
+}
+
+impl Section for RawRateLimit {
+    const TABLE: &'static str = "[rate_limit]";
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +188,22 @@ impl Section for RawUpstream {
     const TABLE: &'static str = "[pool.upstream]";
 }
 
+/// Header names to values (sorted by name).
+pub type RawHeaderMap = Spanned<std::collections::BTreeMap<Str, Str>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaders {
+    pub request_set: Option<RawHeaderMap>,
+    pub request_remove: Option<Spanned<Vec<Str>>>,
+    pub response_set: Option<RawHeaderMap>,
+    pub response_remove: Option<Spanned<Vec<Str>>>,
+}
+
+impl Section for RawHeaders {
+    const TABLE: &'static str = "[pool.headers]";
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLearned {
@@ -183,6 +223,7 @@ pub struct PoolSections {
     pub pool: Option<RawPool>,
     pub health: Option<Spanned<RawHealth>>,
     pub upstream: Option<Spanned<RawUpstream>>,
+    pub headers: Option<Spanned<RawHeaders>>,
     pub nodes: Vec<Option<Spanned<RawNode>>>,
 }
 
@@ -196,6 +237,7 @@ pub struct Raw {
     pub admin: Option<Spanned<RawAdmin>>,
     pub learned: Option<Spanned<RawLearned>>,
     pub limits: Option<Spanned<RawLimits>>,
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
     pub log: Option<Spanned<RawLog>>,
     pub pools: Vec<PoolSections>,
     /// Which sections were present (missing ones are reported by validation).
@@ -203,9 +245,18 @@ pub struct Raw {
     pub has_tls: bool,
 }
 
-const TOP: &[&str] = &["listen", "tls", "admin", "learned", "limits", "log", "pool"];
+const TOP: &[&str] = &[
+    "listen",
+    "tls",
+    "admin",
+    "learned",
+    "limits",
+    "rate_limit",
+    "log",
+    "pool",
+];
 const TLS_SUBTABLES: &[&str] = &["certificate"];
-const POOL_SUBTABLES: &[&str] = &["health", "upstream", "node"];
+const POOL_SUBTABLES: &[&str] = &["health", "upstream", "headers", "node"];
 
 /// Reads the file's sections. `None` only when the TOML itself is invalid.
 pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
@@ -230,6 +281,7 @@ pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
             "admin" => raw.admin = section(value, &[], diags),
             "learned" => raw.learned = section(value, &[], diags),
             "limits" => raw.limits = section(value, &[], diags),
+            "rate_limit" => raw.rate_limit = section(value, &[], diags),
             "log" => raw.log = section(value, &[], diags),
             "pool" => {
                 for (pool, span) in array_of_tables(value, "pool", diags) {
@@ -261,11 +313,13 @@ fn read_tls(value: Spanned<DeValue<'_>>, raw: &mut Raw, diags: &mut Diags) {
 fn read_pool(mut table: DeTable<'_>, span: Range<usize>, diags: &mut Diags) -> PoolSections {
     let health = table.remove("health");
     let upstream = table.remove("upstream");
+    let headers = table.remove("headers");
     let nodes = table.remove("node");
     let value = Spanned::new(span.clone(), DeValue::Table(table));
     let pool = section::<RawPool>(value, POOL_SUBTABLES, diags).map(Spanned::into_inner);
     let health = health.and_then(|h| section(h, &[], diags));
     let upstream = upstream.and_then(|u| section(u, &[], diags));
+    let headers = headers.and_then(|h| section(h, &[], diags));
     let nodes = nodes
         .map(|n| array_of_tables(n, "pool.node", diags))
         .unwrap_or_default()
@@ -277,6 +331,7 @@ fn read_pool(mut table: DeTable<'_>, span: Range<usize>, diags: &mut Diags) -> P
         pool,
         health,
         upstream,
+        headers,
         nodes,
     }
 }

@@ -9,10 +9,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::diag::Diags;
+use super::raw::Str;
 use super::raw::{
     RawCertificate, RawHealth, RawLearned, RawLimits, RawListen, RawLog, RawTls, RawUpstream,
 };
-use super::values::{addr, cidr, count, duration, file, host_name, threshold};
+use super::values::{addr, cidr, duration, file, host_name, size, threshold};
+use super::IpNet;
 use super::{
     defaults, Certificate, Health, LearnedCookies, Limits, Listen, Log, LogFormat, Tls, Upstream,
 };
@@ -24,19 +26,33 @@ pub fn listen(raw: Option<Spanned<RawListen>>, d: &mut Diags) -> Option<Listen> 
         None => Some(None),
         Some(h) => addr(h, d).map(Some),
     };
-    let mut trusted_proxies = Vec::new();
-    let mut ok = true;
-    for p in l.trusted_proxies.iter().flat_map(|l| l.get_ref()) {
-        match cidr(p, d) {
-            Some(net) => trusted_proxies.push(net),
-            None => ok = false,
-        }
-    }
+    let trusted_proxies = cidrs(l.trusted_proxies.as_ref(), d);
+    let proxy_protocol = cidrs(l.proxy_protocol.as_ref(), d);
+    let hosts: Option<Vec<String>> = l
+        .hosts
+        .iter()
+        .flat_map(|l| l.get_ref())
+        .map(|h| host_name(h, "host", true, d))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
     Some(Listen {
         https: https?,
         http: http?,
-        trusted_proxies: ok.then_some(trusted_proxies)?,
+        trusted_proxies: trusted_proxies?,
+        hosts: hosts?,
+        proxy_protocol: proxy_protocol?,
     })
+}
+
+/// A list of addresses and CIDR blocks; every bad one is reported.
+fn cidrs(list: Option<&Spanned<Vec<Str>>>, d: &mut Diags) -> Option<Vec<IpNet>> {
+    let nets: Vec<Option<IpNet>> = list
+        .iter()
+        .flat_map(|l| l.get_ref())
+        .map(|p| cidr(p, d))
+        .collect();
+    nets.into_iter().collect()
 }
 
 /// `[tls] cert`/`key` is the default certificate; each
@@ -122,11 +138,11 @@ pub fn limits(raw: Option<Spanned<RawLimits>>, d: &mut Diags) -> Option<Limits> 
     let raw = raw.map(Spanned::into_inner);
     let r = raw.as_ref();
     let def = Limits::default();
-    let body_prefix = count(
+    let body_prefix = size(
         r.and_then(|l| l.body_prefix.as_ref()),
         "body_prefix",
         256..=1024 * 1024,
-        def.body_prefix as i64,
+        def.body_prefix,
         d,
     );
     let body_wait = duration(r.and_then(|l| l.body_wait.as_ref()), def.body_wait, d);
@@ -135,27 +151,73 @@ pub fn limits(raw: Option<Spanned<RawLimits>>, d: &mut Diags) -> Option<Limits> 
         def.shutdown_grace,
         d,
     );
-    let max_uri = count(
+    let max_uri = size(
         r.and_then(|l| l.max_uri.as_ref()),
         "max_uri",
         256..=65_536,
-        def.max_uri as i64,
+        def.max_uri,
         d,
     );
     // hyper's smallest read buffer is 8 KiB.
-    let max_header_bytes = count(
+    let max_header_bytes = size(
         r.and_then(|l| l.max_header_bytes.as_ref()),
         "max_header_bytes",
         8192..=1024 * 1024,
-        def.max_header_bytes as i64,
+        def.max_header_bytes,
+        d,
+    );
+    let max_connections = size(
+        r.and_then(|l| l.max_connections.as_ref()),
+        "max_connections",
+        1..=1_000_000,
+        def.max_connections,
+        d,
+    );
+    let max_connections_per_ip = size(
+        r.and_then(|l| l.max_connections_per_ip.as_ref()),
+        "max_connections_per_ip",
+        1..=1_000_000,
+        def.max_connections_per_ip,
+        d,
+    );
+    let handshake_timeout = duration(
+        r.and_then(|l| l.handshake_timeout.as_ref()),
+        def.handshake_timeout,
+        d,
+    );
+    let header_read_timeout = duration(
+        r.and_then(|l| l.header_read_timeout.as_ref()),
+        def.header_read_timeout,
+        d,
+    );
+    let idle_timeout = duration(r.and_then(|l| l.idle_timeout.as_ref()), def.idle_timeout, d);
+    let h2_max_streams = size(
+        r.and_then(|l| l.h2_max_streams.as_ref()),
+        "h2_max_streams",
+        1..=10_000,
+        def.h2_max_streams as usize,
+        d,
+    );
+    let h2_max_resets = size(
+        r.and_then(|l| l.h2_max_resets.as_ref()),
+        "h2_max_resets",
+        1..=1_000_000,
+        def.h2_max_resets as usize,
         d,
     );
     Some(Limits {
-        body_prefix: usize::try_from(body_prefix?).ok()?,
+        body_prefix: body_prefix?,
         body_wait: body_wait?,
         shutdown_grace: shutdown_grace?,
-        max_uri: usize::try_from(max_uri?).ok()?,
-        max_header_bytes: usize::try_from(max_header_bytes?).ok()?,
+        max_uri: max_uri?,
+        max_header_bytes: max_header_bytes?,
+        max_connections: max_connections?,
+        max_connections_per_ip: max_connections_per_ip?,
+        handshake_timeout: handshake_timeout?,
+        header_read_timeout: header_read_timeout?,
+        idle_timeout: idle_timeout?,
+        h2_max_streams: u32::try_from(h2_max_streams?).ok()?,
+        h2_max_resets: u32::try_from(h2_max_resets?).ok()?,
     })
 }
 
@@ -271,11 +333,11 @@ pub fn upstream(raw: Option<Spanned<RawUpstream>>, d: &mut Diags) -> Option<Upst
         d,
     );
     let idle_timeout = duration(r.and_then(|u| u.idle_timeout.as_ref()), def.idle_timeout, d);
-    let max_idle = count(
+    let max_idle = size(
         r.and_then(|u| u.max_idle.as_ref()),
         "max_idle",
         0..=10_000,
-        def.max_idle as i64,
+        def.max_idle,
         d,
     );
     let down_cooldown = duration(
@@ -295,7 +357,7 @@ pub fn upstream(raw: Option<Spanned<RawUpstream>>, d: &mut Diags) -> Option<Upst
         connect_timeout: connect_timeout?,
         response_timeout: response_timeout?,
         idle_timeout: idle_timeout?,
-        max_idle: usize::try_from(max_idle?).ok()?,
+        max_idle: max_idle?,
         down_cooldown: down_cooldown?,
     })
 }
@@ -305,16 +367,16 @@ pub fn learned(raw: Option<Spanned<RawLearned>>, d: &mut Diags) -> Option<Learne
     let raw = raw.map(Spanned::into_inner);
     let r = raw.as_ref();
     let def = LearnedCookies::default();
-    let capacity = count(
+    let capacity = size(
         r.and_then(|l| l.capacity.as_ref()),
         "capacity",
         2..=100_000_000,
-        def.capacity as i64,
+        def.capacity,
         d,
     );
     let ttl = duration(r.and_then(|l| l.ttl.as_ref()), def.ttl, d);
     Some(LearnedCookies {
-        capacity: usize::try_from(capacity?).ok()?,
+        capacity: capacity?,
         ttl: ttl?,
     })
 }

@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use super::*;
 
-const HEAD: &str = "[listen]\nhttps = \"0.0.0.0:8443\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+pub(super) const HEAD: &str =
+    "[listen]\nhttps = \"0.0.0.0:8443\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
 
-fn parse_str(s: &str) -> Parsed {
+pub(super) fn parse_str(s: &str) -> Parsed {
     parse(s, Path::new("/etc/casfront"))
 }
 
 /// Errors as `line:col: message` strings.
-fn errors(s: &str) -> Vec<String> {
+pub(super) fn errors(s: &str) -> Vec<String> {
     parse_str(s)
         .errors()
         .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
@@ -117,9 +118,9 @@ fn unknown_and_missing_keys() {
     assert_eq!(
         errors(src),
         [
-            "3:1: unknown key `htps` (did you mean `https`?); expected one of: https, http, trusted_proxies",
+            "3:1: unknown key `htps` (did you mean `https`?); expected one of: https, http, trusted_proxies, hosts, proxy_protocol",
             "5:8: `tls.cert` is set without `tls.key`",
-            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, admin, learned, limits, log, pool",
+            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, admin, learned, limits, rate_limit, log, pool",
             "10:1: missing key `url` in [[pool.node]]",
         ]
     );
@@ -394,6 +395,8 @@ fn example_config_is_valid_and_documents_every_key() {
         ("pool.upstream", diag::fields_of::<raw::RawUpstream>()),
         ("learned", diag::fields_of::<raw::RawLearned>()),
         ("limits", diag::fields_of::<raw::RawLimits>()),
+        ("rate_limit", diag::fields_of::<raw::RawRateLimit>()),
+        ("pool.headers", diag::fields_of::<raw::RawHeaders>()),
         ("log", diag::fields_of::<raw::RawLog>()),
         ("tls.certificate", diag::fields_of::<raw::RawCertificate>()),
         ("pool.node", diag::fields_of::<raw::RawNode>()),

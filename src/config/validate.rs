@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::diag::Diags;
 use super::raw::{PoolSections, Raw, RawNode, RawPool, Str};
 use super::values::{addr, authority, cookie_name, file, host_name, name, node_url, suffix};
-use super::{defaults, sections, Admin, Config, Node, Pool};
+use super::{defaults, edge, sections, Admin, Config, Node, Pool};
 use crate::routing::suffix::f5_md5;
 use crate::routing::MAX_TGC_COOKIES;
 
@@ -68,6 +68,7 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
     }
     let learned = sections::learned(raw.learned, d);
     let limits = sections::limits(raw.limits, d);
+    let rate_limit = edge::rate_limit(raw.rate_limit, d);
     let log = sections::log(raw.log, d);
     Some(Config {
         listen: listen?,
@@ -75,6 +76,7 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
         admin: admin?,
         learned: learned?,
         limits: limits?,
+        rate_limit: rate_limit?,
         log: log?,
         pools: pools.into_iter().collect::<Option<_>>()?,
     })
@@ -131,6 +133,7 @@ fn pool(s: PoolSections, base: &Path, names: &mut Names, d: &mut Diags) -> Optio
     });
     let health = sections::health(s.health, prefix.as_deref().unwrap_or("/"), d);
     let upstream = sections::upstream(s.upstream, d);
+    let headers = edge::headers(s.headers, d);
     if s.nodes.is_empty() {
         d.error(s.span.clone(), "a pool needs at least one [[pool.node]]");
     }
@@ -159,6 +162,7 @@ fn pool(s: PoolSections, base: &Path, names: &mut Names, d: &mut Diags) -> Optio
         upstream_ca: upstream_ca??,
         health: health?,
         upstream: upstream?,
+        headers: headers?,
         nodes: complete?,
     })
 }

@@ -66,6 +66,18 @@ pub fn count(
     None
 }
 
+/// [`count`] for a size or a number of things.
+pub fn size(
+    v: Option<&Spanned<i64>>,
+    key: &str,
+    range: std::ops::RangeInclusive<usize>,
+    default: usize,
+    d: &mut Diags,
+) -> Option<usize> {
+    let (start, end) = (*range.start() as i64, *range.end() as i64);
+    count(v, key, start..=end, default as i64, d).and_then(|n| usize::try_from(n).ok())
+}
+
 pub fn node_url(v: &Str, d: &mut Diags) -> Option<NodeUrl> {
     let text = v.get_ref();
     let bad = |d: &mut Diags, why: &str| {
