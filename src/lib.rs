@@ -5,6 +5,7 @@
 //! [`routing`] (the pure routing core), [`explain`] (what `casfront explain`
 //! prints for one request), [`demo`] (CAS-like demo nodes), [`proxy`] (the
 //! request path and upstream pools), [`health`] (node states and active
+//! checks), [`edge`] (connection caps, rate limits, PROXY protocol, target
 //! checks), [`server`] (TLS listener), [`admin`] (status and maintenance API).
 #![forbid(unsafe_code)]
 
@@ -12,6 +13,7 @@ pub mod access_log;
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod edge;
 pub mod explain;
 pub mod health;
 pub mod live;

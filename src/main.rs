@@ -17,7 +17,7 @@ use casfront::health::check::{self, Checker};
 use casfront::live::Live;
 use casfront::notify::notify;
 use casfront::routing::{suffix::f5_md5, NodeState, NodeStates, RoutingTable};
-use casfront::server::{self, ServerSettings};
+use casfront::server;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -251,8 +251,7 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         );
         grace
     };
-    let settings = ServerSettings::default();
-    let finished = server::serve_until(listener, live.clone(), settings, stopped).await;
+    let finished = server::serve_until(listener, live.clone(), stopped).await;
     reloads.abort();
     if let Some(r) = redirect {
         r.abort();

@@ -32,7 +32,9 @@ async fn a_killed_node_leaves_and_a_revived_one_returns_without_a_failed_request
     let specs = (1..=3)
         .map(|i| NodeSpec::named(&format!("cas{i}")))
         .collect();
+    // One address sends as fast as it can: no request rate limit.
     let mut cluster = Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), |c| {
+        let c = format!("{c}{}", support::NO_RATE_LIMIT);
         c.replacen(
             "path_prefix = \"/cas\"\n",
             "path_prefix = \"/cas\"\n[pool.health]\ninterval = \"100ms\"\ntimeout = \"80ms\"\n\

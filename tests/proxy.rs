@@ -32,7 +32,10 @@ impl Env {
         Env::with_nodes(specs, edit).await
     }
 
+    /// The tests send logins from one address faster than anyone would:
+    /// rate limits are off (tests/edge.rs tests them).
     async fn with_nodes(specs: Vec<NodeSpec>, edit: impl FnOnce(String) -> String) -> Env {
+        let edit = |c: String| edit(format!("{c}{}", support::NO_RATE_LIMIT));
         let cluster = Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), edit)
             .await
             .unwrap();

@@ -15,7 +15,7 @@ use std::time::Duration;
 use casfront::demo::node::{self, NodeSpec};
 use casfront::live::{Live, ReloadError};
 use casfront::routing::{NodeState, NodeStates};
-use casfront::server::{self, ServerSettings};
+use casfront::server;
 
 mod support;
 use support::client::{connect_tls, tls_trusting, KeepAlive};
@@ -30,11 +30,12 @@ fn config_text(
 ) -> String {
     let mut s = format!(
         "[listen]\nhttps = \"{listen}\"\n[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = false\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = false\n{no_rate_limit}\
          [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
          [pool.health]\ninterval = \"{interval}\"\ntimeout = \"80ms\"\nrise = 1\nfall = 1\n",
         cert = dir.join("cert.pem").display(),
         key = dir.join("key.pem").display(),
+        no_rate_limit = support::NO_RATE_LIMIT,
     );
     for (name, addr) in nodes {
         s.push_str(&format!(
@@ -76,7 +77,6 @@ async fn twenty_reloads_under_load_fail_no_request() {
     let _server = tokio::spawn(server::serve_until(
         listener,
         live.clone(),
-        ServerSettings::default(),
         std::future::pending(),
     ));
 

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config;
 use crate::live::Live;
 use crate::proxy::{Proxy, ProxyError};
-use crate::server::{self, tls, ServerSettings};
+use crate::server::{self, tls};
 use node::{NodeSpec, RunningNode};
 
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +115,7 @@ impl Cluster {
             let live = live.clone();
             async move {
                 let forever = std::future::pending();
-                server::serve_until(listener, live, ServerSettings::default(), forever).await;
+                server::serve_until(listener, live, forever).await;
             }
         });
         Ok(Cluster {

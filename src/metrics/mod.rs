@@ -54,6 +54,11 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -87,6 +92,37 @@ pub enum Failure {
     Timeout = 2,
 }
 const FAILURES: [&str; 3] = ["connect", "send", "timeout"];
+
+/// What casfront refused at the edge, before any node saw it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A connection over `max_connections_per_ip`.
+    ConnectionsPerIp = 0,
+    /// A connection from a PROXY peer without a valid header in time.
+    ProxyHeader = 1,
+    /// 429 over `requests_per_second`.
+    RateLimit = 2,
+    /// 429 over `login_per_minute`.
+    LoginRateLimit = 3,
+    /// 421: a host name not in `listen.hosts`.
+    Host = 4,
+    /// 400: no `Host`, or one the absolute URI contradicts.
+    BadTarget = 5,
+    /// 414 over `max_uri`.
+    UriTooLong = 6,
+    /// An HTTP/2 connection closed after `h2_max_resets` cancelled streams.
+    H2Resets = 7,
+}
+const REFUSALS: [&str; 8] = [
+    "connections_per_ip",
+    "proxy_header",
+    "rate_limit",
+    "login_rate_limit",
+    "host",
+    "bad_target",
+    "uri_too_long",
+    "h2_resets",
+];
 
 fn cause_index(c: Cause) -> usize {
     match c {
@@ -125,6 +161,20 @@ fn label_tables_follow_the_enums() {
     {
         assert_eq!(f as usize, i);
     }
+    use Refusal::*;
+    let refusals = [
+        ConnectionsPerIp,
+        ProxyHeader,
+        RateLimit,
+        LoginRateLimit,
+        Host,
+        BadTarget,
+        UriTooLong,
+        H2Resets,
+    ];
+    for (i, r) in refusals.into_iter().enumerate() {
+        assert_eq!(r as usize, i, "{r:?} is {}", REFUSALS[i]);
+    }
 }
 
 fn class_index(status: u16) -> usize {
@@ -144,6 +194,8 @@ pub struct Metrics {
     node_state: Family<StateLabels, Gauge>,
     learned: Gauge,
     reloads: Family<ResultLabels, Counter>,
+    /// Indexed by [`Refusal`].
+    refusals: Vec<Counter>,
     /// One scrape at a time: a scrape clears and refills the state gauge.
     scrape: std::sync::Mutex<()>,
 }
@@ -173,6 +225,7 @@ impl Metrics {
             node_state: Family::default(),
             learned: Gauge::default(),
             reloads: Family::default(),
+            refusals: Vec::new(),
             scrape: std::sync::Mutex::new(()),
         };
         let mut r = Registry::default();
@@ -221,7 +274,21 @@ impl Metrics {
             "Configuration reloads, by result (ok, failed)",
             m.reloads.clone(),
         );
-        Metrics { registry: r, ..m }
+        let refusals: Family<ReasonLabels, Counter> = Family::default();
+        r.register(
+            names::REFUSALS,
+            "What casfront refused before any node saw it, by reason",
+            refusals.clone(),
+        );
+        let refusals = REFUSALS
+            .iter()
+            .map(|&reason| refusals.get_or_create_owned(&ReasonLabels { reason }))
+            .collect();
+        Metrics {
+            registry: r,
+            refusals,
+            ..m
+        }
     }
 
     /// A configuration's handles: every series of its nodes made now.
@@ -280,6 +347,18 @@ impl Metrics {
     pub fn reloaded(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Counts a refusal.
+    pub fn refused(&self, why: Refusal) {
+        if let Some(c) = self.refusals.get(why as usize) {
+            c.inc();
+        }
+    }
+
+    /// Refusals so far for `why`.
+    pub fn refusals(&self, why: Refusal) -> u64 {
+        self.refusals.get(why as usize).map_or(0, Counter::get)
     }
 
     /// Reloads so far: (ok, failed).

@@ -10,9 +10,10 @@ pub const TLS_HANDSHAKE_FAILURES: &str = "casfront_tls_handshake_failures";
 pub const NODE_STATE: &str = "casfront_node_state";
 pub const LEARNED_ENTRIES: &str = "casfront_learned_entries";
 pub const RELOADS: &str = "casfront_reloads";
+pub const REFUSALS: &str = "casfront_refusals";
 
 /// Every name as it appears in the exposition (counters end in `_total`).
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 10] = [
     "casfront_requests_total",
     "casfront_fallthroughs_total",
     "casfront_upstream_duration_seconds",
@@ -22,4 +23,5 @@ pub const ALL: [&str; 9] = [
     "casfront_node_state",
     "casfront_learned_entries",
     "casfront_reloads_total",
+    "casfront_refusals_total",
 ];

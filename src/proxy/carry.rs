@@ -77,8 +77,8 @@ impl Proxy {
             .collect()
     }
 
-    /// Takes over `old`'s node states and learned cookies where they still
-    /// apply; `config` is this proxy's. Done right before the swap, so
+    /// Takes over `old`'s node states, learned cookies and rate counts
+    /// where they still apply; `config` is this proxy's. Done right before the swap, so
     /// that nothing `old` records meanwhile is lost.
     pub fn take_over(&mut self, config: &Config, old: &Proxy) -> Carried {
         let origin = self.origin(old);
@@ -99,6 +99,10 @@ impl Proxy {
                 old.learned
                     .remapped(capacity, ttl, |n| back.get(&n).copied()),
             );
+        }
+        // Rate counts are per client address, not per node.
+        if *old.rate.config() == config.rate_limit {
+            self.rate = old.rate.clone();
         }
         let kept = origin.iter().filter(|o| o.is_some()).count();
         Carried {

@@ -127,6 +127,61 @@ fn forward_trusted(headers: &mut HeaderMap, client: &ClientInfo) {
     }
 }
 
+/// A pool's `[pool.headers]` rules, parsed once: applied after casfront's
+/// own changes (so they may also remove an `X-Forwarded-*` header).
+#[derive(Clone, Debug, Default)]
+pub struct HeaderRules {
+    request_set: Vec<(HeaderName, HeaderValue)>,
+    request_remove: Vec<HeaderName>,
+    response_set: Vec<(HeaderName, HeaderValue)>,
+    response_remove: Vec<HeaderName>,
+}
+
+impl HeaderRules {
+    pub fn new(pool: &crate::config::Pool) -> HeaderRules {
+        // Names and values were validated when the configuration was read.
+        let set = |list: &[(String, String)]| -> Vec<(HeaderName, HeaderValue)> {
+            list.iter()
+                .filter_map(|(n, v)| {
+                    Some((
+                        HeaderName::from_bytes(n.as_bytes()).ok()?,
+                        HeaderValue::from_str(v).ok()?,
+                    ))
+                })
+                .collect()
+        };
+        let names = |list: &[String]| -> Vec<HeaderName> {
+            list.iter()
+                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+                .collect()
+        };
+        let r = &pool.headers;
+        HeaderRules {
+            request_set: set(&r.request_set),
+            request_remove: names(&r.request_remove),
+            response_set: set(&r.response_set),
+            response_remove: names(&r.response_remove),
+        }
+    }
+
+    pub fn request(&self, headers: &mut HeaderMap) {
+        apply(headers, &self.request_remove, &self.request_set);
+    }
+
+    pub fn response(&self, headers: &mut HeaderMap) {
+        apply(headers, &self.response_remove, &self.response_set);
+    }
+}
+
+fn apply(headers: &mut HeaderMap, remove: &[HeaderName], set: &[(HeaderName, HeaderValue)]) {
+    for name in remove {
+        headers.remove(name);
+    }
+    for (name, value) in set {
+        headers.insert(name.clone(), value.clone());
+    }
+}
+
 /// Removes hop-by-hop headers from a response.
 pub fn prepare_response<B>(resp: &mut Response<B>) {
     strip_hop_by_hop(resp.headers_mut());

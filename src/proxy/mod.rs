@@ -5,8 +5,10 @@
 //! Node states come from [`crate::health`].
 //! Submodules: [`upstream`] (per-node connection pools), [`forward`] (header
 //! rewriting), [`body`] (request bodies, with a replayed prefix),
-//! [`learned`] (the learned cookie table); `carry` (what a reload keeps).
+//! [`learned`] (the learned cookie table); `carry` (what a reload keeps),
+//! `admit` (what a request must pass before it is routed).
 
+mod admit;
 pub mod body;
 pub mod carry;
 pub mod forward;
@@ -25,13 +27,14 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::config::{Config, Limits, Listen, Scheme};
+use crate::edge::rate::RateLimits;
 use crate::health::Health;
 use crate::metrics::{Failure, Handles, Metrics};
 use crate::routing::{
     route, Cause, EntryId, Headers, How, Method, NodeId, PoolId, RequestView, RoutingTable, Rule,
 };
 use body::{read_prefix, RequestBody};
-use forward::{prepare_request, prepare_response, ClientInfo};
+use forward::{prepare_request, prepare_response, ClientInfo, HeaderRules};
 use learned::LearnedTable;
 use upstream::{Conn, NodePool, NodeTls, PooledBody, SendError, UpstreamError};
 
@@ -84,6 +87,11 @@ pub struct Proxy {
     /// Per node: pool, name and URL, which a reload matches.
     identity: Vec<String>,
     access_log: bool,
+    rate: Arc<RateLimits>,
+    /// Paths whose POST counts against the login rate.
+    login_paths: Vec<String>,
+    /// Per pool: `[pool.headers]`.
+    header_rules: Vec<HeaderRules>,
 }
 
 impl Proxy {
@@ -144,6 +152,9 @@ impl Proxy {
             handles,
             identity: carry::identities(config),
             access_log: config.log.access,
+            rate: Arc::new(RateLimits::new(&config.rate_limit)),
+            login_paths: admit::login_paths(config),
+            header_rules: config.pools.iter().map(HeaderRules::new).collect(),
         })
     }
 
@@ -154,6 +165,10 @@ impl Proxy {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    pub fn listen(&self) -> &Listen {
+        &self.listen
     }
 
     /// The process's metrics (shared by every configuration).
@@ -210,12 +225,8 @@ impl Proxy {
         out: &mut Outcome,
     ) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
-        let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
-        if target > self.limits.max_uri {
-            return local(
-                StatusCode::URI_TOO_LONG,
-                "casfront: the request target is too long\n",
-            );
+        if let Some(refused) = self.admit(&parts, client) {
+            return refused;
         }
         let method = Method::from_bytes(parts.method.as_str().as_bytes());
         let wants_body = self.table.wants_body(method, parts.uri.path().as_bytes());
@@ -247,6 +258,10 @@ impl Proxy {
             if let Some(Some(host)) = self.host_override.get(usize::from(pool_id)) {
                 req.headers_mut().insert(header::HOST, host.clone());
             }
+            let rules = self.header_rules.get(usize::from(pool_id));
+            if let Some(rules) = rules {
+                rules.request(req.headers_mut());
+            }
             // Kept aside to forget a cookie the node expires (its Set-Cookie
             // then carries an empty value). One header after `prepare_request`.
             let sent_cookies = req.headers().get(header::COOKIE).cloned();
@@ -258,6 +273,9 @@ impl Proxy {
                     let mut resp = resp.map(Either::Left);
                     prepare_response(&mut resp);
                     self.learn(pool_id, node, resp.headers(), sent_cookies.as_ref());
+                    if let Some(rules) = rules {
+                        rules.response(resp.headers_mut());
+                    }
                     return resp;
                 }
                 Err(SendError::Again {

@@ -16,6 +16,10 @@ pub fn suffix(i: usize) -> String {
     format!("cas-{i:03}.example.edu")
 }
 
+/// Appended to a test configuration whose clients, all on 127.0.0.1, send
+/// more than a person would: no request rate limits.
+pub const NO_RATE_LIMIT: &str = "[rate_limit]\nrequests_per_second = 0\nlogin_per_minute = 0\n";
+
 /// A configuration with one `/cas` pool of `nodes` nodes.
 pub fn cluster_config(nodes: usize) -> String {
     let mut s = String::from(
@@ -139,12 +143,7 @@ pub async fn front(
     let proxy = std::sync::Arc::new(casfront::proxy::Proxy::new(config).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(casfront::server::serve(
-        listener,
-        tls,
-        proxy.clone(),
-        Default::default(),
-    ));
+    let task = tokio::spawn(casfront::server::serve(listener, tls, proxy.clone()));
     (addr, proxy, Serving(task))
 }
 

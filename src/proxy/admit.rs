@@ -1,0 +1,112 @@
+//! What a request must pass before it is routed: the target's length
+//! (414), its host name (`Host` against the absolute URI: 400; the
+//! `listen.hosts` allow-list: 421) and the client's request rates (429 with
+//! `Retry-After`). Each refusal is counted; no node sees the request.
+
+use std::sync::Arc;
+
+use http::header::HeaderValue;
+use http::request::Parts;
+use http::{header, Method as HttpMethod, Response, StatusCode};
+
+use super::{local, ProxyBody};
+use crate::config::Config;
+use crate::edge::rate::{Limit, RateLimits};
+use crate::edge::{check_target, client_addr, TargetError};
+use crate::metrics::Refusal;
+use crate::proxy::forward::ClientInfo;
+use crate::proxy::Proxy;
+
+/// Paths whose POST is a password login, per pool: `/login` (the form)
+/// and `/v1/tickets` (REST).
+pub fn login_paths(config: &Config) -> Vec<String> {
+    let mut paths = Vec::new();
+    for pool in &config.pools {
+        let prefix = pool.path_prefix.trim_end_matches('/');
+        paths.push(format!("{prefix}/login"));
+        paths.push(format!("{prefix}/v1/tickets"));
+    }
+    paths
+}
+
+impl Proxy {
+    /// The response refusing `parts`, if it may not be routed.
+    pub(super) fn admit(&self, parts: &Parts, client: &ClientInfo) -> Option<Response<ProxyBody>> {
+        let metrics = &self.metrics;
+        let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        if target > self.limits.max_uri {
+            metrics.refused(Refusal::UriTooLong);
+            return Some(local(
+                StatusCode::URI_TOO_LONG,
+                "casfront: the request target is too long\n",
+            ));
+        }
+        if let Err(e) = check_target(
+            parts.version,
+            &parts.uri,
+            &parts.headers,
+            &self.listen.hosts,
+        ) {
+            let (status, body, why) = match e {
+                TargetError::NotServed => (
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "casfront: this host name is not served here\n",
+                    Refusal::Host,
+                ),
+                TargetError::NoHost => (
+                    StatusCode::BAD_REQUEST,
+                    "casfront: the request needs one valid Host header\n",
+                    Refusal::BadTarget,
+                ),
+                TargetError::HostMismatch => (
+                    StatusCode::BAD_REQUEST,
+                    "casfront: the request URI and Host name different hosts\n",
+                    Refusal::BadTarget,
+                ),
+            };
+            metrics.refused(why);
+            return Some(local(status, body));
+        }
+        let ip = client_addr(
+            client.peer.ip(),
+            client.trusted,
+            &parts.headers,
+            &self.listen,
+        );
+        let login = parts.method == HttpMethod::POST && self.is_login(parts.uri.path());
+        let checked = self.rate.check(ip, login);
+        if self.rate.sweep_due() {
+            let rate = Arc::clone(&self.rate);
+            tokio::task::spawn_blocking(move || rate.sweep());
+        }
+        let refused = checked.err()?;
+        metrics.refused(match refused.limit {
+            Limit::Requests => Refusal::RateLimit,
+            Limit::Login => Refusal::LoginRateLimit,
+        });
+        let mut resp = local(
+            StatusCode::TOO_MANY_REQUESTS,
+            match refused.limit {
+                Limit::Requests => "casfront: too many requests from your address; retry later\n",
+                Limit::Login => {
+                    "casfront: too many login attempts from your address; retry later\n"
+                }
+            },
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(refused.retry_after));
+        Some(resp)
+    }
+
+    /// `path` (without `;` parameters, as CAS's form action carries
+    /// `;jsessionid=`) is a pool's login path.
+    fn is_login(&self, path: &str) -> bool {
+        let path = path.split(';').next().unwrap_or(path);
+        self.login_paths.iter().any(|p| p == path)
+    }
+
+    /// The rate limits in force (a reload keeps them when unchanged).
+    pub fn rate_limits(&self) -> &Arc<RateLimits> {
+        &self.rate
+    }
+}

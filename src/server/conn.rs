@@ -1,0 +1,216 @@
+//! One client connection's HTTP, after TLS: HTTP/1.1 or HTTP/2 with the
+//! client-side limits of `[limits]`, driven until it ends, the server stops
+//! (graceful: HTTP/1 closes after the response in flight, HTTP/2 gets a
+//! GOAWAY), or, for HTTP/2, the connection idles past `idle_timeout` or
+//! its client cancels more than `h2_max_resets` streams before their
+//! answer (rapid reset: each cancels a request to a node). Generic over
+//! the byte stream so that the fuzz target can drive it from memory.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use crate::access_log::{Entry, Logged};
+use crate::config::Limits;
+use crate::live::Live;
+use crate::metrics::Refusal;
+use crate::proxy::forward::ClientInfo;
+use crate::proxy::{Proxy, ProxyBody};
+
+/// Serves HTTP on `io` (HTTP/2 when `h2`, the ALPN result) until it ends;
+/// `stop` turning true (or its sender going away) starts a graceful close.
+pub async fn serve<I>(
+    io: I,
+    h2: bool,
+    live: Arc<Live>,
+    client: Arc<ClientInfo>,
+    limits: &Limits,
+    stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let metrics = live.metrics().clone();
+    let streams = h2.then(|| Arc::new(Streams::new(limits.h2_max_resets)));
+    let counted = streams.clone();
+    let svc = service_fn(move |req| {
+        let (proxy, client) = (live.proxy(), client.clone());
+        let guard = counted.as_ref().map(|s| Streams::open(s.clone()));
+        async move {
+            let resp = respond(proxy, req, &client).await;
+            if let Some(mut g) = guard {
+                g.answered = true;
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let io = TokioIo::new(io);
+    // Over it, hyper answers 431 and closes the connection.
+    let max_header_bytes = limits.max_header_bytes;
+    match streams {
+        Some(streams) => {
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(limits.h2_max_streams)
+                .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+                .serve_connection(io, svc);
+            let watch = Watch {
+                streams: &streams,
+                idle: limits.idle_timeout,
+            };
+            if drive(conn, stop, Some(watch)).await == Closed::Resets {
+                metrics.refused(Refusal::H2Resets);
+            }
+        }
+        None => {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(max_header_bytes)
+                .serve_connection(io, svc);
+            drive(conn, stop, None).await;
+        }
+    }
+}
+
+/// One request: the proxy's response, wrapped for the access log.
+async fn respond(
+    proxy: Arc<Proxy>,
+    req: http::Request<hyper::body::Incoming>,
+    client: &ClientInfo,
+) -> http::Response<Logged<ProxyBody>> {
+    let entry = proxy
+        .access_log()
+        .then(|| Entry::start(proxy.clone(), client.peer, &req));
+    let (resp, outcome) = proxy.handle(req, client).await;
+    let status = resp.status().as_u16();
+    resp.map(|body| Logged::new(body, entry, status, outcome))
+}
+
+/// Why a connection was closed by casfront rather than by its client.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Closed {
+    /// It ended on its own (or the client closed it).
+    Ended,
+    Stopped,
+    Idle,
+    Resets,
+}
+
+/// What the HTTP/2 watchdog reads.
+struct Watch<'a> {
+    streams: &'a Streams,
+    idle: Duration,
+}
+
+/// Drives `conn` to its end, closing it gracefully when told to.
+async fn drive<C: GracefulConnection>(
+    conn: C,
+    mut stop: watch::Receiver<bool>,
+    watch: Option<Watch<'_>>,
+) -> Closed {
+    tokio::pin!(conn);
+    let mut why = Closed::Ended;
+    loop {
+        let open = why == Closed::Ended;
+        let resets = async {
+            match &watch {
+                Some(w) => w.streams.reset_limit.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        let idle = async {
+            match &watch {
+                Some(w) => tokio::time::sleep_until(w.streams.idle_deadline(w.idle)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = conn.as_mut() => return why,
+            _ = stop.wait_for(|s| *s), if open => why = Closed::Stopped,
+            _ = resets, if open => why = Closed::Resets,
+            _ = idle, if open => {
+                match &watch {
+                    Some(w) if w.streams.idle_for(w.idle) => why = Closed::Idle,
+                    _ => continue,
+                }
+            }
+        }
+        conn.as_mut().graceful_shutdown();
+    }
+}
+
+/// An HTTP/2 connection's streams: how many are open, when one last
+/// opened or closed, and how many the client cancelled before their answer.
+struct Streams {
+    open: AtomicU32,
+    resets: AtomicU32,
+    max_resets: u32,
+    started: Instant,
+    /// Milliseconds from `started` to the last stream opened or closed.
+    last: AtomicU64,
+    reset_limit: Notify,
+}
+
+/// One stream in flight; dropped unanswered, it counts as a reset.
+struct StreamGuard {
+    streams: Arc<Streams>,
+    answered: bool,
+}
+
+impl Streams {
+    fn new(max_resets: u32) -> Streams {
+        Streams {
+            open: AtomicU32::new(0),
+            resets: AtomicU32::new(0),
+            max_resets,
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+            reset_limit: Notify::new(),
+        }
+    }
+
+    fn open(streams: Arc<Streams>) -> StreamGuard {
+        streams.open.fetch_add(1, Ordering::Relaxed);
+        streams.touch();
+        StreamGuard {
+            streams,
+            answered: false,
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// When the connection will have idled for `idle`, as things stand.
+    fn idle_deadline(&self, idle: Duration) -> Instant {
+        if self.open.load(Ordering::Relaxed) > 0 {
+            return Instant::now() + idle;
+        }
+        self.started + Duration::from_millis(self.last.load(Ordering::Relaxed)) + idle
+    }
+
+    fn idle_for(&self, idle: Duration) -> bool {
+        self.open.load(Ordering::Relaxed) == 0 && Instant::now() >= self.idle_deadline(idle)
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let s = &self.streams;
+        s.open.fetch_sub(1, Ordering::Relaxed);
+        s.touch();
+        if !self.answered && s.resets.fetch_add(1, Ordering::Relaxed) + 1 > s.max_resets {
+            s.reset_limit.notify_one();
+        }
+    }
+}
