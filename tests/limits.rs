@@ -4,27 +4,10 @@
 //! is served.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use casfront::demo::Cluster;
 
 mod support;
-use support::client::{connect_tls, send_tls, tls_trusting};
-
-/// Writes `request` on a new TLS connection; returns the status line.
-async fn raw(
-    tls: &std::sync::Arc<rustls::ClientConfig>,
-    addr: std::net::SocketAddr,
-    request: &[u8],
-) -> String {
-    let mut s = connect_tls(tls, addr, "localhost").await;
-    // The server may answer and close before it has read everything.
-    let _ = s.write_all(request).await;
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer).await;
-    let text = String::from_utf8_lossy(&answer);
-    text.lines().next().unwrap_or("").to_owned()
-}
+use support::client::{raw_tls, send_tls, tls_trusting};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_targets_and_header_blocks_are_refused_before_any_node() {
@@ -44,9 +27,10 @@ async fn long_targets_and_header_blocks_are_refused_before_any_node() {
     assert_eq!(r.status, 414);
     let cookie = format!("JSESSIONID={}", "b".repeat(20_000));
     let req = format!("GET /cas/login HTTP/1.1\r\nhost: localhost\r\ncookie: {cookie}\r\n\r\n");
+    let answer = raw_tls(&tls, addr, req.as_bytes()).await;
     assert_eq!(
-        raw(&tls, addr, req.as_bytes()).await,
-        "HTTP/1.1 431 Request Header Fields Too Large"
+        answer.lines().next(),
+        Some("HTTP/1.1 431 Request Header Fields Too Large")
     );
     assert_eq!(
         cluster.nodes[0].connections(),

@@ -8,7 +8,9 @@
 use std::sync::OnceLock;
 
 use casfront::config;
-use casfront::routing::{route, Method, NodeState, NothingLearned, RequestView, RoutingTable, Rule};
+use casfront::routing::{
+    route, Method, NodeState, NothingLearned, RequestView, RoutingTable, Rule,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// The documented example: suffixes with `-` and `.`, an F5 node, a backup,
@@ -42,10 +44,24 @@ fuzz_target!(|data: &[u8]| {
             _ => NodeState::Disabled,
         })
         .collect();
-    let view = RequestView { method, path, query, headers: &cookies[..], body };
-    let d = route(t, &view, &states[..], &NothingLearned, u64::from(states_byte));
+    let view = RequestView {
+        method,
+        path,
+        query,
+        headers: &cookies[..],
+        body,
+    };
+    let d = route(
+        t,
+        &view,
+        &states[..],
+        &NothingLearned,
+        u64::from(states_byte),
+    );
     if let Some(n) = d.node {
-        let pool = t.pool(d.pool.expect("a node has a pool")).expect("pool exists");
+        let pool = t
+            .pool(d.pool.expect("a node has a pool"))
+            .expect("pool exists");
         assert!(pool.nodes.contains(&n));
         let s = states[usize::from(n)];
         match d.rule {

@@ -89,6 +89,21 @@ struct State {
     tickets: Mutex<HashMap<String, Ticket>>,
     sessions: Mutex<Flows>,
     serial: AtomicU64,
+    heard: Heard,
+}
+
+/// The last requests a node received, as lines (tests of what reached it).
+type Heard = Arc<Mutex<std::collections::VecDeque<String>>>;
+const HEARD_KEPT: usize = 1000;
+
+fn note(heard: &Heard, line: String) {
+    let mut h = heard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if h.len() == HEARD_KEPT {
+        h.pop_front();
+    }
+    h.push_back(line);
 }
 
 /// Connections a node has accepted.
@@ -100,6 +115,7 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     pub spec: NodeSpec,
     accepted: Accepted,
+    heard: Heard,
     task: JoinHandle<()>,
 }
 
@@ -107,6 +123,17 @@ impl RunningNode {
     /// How many connections the node has accepted so far.
     pub fn connections(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// The last 1000 requests the node received: `METHOD target` with
+    /// their framing headers (`content-length`, `transfer-encoding`), and
+    /// for `POST /upload` whether its body arrived whole.
+    pub fn heard(&self) -> Vec<String> {
+        let h = self
+            .heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        h.iter().cloned().collect()
     }
 
     /// Stops the node: when this returns, its port refuses connections and
@@ -139,7 +166,9 @@ pub async fn spawn_on(spec: NodeSpec, addr: SocketAddr) -> std::io::Result<Runni
         tickets: Mutex::new(HashMap::new()),
         sessions: Mutex::new(Flows::default()),
         serial: AtomicU64::new(1),
+        heard: Heard::default(),
     });
+    let heard = state.heard.clone();
     let accepted = Accepted::default();
     let counter = accepted.clone();
     let tls = spec.tls.clone().map(tokio_rustls::TlsAcceptor::from);
@@ -176,6 +205,7 @@ pub async fn spawn_on(spec: NodeSpec, addr: SocketAddr) -> std::io::Result<Runni
         addr,
         spec,
         accepted,
+        heard,
         task,
     })
 }
@@ -232,15 +262,19 @@ fn stream(n: u64) -> Resp {
 }
 
 /// `POST /upload`: counts the bytes received without keeping them.
-async fn upload(req: Request<Incoming>) -> Resp {
+async fn upload(state: &State, req: Request<Incoming>) -> Resp {
     let mut body = req.into_body();
     let mut n: u64 = 0;
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
-            Err(_) => return text(StatusCode::BAD_REQUEST, "upload broken\n"),
+            Err(_) => {
+                note(&state.heard, format!("upload broken after {n}"));
+                return text(StatusCode::BAD_REQUEST, "upload broken\n");
+            }
         }
     }
+    note(&state.heard, format!("upload {n} complete"));
     text(StatusCode::OK, &format!("{n}\n"))
 }
 
@@ -257,6 +291,22 @@ fn echo_headers(req: &Request<Incoming>) -> Resp {
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let framing = |name| {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let line = format!(
+        "{} {} cl={} te={}",
+        req.method(),
+        req.uri(),
+        framing(header::CONTENT_LENGTH),
+        framing(header::TRANSFER_ENCODING)
+    );
+    note(&state.heard, line);
     let mut resp = route(&state, req).await;
     if let Ok(v) = header::HeaderValue::from_str(&state.spec.name) {
         resp.headers_mut().insert("x-cas-node", v);
@@ -299,7 +349,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
         (Method::POST, "/samlValidate") => saml_validate(state, req, &q("TARGET")).await,
         // Not CAS: for streaming, shutdown and header tests, and benchmarks.
         (Method::GET, "/stream") => stream(q("bytes").parse().unwrap_or(0)),
-        (Method::POST, "/upload") => upload(req).await,
+        (Method::POST, "/upload") => upload(state, req).await,
         (Method::GET, "/slow") => {
             let ms = q("ms").parse().unwrap_or(0u64).min(60_000);
             tokio::time::sleep(Duration::from_millis(ms)).await;

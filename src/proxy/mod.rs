@@ -298,6 +298,13 @@ impl Proxy {
                         "casfront: the CAS node did not answer in time\n",
                     );
                 }
+                Err(SendError::Failed(e)) if e.client_side() => {
+                    // The node got an incomplete request: not its failure.
+                    return local(
+                        StatusCode::BAD_REQUEST,
+                        "casfront: the request body was malformed or cut short\n",
+                    );
+                }
                 Err(SendError::Failed(_)) => {
                     self.handles.failure(node, Failure::Send);
                     return local(StatusCode::BAD_GATEWAY, "casfront: the CAS node failed\n");

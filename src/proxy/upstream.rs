@@ -61,6 +61,14 @@ pub enum UpstreamError {
     ResponseTimeout(String),
 }
 
+impl UpstreamError {
+    /// The client's side failed, not the node's: its request body broke
+    /// off or was malformed (bad chunking) while it was being forwarded.
+    pub fn client_side(&self) -> bool {
+        matches!(self, UpstreamError::Request { source, .. } if source.is_user())
+    }
+}
+
 struct Idle {
     sender: SendRequest<RequestBody>,
     since: Instant,

@@ -69,6 +69,80 @@ pub async fn connect_tls(
         .unwrap()
 }
 
+/// A TCP connection to `addr` from the loopback address `source`
+/// (127.0.0.2 and up are other clients on Linux).
+pub async fn tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
+/// TLS over an established stream (after a PROXY header, say).
+pub async fn tls_over(
+    tls: &Arc<rustls::ClientConfig>,
+    stream: TcpStream,
+    server_name: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
+    tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, stream)
+        .await
+}
+
+/// Writes `bytes` on a new TLS connection and reads until the server
+/// closes it (or 10 s pass): everything it answered, and whether it closed.
+pub async fn raw_tls_all(
+    tls: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    bytes: &[u8],
+) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_tls(tls, addr, "localhost").await;
+    // The server may answer and close before it has read everything.
+    let _ = s.write_all(bytes).await;
+    let mut answer = Vec::new();
+    let read = s.read_to_end(&mut answer);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .is_ok();
+    (String::from_utf8_lossy(&answer).into_owned(), closed)
+}
+
+/// Writes `bytes` on a new TLS connection; returns the first response
+/// (head and a Content-Length body), whether or not the server closes.
+pub async fn raw_tls(tls: &Arc<rustls::ClientConfig>, addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_tls(tls, addr, "localhost").await;
+    let _ = s.write_all(bytes).await;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    let whole = |a: &[u8]| {
+        let text = String::from_utf8_lossy(a);
+        let Some(end) = text.find("\r\n\r\n") else {
+            return false;
+        };
+        let length = text[..end]
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        a.len() >= end + 4 + length
+    };
+    let read = async {
+        while !whole(&answer) {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// Sends one request on a new TLS connection to `server_name`.
 pub async fn send_tls(
     tls: &Arc<rustls::ClientConfig>,
@@ -124,7 +198,8 @@ impl KeepAlive {
     }
 }
 
-async fn exchange<S>(
+/// One request over an established connection (`io` from [`tls_over`]).
+pub async fn exchange<S>(
     io: TokioIo<S>,
     host: &str,
     method: &str,
