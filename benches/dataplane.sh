@@ -8,7 +8,7 @@
 # demo nodes share the other (LOAD_CPU).
 #
 #   apt-get install wrk haproxy   # Debian: wrk 4.1, HAProxy 2.6
-#   benches/dataplane.sh          # ROUNDS=3 DURATION=10s CONNS=64 ACCESS_LOG=false
+#   benches/dataplane.sh          # ROUNDS=3 DURATION=10s CONNS=64 ACCESS_LOG=false RATE_LIMIT=0
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -42,6 +42,13 @@ cat "$dir/cert.pem" "$dir/key.pem" >"$dir/combined.pem"
 cp "$here/anchors/casfront.toml" "$dir/"
 # The HAProxy anchor logs nothing; ACCESS_LOG=true measures casfront's log.
 printf '\n[log]\naccess = %s\n' "${ACCESS_LOG:-false}" >>"$dir/casfront.toml"
+# HAProxy's anchor limits no rate: neither does casfront's by default (wrk
+# sends tens of thousands of requests a second from one address).
+# RATE_LIMIT=N measures the limiter's cost with N requests/s allowed per
+# client (a burst of N), a login limit far above the mix's logins.
+rate=${RATE_LIMIT:-0}
+printf '\n[rate_limit]\nrequests_per_second = %s\nburst = %s\nlogin_per_minute = %s\nlogin_burst = %s\n' \
+    "$rate" "$((rate > 0 ? rate : 1))" "$((rate > 0 ? rate * 60 : 0))" "$((rate > 0 ? rate : 1))" >>"$dir/casfront.toml"
 
 taskset -c "$LOAD_CPU" "$bin" demo --nodes-only --nodes 3 --node-port 18081 >"$dir/nodes.log" 2>&1 &
 pids+=($!)

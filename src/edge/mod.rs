@@ -10,7 +10,6 @@ pub mod rate;
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use http::uri::Authority;
 use http::{header, HeaderMap, Uri, Version};
 
 use crate::config::Listen;
@@ -72,30 +71,19 @@ pub fn check_target(
     headers: &HeaderMap,
     hosts: &[String],
 ) -> Result<(), TargetError> {
-    let host = match headers.get(header::HOST) {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|h| h.parse::<Authority>().ok())
-                .ok_or(TargetError::NoHost)?,
-        ),
-        None => None,
+    let mut values = headers.get_all(header::HOST).iter();
+    let host = match (values.next(), values.next()) {
+        (Some(v), None) => Some(split_host(v.as_bytes()).ok_or(TargetError::NoHost)?),
+        (None, _) => None,
+        (Some(_), Some(_)) => return Err(TargetError::NoHost),
     };
-    if headers.get_all(header::HOST).iter().nth(1).is_some() {
-        return Err(TargetError::NoHost);
-    }
-    let name = match (uri.authority(), &host) {
+    let authority = uri.authority().map(|a| (a.host(), a.port_u16()));
+    let name = match (authority, host) {
         (Some(a), Some(h)) if !same_authority(a, h, uri) => return Err(TargetError::HostMismatch),
-        (Some(a), _) => a.host(),
-        (None, Some(h)) => h.host(),
+        (Some((name, _)), _) | (None, Some((name, _))) => name,
         (None, None) if version == Version::HTTP_11 => return Err(TargetError::NoHost),
-        (None, None) => {
-            return if hosts.is_empty() {
-                Ok(())
-            } else {
-                Err(TargetError::NotServed)
-            }
-        }
+        (None, None) if hosts.is_empty() => return Ok(()),
+        (None, None) => return Err(TargetError::NotServed),
     };
     if hosts.is_empty() || hosts.iter().any(|h| host_matches(h, name)) {
         Ok(())
@@ -104,16 +92,48 @@ pub fn check_target(
     }
 }
 
+/// A `Host` value as host and port, without allocating: `name`,
+/// `name:port`, `[v6]` or `[v6]:port`; `None` if it is not one.
+fn split_host(value: &[u8]) -> Option<(&str, Option<u16>)> {
+    let s = std::str::from_utf8(value).ok()?;
+    let (host, port) = match s.strip_prefix('[') {
+        Some(rest) => {
+            let (v6, after) = rest.split_once(']')?;
+            v6.parse::<Ipv6Addr>().ok()?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => return None,
+            };
+            (&s[..v6.len() + 2], port)
+        }
+        None => match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        },
+    };
+    let name_ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+    let bracketed = host.starts_with('[');
+    if host.is_empty() || (!bracketed && !host.bytes().all(name_ok)) {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
+        Some(_) => return None,
+    };
+    Some((host, port))
+}
+
 /// Host names equal (case-insensitive), ports equal once the scheme's
 /// default is filled in.
-fn same_authority(a: &Authority, b: &Authority, uri: &Uri) -> bool {
+fn same_authority(a: (&str, Option<u16>), b: (&str, Option<u16>), uri: &Uri) -> bool {
     let default = if uri.scheme_str() == Some("http") {
         80
     } else {
         443
     };
-    a.host().eq_ignore_ascii_case(b.host())
-        && a.port_u16().unwrap_or(default) == b.port_u16().unwrap_or(default)
+    a.0.eq_ignore_ascii_case(b.0) && a.1.unwrap_or(default) == b.1.unwrap_or(default)
 }
 
 /// `pattern` is a lowercase name or `*.parent` (one label).
@@ -250,5 +270,36 @@ mod tests {
             check(Version::HTTP_2, "https://evil.test/cas/login", &[], &hosts),
             Err(NotServed)
         );
+    }
+
+    #[test]
+    fn host_values() {
+        assert_eq!(
+            split_host(b"cas.example.edu"),
+            Some(("cas.example.edu", None))
+        );
+        assert_eq!(
+            split_host(b"cas.example.edu:8443"),
+            Some(("cas.example.edu", Some(8443)))
+        );
+        assert_eq!(
+            split_host(b"[2001:db8::1]:443"),
+            Some(("[2001:db8::1]", Some(443)))
+        );
+        assert_eq!(split_host(b"[2001:db8::1]"), Some(("[2001:db8::1]", None)));
+        for bad in [
+            &b""[..],
+            b"a b",
+            b"a:",
+            b"a:x",
+            b"a:99999",
+            b"[::1",
+            b"[::1]x",
+            b"u@h",
+            b"h/p",
+            b":80",
+        ] {
+            assert_eq!(split_host(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 }
