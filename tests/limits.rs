@@ -1,6 +1,6 @@
 //! Request limits (`[limits] max_uri`, `max_header_bytes`): a target one
 //! byte over the limit gets 414 and a header block over it 431 (HTTP/1.1
-//! and HTTP/2), and neither reaches a node; a target of exactly the limit
+//! and HTTP/2), as do more than 100 header lines, and neither reaches a node; a target of exactly the limit
 //! is served.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,6 +27,14 @@ async fn long_targets_and_header_blocks_are_refused_before_any_node() {
     assert_eq!(r.status, 414);
     let cookie = format!("JSESSIONID={}", "b".repeat(20_000));
     let req = format!("GET /cas/login HTTP/1.1\r\nhost: localhost\r\ncookie: {cookie}\r\n\r\n");
+    let answer = raw_tls(&tls, addr, req.as_bytes()).await;
+    assert_eq!(
+        answer.lines().next(),
+        Some("HTTP/1.1 431 Request Header Fields Too Large")
+    );
+    // More than hyper's 100 header lines, however short: 431 too.
+    let many: String = (0..101).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let req = format!("GET /cas/login HTTP/1.1\r\nhost: localhost\r\n{many}\r\n");
     let answer = raw_tls(&tls, addr, req.as_bytes()).await;
     assert_eq!(
         answer.lines().next(),
