@@ -16,6 +16,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::ServerConfig;
 
 use crate::config::{self, Config};
+use crate::edge::gate::Gate;
 use crate::health::check::{self, Checker};
 use crate::metrics::Metrics;
 use crate::proxy::carry::Carried;
@@ -66,6 +67,8 @@ pub struct Live {
     tls: ArcSwap<ServerConfig>,
     admin_token: ArcSwapOption<String>,
     metrics: Arc<Metrics>,
+    /// Client connections of every listener, against `[limits]` caps.
+    gate: Arc<Gate>,
     source: Option<Source>,
 }
 
@@ -77,6 +80,7 @@ impl Live {
             proxy: ArcSwap::new(proxy),
             tls: ArcSwap::new(tls),
             admin_token: ArcSwapOption::empty(),
+            gate: Gate::new(),
             source: None,
         })
     }
@@ -94,6 +98,7 @@ impl Live {
             tls: ArcSwap::new(tls),
             admin_token: ArcSwapOption::new(config.admin.token.clone().map(Arc::new)),
             metrics,
+            gate: Gate::new(),
             source: Some(Source {
                 path,
                 started: config,
@@ -117,6 +122,11 @@ impl Live {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The connection caps' counts, shared by the https and http listeners.
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
     }
 
     /// The admin API's bearer token in force.

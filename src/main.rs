@@ -221,7 +221,11 @@ async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listening on {http}"))?;
             say!("casfront: redirecting http on {} to https", l.local_addr()?);
-            Some(tokio::spawn(server::redirect::serve(l, https.port())))
+            Some(tokio::spawn(server::redirect::serve(
+                l,
+                https.port(),
+                live.clone(),
+            )))
         }
         None => None,
     };

@@ -2,8 +2,9 @@
 //! the first byte picks HTTP/1.1 (even) or HTTP/2 (odd), the rest is what
 //! the client sends before closing its side. Behind it: a real demo
 //! cluster of three nodes on loopback, so requests that parse are routed
-//! and forwarded. Checks that nothing panics, and that every HTTP/1 answer
-//! starts with a status line (HTTP/1.0 for an HTTP/1.0 request).
+//! and forwarded. Checks that nothing panics, that every exchange ends
+//! within 5 s, and that every HTTP/1 answer starts with a status line
+//! (HTTP/1.0 for an HTTP/1.0 request).
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -30,11 +31,19 @@ fn world() -> &'static World {
         let specs = (1..=3)
             .map(|i| NodeSpec::named(&format!("cas{i}")))
             .collect();
-        // One client sends every input: no rate limit; short waits.
+        // One client sends every input: no rate limit; short waits, so
+        // that an exchange taking 5 s is a hang (the demo node's /slow
+        // answers after 1 s at the latest here).
         let edit = |c: String| {
+            let c = c.replacen(
+                "path_prefix = \"/cas\"\n",
+                "path_prefix = \"/cas\"\n[pool.upstream]\nresponse_timeout = \"1s\"\n",
+                1,
+            );
             format!(
                 "{c}[rate_limit]\nrequests_per_second = 0\nlogin_per_minute = 0\n\
-                 [limits]\nbody_wait = \"200ms\"\nheader_read_timeout = \"1s\"\n"
+                 [limits]\nbody_wait = \"200ms\"\nheader_read_timeout = \"1s\"\n\
+                 handshake_timeout = \"1s\"\nidle_timeout = \"1s\"\n"
             )
         };
         let cluster = rt
@@ -73,6 +82,7 @@ fuzz_target!(|data: &[u8]| {
             answer
         };
         let answer = tokio::time::timeout(Duration::from_secs(5), exchange).await;
+        assert!(answer.is_ok(), "no end to the exchange within 5 s");
         if let (false, Ok(answer)) = (h2, &answer) {
             assert!(
                 answer.is_empty()

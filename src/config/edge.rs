@@ -1,6 +1,7 @@
 //! The edge sections: `[rate_limit]` and a pool's `[pool.headers]`, turned
 //! into their part of the [`super::Config`] with defaults applied.
 
+use http::{HeaderName, HeaderValue};
 use toml::Spanned;
 
 use super::diag::Diags;
@@ -107,28 +108,28 @@ pub fn headers(raw: Option<Spanned<RawHeaders>>, d: &mut Diags) -> Option<Header
     })
 }
 
-fn set(map: Option<&RawHeaderMap>, d: &mut Diags) -> Option<Vec<(String, String)>> {
+fn set(map: Option<&RawHeaderMap>, d: &mut Diags) -> Option<Vec<(HeaderName, HeaderValue)>> {
     let mut ok = true;
     let mut out = Vec::new();
     for (name, value) in map.iter().flat_map(|m| m.get_ref()) {
         let name = header_name(name, d);
-        let good_value = http::HeaderValue::from_str(value.get_ref()).is_ok();
-        if !good_value {
+        let parsed = HeaderValue::from_str(value.get_ref()).ok();
+        if parsed.is_none() {
             d.error(
                 value.span(),
                 "header value must be visible ASCII, spaces and tabs",
             );
         }
-        match name {
-            Some(name) if good_value => out.push((name, value.get_ref().clone())),
+        match (name, parsed) {
+            (Some(name), Some(value)) => out.push((name, value)),
             _ => ok = false,
         }
     }
     ok.then_some(out)
 }
 
-fn remove(list: Option<&Spanned<Vec<Str>>>, d: &mut Diags) -> Option<Vec<String>> {
-    let names: Vec<Option<String>> = list
+fn remove(list: Option<&Spanned<Vec<Str>>>, d: &mut Diags) -> Option<Vec<HeaderName>> {
+    let names: Vec<Option<HeaderName>> = list
         .iter()
         .flat_map(|l| l.get_ref())
         .map(|n| header_name(n, d))
@@ -136,12 +137,11 @@ fn remove(list: Option<&Spanned<Vec<Str>>>, d: &mut Diags) -> Option<Vec<String>
     names.into_iter().collect()
 }
 
-fn header_name(v: &Str, d: &mut Diags) -> Option<String> {
-    let name = v.get_ref().to_ascii_lowercase();
-    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+fn header_name(v: &Str, d: &mut Diags) -> Option<HeaderName> {
+    let Ok(name) = HeaderName::from_bytes(v.get_ref().as_bytes()) else {
         d.error(v.span(), format!("`{}` is not a header name", v.get_ref()));
         return None;
-    }
+    };
     if OWN.contains(&name.as_str()) {
         d.error(
             v.span(),

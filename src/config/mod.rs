@@ -93,12 +93,13 @@ pub struct Limits {
     /// kept-alive connection may wait idle for its next request (one hyper
     /// setting).
     pub header_read_timeout: Duration,
-    /// HTTP/2: how long a connection with no stream open is kept.
+    /// HTTP/2: how long a connection with no request waiting for its
+    /// answer is kept (then GOAWAY; dropped `handshake_timeout` later).
     pub idle_timeout: Duration,
     /// HTTP/2: streams open at once per connection.
     pub h2_max_streams: u32,
     /// HTTP/2: streams a client may cancel before their answer on one
-    /// connection; past it the connection gets a GOAWAY (rapid reset).
+    /// connection; past it the connection is dropped (rapid reset).
     pub h2_max_resets: u32,
 }
 
@@ -268,13 +269,13 @@ pub struct Pool {
 }
 
 /// Headers set (replacing any) or removed, on requests to a pool's nodes
-/// and on their responses. Names are lowercase; values valid header values.
+/// and on their responses.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct HeaderRules {
-    pub request_set: Vec<(String, String)>,
-    pub request_remove: Vec<String>,
-    pub response_set: Vec<(String, String)>,
-    pub response_remove: Vec<String>,
+    pub request_set: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub request_remove: Vec<http::HeaderName>,
+    pub response_set: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub response_remove: Vec<http::HeaderName>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

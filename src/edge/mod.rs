@@ -28,18 +28,17 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 
 /// The client's address: the peer's, or when the peer is a trusted proxy
 /// the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy
-/// (entries to its left are the client's own claims).
+/// (entries to its left are the client's own claims). Entries are read one
+/// by one (`ip`, `ip:port` or `[ipv6]:port`); the walk stops at one that is
+/// none of these, keeping the last address found.
 pub fn client_addr(peer: IpAddr, trusted: bool, headers: &HeaderMap, listen: &Listen) -> IpAddr {
     if !trusted {
         return peer;
     }
     let mut found = peer;
     for value in headers.get_all("x-forwarded-for").iter().rev() {
-        let Ok(list) = value.to_str() else {
-            return found;
-        };
-        for entry in list.rsplit(',') {
-            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+        for entry in value.as_bytes().rsplit(|&b| b == b',') {
+            let Some(ip) = forwarded_ip(entry) else {
                 return found;
             };
             found = ip;
@@ -49,6 +48,15 @@ pub fn client_addr(peer: IpAddr, trusted: bool, headers: &HeaderMap, listen: &Li
         }
     }
     found
+}
+
+/// One `X-Forwarded-For` entry's address.
+fn forwarded_ip(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry).ok()?.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// Why a request's target is refused.
@@ -197,6 +205,22 @@ mod tests {
         assert_eq!(
             client_addr(peer, true, &junk, &listen),
             "10.1.1.1".parse::<IpAddr>().unwrap()
+        );
+        // A bad entry on the client's side of the line does not hide the
+        // address the proxy saw; ports are accepted.
+        let mut mixed = HeaderMap::new();
+        mixed.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff, 198.51.100.9:4711").unwrap(),
+        );
+        assert_eq!(
+            client_addr(peer, true, &mixed, &listen),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
+        let v6 = headers(&[("x-forwarded-for", "[2001:db8::7]:443")]);
+        assert_eq!(
+            client_addr(peer, true, &v6, &listen),
+            "2001:db8::7".parse::<IpAddr>().unwrap()
         );
     }
 

@@ -137,6 +137,10 @@ fn v2(buf: &[u8]) -> Result<Parsed, Invalid> {
     if buf.len() < len {
         return Ok(Parsed::Incomplete);
     }
+    // LOCAL (a balancer's own connection): the address block is ignored.
+    if local {
+        return Ok(Parsed::Done { len, source: None });
+    }
     let body = &buf[16..len];
     let source = match family {
         // TCP over IPv4 and IPv6.
@@ -154,13 +158,9 @@ fn v2(buf: &[u8]) -> Result<Parsed, Invalid> {
         }
         // Unspecified, or unix stream sockets: no client address.
         0x00 | 0x31 => None,
-        _ if local => None,
         _ => return Err(Invalid("v2 family is not TCP (or unspecified)")),
     };
-    Ok(Parsed::Done {
-        len,
-        source: if local { None } else { source },
-    })
+    Ok(Parsed::Done { len, source })
 }
 
 /// The first `N` bytes of a v2 body (TLVs may follow).
@@ -300,6 +300,21 @@ mod tests {
             parse(&v2_header(0x20, 0x11, &ipv4)),
             Ok(Parsed::Done {
                 len: 32,
+                source: None
+            })
+        );
+        // LOCAL with no address block at all.
+        assert_eq!(
+            parse(&v2_header(0x20, 0x00, &[])),
+            Ok(Parsed::Done {
+                len: 16,
+                source: None
+            })
+        );
+        assert_eq!(
+            parse(&v2_header(0x20, 0x11, &[0; 4])),
+            Ok(Parsed::Done {
+                len: 20,
                 source: None
             })
         );

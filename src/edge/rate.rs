@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -54,6 +54,8 @@ pub struct RateLimits<C: Clock = DefaultClock> {
     limiters: ArcSwap<Limiters<C>>,
     checks: AtomicU64,
     last_sweep: Mutex<C::Instant>,
+    /// A sweep is under way (only one at a time).
+    sweeping: AtomicBool,
 }
 
 impl RateLimits {
@@ -71,6 +73,7 @@ impl<C: Clock + Clone> RateLimits<C> {
             last_sweep: Mutex::new(clock.now()),
             clock,
             checks: AtomicU64::new(0),
+            sweeping: AtomicBool::new(false),
         }
     }
 
@@ -110,13 +113,15 @@ impl<C: Clock + Clone> RateLimits<C> {
             }),
             None => Ok(()),
         };
+        check(&limiters.all, Limit::Requests)?;
         if login {
             check(&limiters.login, Limit::Login)?;
         }
-        check(&limiters.all, Limit::Requests)
+        Ok(())
     }
 
-    /// Whether a sweep is due: called on every request, it looks at the
+    /// Whether a sweep is due and none is under way (the caller then runs
+    /// [`RateLimits::sweep`]): called on every request, it looks at the
     /// clock once per 1024 of them.
     pub fn sweep_due(&self) -> bool {
         if self.checks.fetch_add(1, Ordering::Relaxed) % LOOK_EVERY != LOOK_EVERY - 1 {
@@ -127,7 +132,8 @@ impl<C: Clock + Clone> RateLimits<C> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let elapsed: Duration = self.clock.now().duration_since(last).into();
-        elapsed >= SWEEP_EVERY || self.len() > self.config.max_clients
+        let due = elapsed >= SWEEP_EVERY || self.len() > self.config.max_clients;
+        due && !self.sweeping.swap(true, Ordering::AcqRel)
     }
 
     /// Forgets the addresses whose allowance is full again; if more than
@@ -151,6 +157,7 @@ impl<C: Clock + Clone> RateLimits<C> {
             self.limiters
                 .store(Arc::new(Self::limiters(&self.config, &self.clock)));
         }
+        self.sweeping.store(false, Ordering::Release);
     }
 
     /// Addresses tracked now (both limiters).
@@ -280,6 +287,8 @@ mod tests {
         assert!(!due(&r));
         clock.advance(SWEEP_EVERY);
         assert!(due(&r));
+        // Due, but one is under way: not twice.
+        assert!(!due(&r));
         r.sweep();
         assert!(!due(&r));
     }

@@ -3,6 +3,7 @@
 //! `listen.hosts` allow-list: 421) and the client's request rates (429 with
 //! `Retry-After`). Each refusal is counted; no node sees the request.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::header::HeaderValue;
@@ -11,7 +12,7 @@ use http::{header, Method as HttpMethod, Response, StatusCode};
 
 use super::{local, ProxyBody};
 use crate::config::Config;
-use crate::edge::rate::{Limit, RateLimits};
+use crate::edge::rate::Limit;
 use crate::edge::{check_target, client_addr, TargetError};
 use crate::metrics::Refusal;
 use crate::proxy::forward::ClientInfo;
@@ -98,15 +99,64 @@ impl Proxy {
         Some(resp)
     }
 
-    /// `path` (without `;` parameters, as CAS's form action carries
-    /// `;jsessionid=`) is a pool's login path.
+    /// `path`, read as the node's servlet container maps it, is a pool's
+    /// login path (CAS's form action carries `;jsessionid=`; a client may
+    /// write `/cas/%6Cogin` or `/cas//login` to dodge an exact match).
     fn is_login(&self, path: &str) -> bool {
-        let path = path.split(';').next().unwrap_or(path);
-        self.login_paths.iter().any(|p| p == path)
+        let path = servlet_path(path);
+        self.login_paths.iter().any(|p| **p == *path)
     }
+}
 
-    /// The rate limits in force (a reload keeps them when unchanged).
-    pub fn rate_limits(&self) -> &Arc<RateLimits> {
-        &self.rate
+/// `path` as a servlet container maps it: each segment's `;` parameters
+/// removed, percent-encodings decoded, empty and `.` segments dropped, `..`
+/// applied. Paths with none of these come back as they are.
+fn servlet_path(path: &str) -> Cow<'_, str> {
+    let plain = !path.contains([';', '%']) && !path.contains("//") && !path.contains("/.");
+    if plain {
+        return Cow::Borrowed(path);
+    }
+    let mut out: Vec<Cow<'_, str>> = Vec::new();
+    for segment in path.split('/') {
+        let segment = segment.split(';').next().unwrap_or("");
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        match &*decoded {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            _ => out.push(decoded),
+        }
+    }
+    let mut joined = String::with_capacity(path.len());
+    for segment in &out {
+        joined.push('/');
+        joined.push_str(segment);
+    }
+    if joined.is_empty() {
+        joined.push('/');
+    }
+    Cow::Owned(joined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::servlet_path;
+
+    #[test]
+    fn login_paths_are_compared_as_the_node_maps_them() {
+        for (path, mapped) in [
+            ("/cas/login", "/cas/login"),
+            ("/cas/login;jsessionid=ABC.cas1", "/cas/login"),
+            ("/cas/%6Cogin", "/cas/login"),
+            ("/cas//login", "/cas/login"),
+            ("/cas/./login", "/cas/login"),
+            ("/cas/x/../login", "/cas/login"),
+            ("/cas;x=1/login/", "/cas/login"),
+            ("/cas/v1/tickets", "/cas/v1/tickets"),
+            ("/../..", "/"),
+        ] {
+            assert_eq!(servlet_path(path), mapped, "{path}");
+        }
     }
 }

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 
+use crate::config::HeaderRules;
+
 /// What the connection tells about the client, with the forwarding header
 /// values made once per connection rather than per request.
 #[derive(Clone, Debug)]
@@ -127,50 +129,16 @@ fn forward_trusted(headers: &mut HeaderMap, client: &ClientInfo) {
     }
 }
 
-/// A pool's `[pool.headers]` rules, parsed once: applied after casfront's
-/// own changes (so they may also remove an `X-Forwarded-*` header).
-#[derive(Clone, Debug, Default)]
-pub struct HeaderRules {
-    request_set: Vec<(HeaderName, HeaderValue)>,
-    request_remove: Vec<HeaderName>,
-    response_set: Vec<(HeaderName, HeaderValue)>,
-    response_remove: Vec<HeaderName>,
+/// A pool's `[pool.headers]` rules on a request to one of its nodes,
+/// applied after casfront's own changes (so they may also remove an
+/// `X-Forwarded-*` header).
+pub fn request_rules(rules: &HeaderRules, headers: &mut HeaderMap) {
+    apply(headers, &rules.request_remove, &rules.request_set);
 }
 
-impl HeaderRules {
-    pub fn new(pool: &crate::config::Pool) -> HeaderRules {
-        // Names and values were validated when the configuration was read.
-        let set = |list: &[(String, String)]| -> Vec<(HeaderName, HeaderValue)> {
-            list.iter()
-                .filter_map(|(n, v)| {
-                    Some((
-                        HeaderName::from_bytes(n.as_bytes()).ok()?,
-                        HeaderValue::from_str(v).ok()?,
-                    ))
-                })
-                .collect()
-        };
-        let names = |list: &[String]| -> Vec<HeaderName> {
-            list.iter()
-                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-                .collect()
-        };
-        let r = &pool.headers;
-        HeaderRules {
-            request_set: set(&r.request_set),
-            request_remove: names(&r.request_remove),
-            response_set: set(&r.response_set),
-            response_remove: names(&r.response_remove),
-        }
-    }
-
-    pub fn request(&self, headers: &mut HeaderMap) {
-        apply(headers, &self.request_remove, &self.request_set);
-    }
-
-    pub fn response(&self, headers: &mut HeaderMap) {
-        apply(headers, &self.response_remove, &self.response_set);
-    }
+/// The same on a node's response.
+pub fn response_rules(rules: &HeaderRules, headers: &mut HeaderMap) {
+    apply(headers, &rules.response_remove, &rules.response_set);
 }
 
 fn apply(headers: &mut HeaderMap, remove: &[HeaderName], set: &[(HeaderName, HeaderValue)]) {

@@ -26,7 +26,7 @@ use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::config::{Config, Limits, Listen, Scheme};
+use crate::config::{Config, HeaderRules, Limits, Listen, Scheme};
 use crate::edge::rate::RateLimits;
 use crate::health::Health;
 use crate::metrics::{Failure, Handles, Metrics};
@@ -34,7 +34,7 @@ use crate::routing::{
     route, Cause, EntryId, Headers, How, Method, NodeId, PoolId, RequestView, RoutingTable, Rule,
 };
 use body::{read_prefix, RequestBody};
-use forward::{prepare_request, prepare_response, ClientInfo, HeaderRules};
+use forward::{prepare_request, prepare_response, request_rules, response_rules, ClientInfo};
 use learned::LearnedTable;
 use upstream::{Conn, NodePool, NodeTls, PooledBody, SendError, UpstreamError};
 
@@ -154,7 +154,7 @@ impl Proxy {
             access_log: config.log.access,
             rate: Arc::new(RateLimits::new(&config.rate_limit)),
             login_paths: admit::login_paths(config),
-            header_rules: config.pools.iter().map(HeaderRules::new).collect(),
+            header_rules: config.pools.iter().map(|p| p.headers.clone()).collect(),
         })
     }
 
@@ -260,7 +260,7 @@ impl Proxy {
             }
             let rules = self.header_rules.get(usize::from(pool_id));
             if let Some(rules) = rules {
-                rules.request(req.headers_mut());
+                request_rules(rules, req.headers_mut());
             }
             // Kept aside to forget a cookie the node expires (its Set-Cookie
             // then carries an empty value). One header after `prepare_request`.
@@ -274,7 +274,7 @@ impl Proxy {
                     prepare_response(&mut resp);
                     self.learn(pool_id, node, resp.headers(), sent_cookies.as_ref());
                     if let Some(rules) = rules {
-                        rules.response(resp.headers_mut());
+                        response_rules(rules, resp.headers_mut());
                     }
                     return resp;
                 }

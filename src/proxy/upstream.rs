@@ -65,7 +65,14 @@ impl UpstreamError {
     /// The client's side failed, not the node's: its request body broke
     /// off or was malformed (bad chunking) while it was being forwarded.
     pub fn client_side(&self) -> bool {
-        matches!(self, UpstreamError::Request { source, .. } if source.is_user())
+        // hyper wraps the body's own error (the client connection's, a
+        // `hyper::Error`) as a user error; its other user errors (a
+        // connection task gone) carry no such cause.
+        let UpstreamError::Request { source, .. } = self else {
+            return false;
+        };
+        source.is_user()
+            && std::error::Error::source(source).is_some_and(|cause| cause.is::<hyper::Error>())
     }
 }
 

@@ -1,9 +1,10 @@
 //! One client connection's HTTP, after TLS: HTTP/1.1 or HTTP/2 with the
 //! client-side limits of `[limits]`, driven until it ends, the server stops
 //! (graceful: HTTP/1 closes after the response in flight, HTTP/2 gets a
-//! GOAWAY), or, for HTTP/2, the connection idles past `idle_timeout` or
-//! its client cancels more than `h2_max_resets` streams before their
-//! answer (rapid reset: each cancels a request to a node). Generic over
+//! GOAWAY), or, for HTTP/2, the connection idles past `idle_timeout`
+//! (GOAWAY, then dropped if still open after `handshake_timeout`) or its
+//! client cancels more than `h2_max_resets` streams before their answer
+//! (rapid reset: each cancels a request to a node; dropped at once). Generic over
 //! the byte stream so that the fuzz target can drive it from memory.
 
 use std::convert::Infallible;
@@ -59,11 +60,15 @@ pub async fn serve<I>(
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(limits.h2_max_streams)
+                // A peer that stops answering PINGs is gone.
+                .keep_alive_interval(limits.idle_timeout)
+                .keep_alive_timeout(limits.handshake_timeout)
                 .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
                 .serve_connection(io, svc);
             let watch = Watch {
                 streams: &streams,
                 idle: limits.idle_timeout,
+                linger: limits.handshake_timeout,
             };
             if drive(conn, stop, Some(watch)).await == Closed::Resets {
                 metrics.refused(Refusal::H2Resets);
@@ -108,9 +113,15 @@ enum Closed {
 struct Watch<'a> {
     streams: &'a Streams,
     idle: Duration,
+    /// How long a connection told to go away may take to do so.
+    linger: Duration,
 }
 
-/// Drives `conn` to its end, closing it gracefully when told to.
+/// Drives `conn` to its end, closing it gracefully when told to. An
+/// HTTP/2 connection past `h2_max_resets` is dropped at once (a graceful
+/// GOAWAY would let it open streams until it answers a PING); one closed
+/// for idleness that is still open after `linger` (a client that never
+/// sends its preface or never answers the GOAWAY's PING) is dropped too.
 async fn drive<C: GracefulConnection>(
     conn: C,
     mut stop: watch::Receiver<bool>,
@@ -118,6 +129,7 @@ async fn drive<C: GracefulConnection>(
 ) -> Closed {
     tokio::pin!(conn);
     let mut why = Closed::Ended;
+    let mut drop_at = None;
     loop {
         let open = why == Closed::Ended;
         let resets = async {
@@ -132,13 +144,23 @@ async fn drive<C: GracefulConnection>(
                 None => std::future::pending().await,
             }
         };
+        let lingered = async {
+            match drop_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = conn.as_mut() => return why,
+            _ = lingered => return why,
             _ = stop.wait_for(|s| *s), if open => why = Closed::Stopped,
-            _ = resets, if open => why = Closed::Resets,
+            _ = resets, if open => return Closed::Resets,
             _ = idle, if open => {
                 match &watch {
-                    Some(w) if w.streams.idle_for(w.idle) => why = Closed::Idle,
+                    Some(w) if w.streams.idle_for(w.idle) => {
+                        why = Closed::Idle;
+                        drop_at = Some(Instant::now() + w.linger);
+                    }
                     _ => continue,
                 }
             }

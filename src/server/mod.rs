@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::edge::gate::{Gate, Slot};
+use crate::edge::gate::{Gate, IpSlot, Slot};
 use crate::edge::proxy_header;
 use crate::live::Live;
 use crate::metrics::Refusal;
@@ -44,7 +44,7 @@ pub async fn serve_until(
     shutdown: impl Future<Output = Duration>,
 ) -> bool {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let gate = Gate::new();
+    let gate = live.gate().clone();
     let (stop, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
     let grace = loop {
@@ -121,16 +121,8 @@ async fn connection(
     }
     let info = proxy.client_info(client, local_port);
     // A trusted proxy speaks for many clients.
-    let _per_ip = if info.trusted {
-        None
-    } else {
-        match gate.admit(client.ip(), limits.max_connections_per_ip) {
-            Some(slot) => Some(slot),
-            None => {
-                metrics.refused(Refusal::ConnectionsPerIp);
-                return;
-            }
-        }
+    let Some(_per_ip) = admit(&gate, &info, &limits, &metrics) else {
+        return;
     };
     drop(proxy);
     let acceptor = TlsAcceptor::from(live.tls());
@@ -140,6 +132,24 @@ async fn connection(
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     conn::serve(tls, h2, live, Arc::new(info), &limits, stop).await;
+}
+
+/// The per-address slot for `client`'s connection (`Some(None)` for a
+/// trusted proxy, which speaks for many clients); `None`: refused, counted.
+pub(crate) fn admit(
+    gate: &Arc<Gate>,
+    client: &crate::proxy::forward::ClientInfo,
+    limits: &crate::config::Limits,
+    metrics: &crate::metrics::Metrics,
+) -> Option<Option<IpSlot>> {
+    if client.trusted {
+        return Some(None);
+    }
+    let slot = gate.admit(client.peer.ip(), limits.max_connections_per_ip);
+    if slot.is_none() {
+        metrics.refused(Refusal::ConnectionsPerIp);
+    }
+    slot.map(Some)
 }
 
 /// Counts a client connection as open while it lives.

@@ -1,7 +1,8 @@
 //! The optional plain-HTTP listener (`listen.http`): every request gets a
 //! 301 to the same host, path and query on https. A request without a
 //! usable Host gets 400: the redirect never points at a host the client
-//! did not name.
+//! did not name. Its connections count against the same caps as the
+//! https listener's.
 
 use std::convert::Infallible;
 
@@ -10,7 +11,11 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::sync::Arc;
+
 use tokio::net::TcpListener;
+
+use crate::live::Live;
 
 /// Where `req` goes on https, listening on `https_port`.
 pub fn location<B>(req: &Request<B>, https_port: u16) -> Option<String> {
@@ -41,20 +46,33 @@ fn answer<B>(req: &Request<B>, https_port: u16) -> Response<Full<Bytes>> {
     resp
 }
 
-/// Answers every request on `listener` with its https redirect.
-pub async fn serve(listener: TcpListener, https_port: u16) {
+/// Answers every request on `listener` with its https redirect, under the
+/// same connection caps and header timeout as the https listener (the
+/// connections of both count against `max_connections`).
+pub async fn serve(listener: TcpListener, https_port: u16, live: Arc<Live>) {
+    let gate = live.gate().clone();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let slot = gate.room(|| live.proxy().limits().max_connections).await;
+        let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
+        let (proxy, gate) = (live.proxy(), gate.clone());
         tokio::spawn(async move {
+            let _slot = slot;
+            let limits = proxy.limits().clone();
+            let info = proxy.client_info(peer, 0);
+            let Some(_per_ip) = super::admit(&gate, &info, &limits, proxy.metrics()) else {
+                return;
+            };
+            drop(proxy);
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
                 Ok::<_, Infallible>(answer(&req, https_port))
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
