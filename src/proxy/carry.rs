@@ -112,3 +112,43 @@ impl Proxy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::path::Path;
+
+    use super::*;
+
+    fn proxy(rate: &str) -> (Config, Proxy) {
+        let text = format!(
+            "[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n\
+             [rate_limit]\n{rate}\n\
+             [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
+             [[pool.node]]\nname = \"cas1\"\nurl = \"http://127.0.0.1:1\"\n"
+        );
+        let config = crate::config::parse(&text, Path::new("."))
+            .config
+            .expect("valid");
+        let proxy = Proxy::new(&config).expect("builds");
+        (config, proxy)
+    }
+
+    /// A client that spent its allowance before a reload has not got it
+    /// back after one, unless `[rate_limit]` changed.
+    #[test]
+    fn rate_counts_survive_a_reload_that_keeps_the_limits() {
+        let client: IpAddr = "192.0.2.1".parse().expect("an address");
+        let (_, old) = proxy("requests_per_second = 1\nburst = 2");
+        for _ in 0..2 {
+            assert!(old.rate.check(client, false).is_ok());
+        }
+        assert!(old.rate.check(client, false).is_err());
+        let (config, mut same) = proxy("requests_per_second = 1\nburst = 2");
+        same.take_over(&config, &old);
+        assert!(same.rate.check(client, false).is_err());
+        let (config, mut changed) = proxy("requests_per_second = 1\nburst = 3");
+        changed.take_over(&config, &old);
+        assert!(changed.rate.check(client, false).is_ok());
+    }
+}
