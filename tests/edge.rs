@@ -406,3 +406,91 @@ async fn http2_rapid_reset_and_idle_connections_get_a_goaway() {
         "dropped after {silent:?}"
     );
 }
+
+/// A client that stops taking its response holds the node connection the
+/// body streams from: past `send_timeout` its connection is dropped, over
+/// HTTP/1 (a reader that reads nothing) and HTTP/2 (a body never consumed,
+/// so flow control stays shut).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_takes_no_response_is_dropped_after_send_timeout() {
+    let cluster = cluster(|c| {
+        format!(
+            "{c}[limits]\nsend_timeout = \"1s\"\n{}",
+            support::NO_RATE_LIMIT
+        )
+    })
+    .await;
+    let metrics = cluster.proxy.metrics().clone();
+    let stalls = || metrics.refusals(Refusal::SendTimeout);
+    let until_stalls = |n: u64| async move {
+        for _ in 0..500 {
+            if stalls() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} stalled connection(s) dropped, not {n}", stalls());
+    };
+
+    // HTTP/1: 200 MB asked for, none read.
+    let tls = tls_trusting(&cluster.cert_pem);
+    let mut s = connect_tls(&tls, cluster.addr, "localhost").await;
+    s.write_all(b"GET /cas/stream?bytes=200000000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let asked = Instant::now();
+    until_stalls(1).await;
+    assert!(
+        asked.elapsed() >= Duration::from_millis(900),
+        "dropped after {:?}",
+        asked.elapsed()
+    );
+    // What was in flight arrives, then the end: far from 200 MB.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    assert!(got < 100_000_000, "{got} bytes arrived");
+
+    // HTTP/2: the head arrives, the body is never consumed.
+    let h2 = tls_trusting_h2(&cluster.cert_pem);
+    let t = connect_tls(&h2, cluster.addr, "localhost").await;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(t))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("https://localhost/cas/stream?bytes=10000000")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    until_stalls(2).await;
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the stalled HTTP/2 connection stayed open")
+        .ok();
+    drop(resp);
+
+    // A client that reads is not dropped, however long the response.
+    let (status, bytes, _) =
+        support::client::stream_tls(&tls, cluster.addr, "GET", "/cas/stream?bytes=30000000", 0)
+            .await;
+    assert_eq!((status, bytes), (200, 30_000_000));
+    // Nor one whose answer has a body it never gets: HEAD of casfront's own
+    // 404 (text) and of a node's page, on a kept-alive connection.
+    let mut kept = connect_tls(&tls, cluster.addr, "localhost").await;
+    for target in ["/elsewhere", "/cas/login"] {
+        let head = format!("HEAD {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        kept.write_all(head.as_bytes()).await.unwrap();
+        let n = kept.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 "));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(stalls(), 2);
+}

@@ -22,6 +22,7 @@ fn edge_defaults() {
         )
     );
     assert_eq!((l.h2_max_streams, l.h2_max_resets), (100, 100));
+    assert_eq!(l.send_timeout, Duration::from_secs(30));
     let r = &c.rate_limit;
     assert_eq!((r.requests_per_second, r.burst), (100, 200));
     assert_eq!((r.login_per_minute, r.login_burst), (60, 20));

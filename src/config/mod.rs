@@ -96,6 +96,10 @@ pub struct Limits {
     /// HTTP/2: how long a connection with no request waiting for its
     /// answer is kept (then GOAWAY; dropped `handshake_timeout` later).
     pub idle_timeout: Duration,
+    /// How long a response may wait on a client that takes none of it
+    /// (a slow reader, HTTP/2 flow control held shut) before the connection
+    /// is dropped, freeing the node connection it holds.
+    pub send_timeout: Duration,
     /// HTTP/2: streams open at once per connection.
     pub h2_max_streams: u32,
     /// HTTP/2: streams a client may cancel before their answer on one
@@ -116,6 +120,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(defaults::HANDSHAKE_TIMEOUT_SECS),
             header_read_timeout: Duration::from_secs(defaults::HEADER_READ_TIMEOUT_SECS),
             idle_timeout: Duration::from_secs(defaults::H2_IDLE_TIMEOUT_SECS),
+            send_timeout: Duration::from_secs(defaults::SEND_TIMEOUT_SECS),
             h2_max_streams: defaults::H2_MAX_STREAMS,
             h2_max_resets: defaults::H2_MAX_RESETS,
         }
@@ -367,6 +372,9 @@ pub mod defaults {
     /// nginx closes an idle HTTP/2 connection after 75 s; a minute frees
     /// the slot a little sooner.
     pub const H2_IDLE_TIMEOUT_SECS: u64 = 60;
+    /// A browser takes a response as fast as it comes; nginx's
+    /// `send_timeout` is 60 s, this frees a node connection sooner.
+    pub const SEND_TIMEOUT_SECS: u64 = 30;
     /// Browsers open at most a few dozen; RFC 9113 suggests at least 100.
     pub const H2_MAX_STREAMS: u32 = 100;
     /// A browser cancels a few streams per page at most.

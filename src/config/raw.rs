@@ -80,6 +80,7 @@ pub struct RawLimits {
     pub handshake_timeout: Option<Str>,
     pub header_read_timeout: Option<Str>,
     pub idle_timeout: Option<Str>,
+    pub send_timeout: Option<Str>,
     pub h2_max_streams: Option<Spanned<i64>>,
     pub h2_max_resets: Option<Spanned<i64>>,
 }

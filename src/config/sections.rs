@@ -191,6 +191,7 @@ pub fn limits(raw: Option<Spanned<RawLimits>>, d: &mut Diags) -> Option<Limits> 
         d,
     );
     let idle_timeout = duration(r.and_then(|l| l.idle_timeout.as_ref()), def.idle_timeout, d);
+    let send_timeout = duration(r.and_then(|l| l.send_timeout.as_ref()), def.send_timeout, d);
     let h2_max_streams = size(
         r.and_then(|l| l.h2_max_streams.as_ref()),
         "h2_max_streams",
@@ -216,6 +217,7 @@ pub fn limits(raw: Option<Spanned<RawLimits>>, d: &mut Diags) -> Option<Limits> 
         handshake_timeout: handshake_timeout?,
         header_read_timeout: header_read_timeout?,
         idle_timeout: idle_timeout?,
+        send_timeout: send_timeout?,
         h2_max_streams: u32::try_from(h2_max_streams?).ok()?,
         h2_max_resets: u32::try_from(h2_max_resets?).ok()?,
     })

@@ -112,8 +112,10 @@ pub enum Refusal {
     UriTooLong = 6,
     /// An HTTP/2 connection closed after `h2_max_resets` cancelled streams.
     H2Resets = 7,
+    /// A connection dropped after a response waited `send_timeout` on it.
+    SendTimeout = 8,
 }
-const REFUSALS: [&str; 8] = [
+const REFUSALS: [&str; 9] = [
     "connections_per_ip",
     "proxy_header",
     "rate_limit",
@@ -122,6 +124,7 @@ const REFUSALS: [&str; 8] = [
     "bad_target",
     "uri_too_long",
     "h2_resets",
+    "send_timeout",
 ];
 
 fn cause_index(c: Cause) -> usize {
@@ -171,6 +174,7 @@ fn label_tables_follow_the_enums() {
         BadTarget,
         UriTooLong,
         H2Resets,
+        SendTimeout,
     ];
     for (i, r) in refusals.into_iter().enumerate() {
         assert_eq!(r as usize, i, "{r:?} is {}", REFUSALS[i]);

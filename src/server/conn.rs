@@ -4,8 +4,10 @@
 //! GOAWAY), or, for HTTP/2, the connection idles past `idle_timeout`
 //! (GOAWAY, then dropped if still open after `handshake_timeout`) or its
 //! client cancels more than `h2_max_resets` streams before their answer
-//! (rapid reset: each cancels a request to a node; dropped at once). Generic over
-//! the byte stream so that the fuzz target can drive it from memory.
+//! (rapid reset: each cancels a request to a node; dropped at once); on
+//! both, a response that waits `send_timeout` on its client drops the
+//! connection ([`super::sending`]). Generic over the byte stream so that
+//! the fuzz target can drive it from memory.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -19,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use super::sending::Sends;
 use crate::access_log::{Entry, Logged};
 use crate::config::Limits;
 use crate::live::Live;
@@ -40,18 +43,24 @@ pub async fn serve<I>(
 {
     let metrics = live.metrics().clone();
     let streams = h2.then(|| Arc::new(Streams::new(limits.h2_max_resets)));
-    let counted = streams.clone();
+    let sends = Arc::new(Sends::new());
+    let (counted, watched) = (streams.clone(), sends.clone());
     let svc = service_fn(move |req| {
         let (proxy, client) = (live.proxy(), client.clone());
         let guard = counted.as_ref().map(|s| Streams::open(s.clone()));
+        let sends = watched.clone();
         async move {
             let resp = respond(proxy, req, &client).await;
             if let Some(mut g) = guard {
                 g.answered = true;
             }
-            Ok::<_, Infallible>(resp)
+            Ok::<_, Infallible>(resp.map(|body| sends.watch(body)))
         }
     });
+    let send = SendWatch {
+        sends: &sends,
+        timeout: limits.send_timeout,
+    };
     let io = TokioIo::new(io);
     // Over it, hyper answers 431 and closes the connection.
     let max_header_bytes = limits.max_header_bytes;
@@ -70,8 +79,10 @@ pub async fn serve<I>(
                 idle: limits.idle_timeout,
                 linger: limits.handshake_timeout,
             };
-            if drive(conn, stop, Some(watch)).await == Closed::Resets {
-                metrics.refused(Refusal::H2Resets);
+            match drive(conn, stop, Some(watch), send).await {
+                Closed::Resets => metrics.refused(Refusal::H2Resets),
+                Closed::Stalled => metrics.refused(Refusal::SendTimeout),
+                _ => {}
             }
         }
         None => {
@@ -80,7 +91,9 @@ pub async fn serve<I>(
                 .header_read_timeout(limits.header_read_timeout)
                 .max_buf_size(max_header_bytes)
                 .serve_connection(io, svc);
-            drive(conn, stop, None).await;
+            if drive(conn, stop, None, send).await == Closed::Stalled {
+                metrics.refused(Refusal::SendTimeout);
+            }
         }
     }
 }
@@ -107,6 +120,15 @@ enum Closed {
     Stopped,
     Idle,
     Resets,
+    /// A response waited `send_timeout` on the client.
+    Stalled,
+}
+
+/// What the send watchdog reads (both protocols).
+#[derive(Copy, Clone)]
+struct SendWatch<'a> {
+    sends: &'a Sends,
+    timeout: Duration,
 }
 
 /// What the HTTP/2 watchdog reads.
@@ -126,6 +148,7 @@ async fn drive<C: GracefulConnection>(
     conn: C,
     mut stop: watch::Receiver<bool>,
     watch: Option<Watch<'_>>,
+    send: SendWatch<'_>,
 ) -> Closed {
     tokio::pin!(conn);
     let mut why = Closed::Ended;
@@ -150,9 +173,16 @@ async fn drive<C: GracefulConnection>(
                 None => std::future::pending().await,
             }
         };
+        let stall = tokio::time::sleep_until(send.sends.next_check(send.timeout));
         tokio::select! {
             _ = conn.as_mut() => return why,
             _ = lingered => return why,
+            _ = stall => {
+                if send.sends.stalled(send.timeout) {
+                    return Closed::Stalled;
+                }
+                continue;
+            }
             _ = stop.wait_for(|s| *s), if open => why = Closed::Stopped,
             _ = resets, if open => return Closed::Resets,
             _ = idle, if open => {

@@ -4,11 +4,12 @@
 //! then HTTP/1.1 or HTTP/2 chosen from the negotiated ALPN (no preface
 //! sniffing, DESIGN §6), served by [`conn`]. A new connection takes the
 //! TLS configuration and limits in force ([`Live`]), a request the proxy
-//! in force. Submodules: [`conn`], [`tls`], [`redirect`] (the plain-HTTP
-//! listener).
+//! in force. Submodules: [`conn`], [`sending`] (responses a client does
+//! not take), [`tls`], [`redirect`] (the plain-HTTP listener).
 
 pub mod conn;
 pub mod redirect;
+pub mod sending;
 pub mod tls;
 
 use std::future::Future;
