@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use rustls::ServerConfig;
 
 use crate::config::{self, Config};
 use crate::edge::gate::Gate;
@@ -21,7 +20,7 @@ use crate::health::check::{self, Checker};
 use crate::metrics::Metrics;
 use crate::proxy::carry::Carried;
 use crate::proxy::{Proxy, ProxyError};
-use crate::server::tls::{self, Resumption, TlsError};
+use crate::server::tls::{self, ListenerTls, Resumption, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -64,7 +63,7 @@ struct Running {
 /// The configuration in force.
 pub struct Live {
     proxy: ArcSwap<Proxy>,
-    tls: ArcSwap<ServerConfig>,
+    tls: ArcSwap<ListenerTls>,
     admin_token: ArcSwapOption<String>,
     metrics: Arc<Metrics>,
     /// Client connections of every listener, against `[limits]` caps.
@@ -74,11 +73,11 @@ pub struct Live {
 
 impl Live {
     /// A configuration that never reloads (tests, the demo).
-    pub fn fixed(tls: Arc<ServerConfig>, proxy: Arc<Proxy>) -> Arc<Live> {
+    pub fn fixed(tls: impl Into<ListenerTls>, proxy: Arc<Proxy>) -> Arc<Live> {
         Arc::new(Live {
             metrics: proxy.metrics().clone(),
             proxy: ArcSwap::new(proxy),
-            tls: ArcSwap::new(tls),
+            tls: ArcSwap::from_pointee(tls.into()),
             admin_token: ArcSwapOption::empty(),
             gate: Gate::new(),
             source: None,
@@ -95,7 +94,7 @@ impl Live {
         let checker = Checker::start(proxy.clone(), check::targets(&config)).await;
         Ok(Arc::new(Live {
             proxy: ArcSwap::new(proxy),
-            tls: ArcSwap::new(tls),
+            tls: ArcSwap::from_pointee(tls),
             admin_token: ArcSwapOption::new(config.admin.token.clone().map(Arc::new)),
             metrics,
             gate: Gate::new(),
@@ -116,7 +115,7 @@ impl Live {
     }
 
     /// The TLS configuration in force.
-    pub fn tls(&self) -> Arc<ServerConfig> {
+    pub fn tls(&self) -> Arc<ListenerTls> {
         self.tls.load_full()
     }
 
@@ -176,7 +175,7 @@ impl Live {
             proxy.health().record(node, ok, true);
         }
         let proxy = Arc::new(proxy);
-        self.tls.store(tls);
+        self.tls.store(Arc::new(tls));
         self.proxy.store(proxy.clone());
         let checker = Checker::start(proxy, targets).await;
         self.admin_token

@@ -300,12 +300,38 @@ async fn reload_on_sighup(live: Arc<Live>, mut hup: tokio::signal::unix::Signal)
 
 /// Runs the demo cluster until Ctrl-C.
 async fn demo(listen: SocketAddr, nodes: usize) -> anyhow::Result<()> {
-    let cluster = Cluster::start(nodes, listen)
-        .await
-        .with_context(|| format!("starting the demo on {listen} (try --listen 127.0.0.1:0)"))?;
+    // Files the printed curl lines use, removed at the end.
+    let dir = std::env::temp_dir();
+    let file = |name: &str| dir.join(format!("casfront-demo-{}-{name}", std::process::id()));
+    let (ca, client_ca, client_cert, client_key) = (
+        file("ca.pem"),
+        file("client-ca.pem"),
+        file("alice.pem"),
+        file("alice.key"),
+    );
+    let client = casfront::demo::client_pki().context("generating the demo client certificate")?;
+    let write = |path: &std::path::Path, text: &str| {
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    write(&client_ca, &client.ca_pem)?;
+    write(&client_cert, &client.cert_pem)?;
+    write(&client_key, &client.key_pem)?;
+    let specs = (1..=nodes)
+        .map(|i| casfront::demo::node::NodeSpec::named(&format!("cas{i}")))
+        .collect();
+    // Client certificates are asked for, not required: curl without one
+    // is served as before.
+    let trust = format!(
+        "key = \"generated\"\nclient_auth = \"optional\"\nclient_ca = {:?}\n",
+        client_ca.display().to_string()
+    );
+    let cluster = Cluster::start_with(specs, listen, |c| {
+        c.replacen("key = \"generated\"\n", &trust, 1)
+    })
+    .await
+    .with_context(|| format!("starting the demo on {listen} (try --listen 127.0.0.1:0)"))?;
     let _checks = Checker::start(cluster.proxy.clone(), check::targets(&cluster.config)).await;
-    let ca = std::env::temp_dir().join(format!("casfront-demo-{}.pem", std::process::id()));
-    std::fs::write(&ca, &cluster.cert_pem).with_context(|| format!("writing {}", ca.display()))?;
+    write(&ca, &cluster.cert_pem)?;
     let port = cluster.addr.port();
     println!(
         "casfront demo: {nodes} CAS nodes (cas1..cas{nodes}) behind https://localhost:{port}/cas"
@@ -325,11 +351,17 @@ async fn demo(listen: SocketAddr, nodes: usize) -> anyhow::Result<()> {
          curl -s --cacert $CA -D - \"$B/serviceValidate?service=$S&ticket=$ST\" | grep -iE 'x-cas-node|cas:user'\n\
          # 4. single sign-on with the TGT cookie: routed by the cookie to the same node\n\
          curl -s --cacert $CA -b $J -D - -o /dev/null \"$B/login?service=$S\" | grep -iE 'x-cas-node|location'\n\
+         # 5. an X.509 client certificate (a smart card's): what the node is told of it\n\
+         curl -s --cacert $CA --cert {cert} --key {key} \"$B/headers\" | grep -i ssl_client\n\
          \nCtrl-C stops the demo.",
-        ca = ca.display()
+        ca = ca.display(),
+        cert = client_cert.display(),
+        key = client_key.display(),
     );
     tokio::signal::ctrl_c().await?;
-    let _ = std::fs::remove_file(&ca);
+    for f in [&ca, &client_ca, &client_cert, &client_key] {
+        let _ = std::fs::remove_file(f);
+    }
     Ok(())
 }
 

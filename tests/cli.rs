@@ -152,7 +152,7 @@ fn check_accepts_the_example() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 2 pool(s), 4 node(s)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 3 pool(s), 5 node(s)"));
 }
 
 #[test]
@@ -329,8 +329,10 @@ async fn demo_serves_and_prints_what_to_try() {
             .and_then(|rest| rest.strip_suffix("/cas"))
             .map(|p| p.parse::<u16>().unwrap())
     });
-    // The demo writes its certificate before it prints the ready line.
-    let ca = std::env::temp_dir().join(format!("casfront-demo-{}.pem", _proc.0.id()));
+    // The demo writes its certificates before it prints the ready line.
+    let file =
+        |name: &str| std::env::temp_dir().join(format!("casfront-demo-{}-{name}", _proc.0.id()));
+    let ca = file("ca.pem");
     let pem = std::fs::read_to_string(&ca).unwrap();
     assert!(
         pem.contains("BEGIN CERTIFICATE"),
@@ -342,6 +344,21 @@ async fn demo_serves_and_prints_what_to_try() {
     let r = support::client::send_tls(&tls, addr, "localhost", "GET", "/cas/login", &[], "").await;
     assert_eq!(r.status, 200);
     assert!(r.header("x-cas-node").unwrap().starts_with("cas"));
+    // Step 5: the client certificate it wrote, and what a node is told of it.
+    let alice = support::pki::Leaf {
+        cert_pem: std::fs::read_to_string(file("alice.pem")).unwrap(),
+        key_pem: std::fs::read_to_string(file("alice.key")).unwrap(),
+    };
+    let tls = support::pki::client_with_cert(&pem, &alice);
+    let r =
+        support::client::send_tls(&tls, addr, "localhost", "GET", "/cas/headers", &[], "").await;
+    for line in [
+        "ssl_client_verify: SUCCESS\n",
+        "ssl_client_s_dn: CN=alice,OU=People,O=Example University\n",
+        "ssl_client_san: email:alice@example.edu, UPN:alice@EXAMPLE.EDU\n",
+    ] {
+        assert!(r.body.contains(line), "{line} not in {}", r.body);
+    }
 }
 
 #[test]

@@ -55,7 +55,7 @@ async fn sni_chooses_the_certificate() {
         n.addr
     );
     let cfg = config_of(&text);
-    let (addr, _proxy, _serving) = front(&cfg, tls::from_config(&cfg.tls).unwrap()).await;
+    let (addr, _proxy, _serving) = front(&cfg, tls::from_config(&cfg.tls).unwrap().config).await;
     let client = ca.client();
     // Names from the certificate itself, from `names`, and the default.
     assert_eq!(

@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
         query,
         headers: &cookies[..],
         body,
+        cert: None,
     };
     let d = route(
         t,

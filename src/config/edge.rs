@@ -137,7 +137,7 @@ fn remove(list: Option<&Spanned<Vec<Str>>>, d: &mut Diags) -> Option<Vec<HeaderN
     names.into_iter().collect()
 }
 
-fn header_name(v: &Str, d: &mut Diags) -> Option<HeaderName> {
+pub(super) fn header_name(v: &Str, d: &mut Diags) -> Option<HeaderName> {
     let Ok(name) = HeaderName::from_bytes(v.get_ref().as_bytes()) else {
         d.error(v.span(), format!("`{}` is not a header name", v.get_ref()));
         return None;

@@ -5,6 +5,7 @@
 //! across values), `sections` and `edge` (one section each), `diag`
 //! (diagnostics and positions).
 
+pub mod client_cert;
 mod diag;
 mod edge;
 mod raw;
@@ -16,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use client_cert::{CertFormat, ClientAuth, ClientCertHeaders, ClientTrust, PoolCert};
 pub use diag::{Diagnostic, Severity};
 pub use ipnet::IpNet;
 
@@ -24,6 +26,8 @@ pub use ipnet::IpNet;
 pub struct Config {
     pub listen: Listen,
     pub tls: Tls,
+    /// `[client_cert]`: the headers that tell nodes of a client certificate.
+    pub client_cert: ClientCertHeaders,
     pub admin: Admin,
     pub learned: LearnedCookies,
     pub limits: Limits,
@@ -236,6 +240,8 @@ impl Listen {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tls {
     pub certificates: Vec<Certificate>,
+    /// `client_auth`, `client_ca`, `client_crl`.
+    pub client: ClientTrust,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -270,6 +276,8 @@ pub struct Pool {
     pub upstream: Upstream,
     /// `[pool.headers]`: applied after casfront's own header changes.
     pub headers: HeaderRules,
+    /// `client_cert_required`, `client_cert_paths`, `client_cert_match`.
+    pub client_cert: PoolCert,
     pub nodes: Vec<Node>,
 }
 

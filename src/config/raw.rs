@@ -1,6 +1,6 @@
 //! Raw serde structs (`deny_unknown_fields`) mirroring the TOML file, and
 //! the reader that fills them section by section — `[listen]`, `[tls]` and
-//! each `[[tls.certificate]]`, `[admin]`, `[learned]`, `[limits]`,
+//! each `[[tls.certificate]]`, `[client_cert]`, `[admin]`, `[learned]`, `[limits]`,
 //! `[rate_limit]`, `[log]`, each `[[pool]]`, its `[pool.health]`,
 //! `[pool.upstream]`, `[pool.headers]` and each `[[pool.node]]`
 //! — so that one bad section does not hide the problems of the others.
@@ -47,10 +47,31 @@ impl Section for RawListen {
 pub struct RawTls {
     pub cert: Option<Str>,
     pub key: Option<Str>,
+    pub client_auth: Option<Str>,
+    pub client_ca: Option<Str>,
+    pub client_crl: Option<Spanned<Vec<Str>>>,
 }
 
 impl Section for RawTls {
     const TABLE: &'static str = "[tls]";
+}
+
+/// `[client_cert]`: what nodes are told of a client certificate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientCert {
+    pub format: Option<Str>,
+    pub cert_header: Option<Str>,
+    pub subject_header: Option<Str>,
+    pub issuer_header: Option<Str>,
+    pub serial_header: Option<Str>,
+    pub san_header: Option<Str>,
+    pub verify_header: Option<Str>,
+    pub xfcc: Option<Spanned<bool>>,
+}
+
+impl Section for RawClientCert {
+    const TABLE: &'static str = "[client_cert]";
 }
 
 /// One `[[tls.certificate]]`: a certificate chosen by SNI.
@@ -137,6 +158,9 @@ pub struct RawPool {
     pub session_cookie: Option<Str>,
     pub host_override: Option<Str>,
     pub upstream_ca: Option<Str>,
+    pub client_cert_required: Option<Spanned<bool>>,
+    pub client_cert_paths: Option<Spanned<Vec<Str>>>,
+    pub client_cert_match: Option<Str>,
 }
 
 impl Section for RawPool {
@@ -235,6 +259,7 @@ pub struct Raw {
     pub tls: Option<Spanned<RawTls>>,
     /// Each `[[tls.certificate]]`; `None` for one that could not be read.
     pub certificates: Vec<Option<Spanned<RawCertificate>>>,
+    pub client_cert: Option<Spanned<RawClientCert>>,
     pub admin: Option<Spanned<RawAdmin>>,
     pub learned: Option<Spanned<RawLearned>>,
     pub limits: Option<Spanned<RawLimits>>,
@@ -249,6 +274,7 @@ pub struct Raw {
 const TOP: &[&str] = &[
     "listen",
     "tls",
+    "client_cert",
     "admin",
     "learned",
     "limits",
@@ -279,6 +305,7 @@ pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
                 raw.has_tls = true;
                 read_tls(value, &mut raw, diags);
             }
+            "client_cert" => raw.client_cert = section(value, &[], diags),
             "admin" => raw.admin = section(value, &[], diags),
             "learned" => raw.learned = section(value, &[], diags),
             "limits" => raw.limits = section(value, &[], diags),

@@ -105,7 +105,11 @@ pub fn tls(
             None => ok = false,
         }
     }
-    ok.then_some(Tls { certificates })
+    let client = super::client_cert::trust(&t, base, d);
+    ok.then_some(Tls {
+        certificates,
+        client: client?,
+    })
 }
 
 fn certificate(c: &RawCertificate, base: &Path, d: &mut Diags) -> Option<Certificate> {

@@ -120,7 +120,7 @@ fn unknown_and_missing_keys() {
         [
             "3:1: unknown key `htps` (did you mean `https`?); expected one of: https, http, trusted_proxies, hosts, proxy_protocol",
             "5:8: `tls.cert` is set without `tls.key`",
-            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, admin, learned, limits, rate_limit, log, pool",
+            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, client_cert, admin, learned, limits, rate_limit, log, pool",
             "10:1: missing key `url` in [[pool.node]]",
         ]
     );
@@ -384,11 +384,12 @@ fn example_config_is_valid_and_documents_every_key() {
     let p = load(&path).unwrap();
     assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
     let c = p.config.unwrap();
-    assert_eq!(c.pools.len(), 2);
+    assert_eq!(c.pools.len(), 3);
     let text = std::fs::read_to_string(&path).unwrap();
     let sections = [
         ("listen", diag::fields_of::<raw::RawListen>()),
         ("tls", diag::fields_of::<raw::RawTls>()),
+        ("client_cert", diag::fields_of::<raw::RawClientCert>()),
         ("admin", diag::fields_of::<raw::RawAdmin>()),
         ("pool", diag::fields_of::<raw::RawPool>()),
         ("pool.health", diag::fields_of::<raw::RawHealth>()),

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::diag::Diags;
 use super::raw::{PoolSections, Raw, RawNode, RawPool, Str};
 use super::values::{addr, authority, cookie_name, file, host_name, name, node_url, suffix};
-use super::{defaults, edge, sections, Admin, Config, Node, Pool};
+use super::{client_cert, defaults, edge, sections, Admin, ClientAuth, Config, Node, Pool};
 use crate::routing::suffix::f5_md5;
 use crate::routing::MAX_TGC_COOKIES;
 
@@ -53,12 +53,14 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
         .zip(token)
         .map(|(listen, token)| Admin { listen, token });
 
+    let client_cert = client_cert::headers(raw.client_cert, d);
+    let auth = tls.as_ref().map(|t| t.client.auth);
     let mut names = Names::default();
     let mut pools = Vec::new();
     let mut total_nodes = 0usize;
     for sections in raw.pools {
         total_nodes += sections.nodes.len();
-        pools.push(pool(sections, base, &mut names, d));
+        pools.push(pool(sections, base, auth, &mut names, d));
     }
     if total_nodes > usize::from(u16::MAX) {
         d.error(
@@ -73,6 +75,7 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
     Some(Config {
         listen: listen?,
         tls: tls?,
+        client_cert: client_cert?,
         admin: admin?,
         learned: learned?,
         limits: limits?,
@@ -105,12 +108,24 @@ impl Names {
     }
 }
 
-fn pool(s: PoolSections, base: &Path, names: &mut Names, d: &mut Diags) -> Option<Pool> {
+fn pool(
+    s: PoolSections,
+    base: &Path,
+    auth: Option<ClientAuth>,
+    names: &mut Names,
+    d: &mut Diags,
+) -> Option<Pool> {
     let raw = s.pool;
+    // A pool that routes by client certificate may share its prefix with
+    // the pool that takes the other requests.
+    let shared = raw.as_ref().is_some_and(|p| p.client_cert_match.is_some());
     let prefix = raw
         .as_ref()
         .and_then(|p| p.path_prefix.as_ref())
-        .and_then(|p| path_prefix(p, names, d));
+        .and_then(|p| path_prefix(p, (!shared).then_some(&mut *names), d));
+    let client_cert = raw
+        .as_ref()
+        .map(|p| client_cert::pool(p, prefix.as_deref(), auth, d));
     if let Some(n) = raw.as_ref().and_then(|p| p.name.as_ref()) {
         name(n, "pool", d);
         Names::claim(&mut names.pools, "pool name", n, d);
@@ -163,11 +178,13 @@ fn pool(s: PoolSections, base: &Path, names: &mut Names, d: &mut Diags) -> Optio
         health: health?,
         upstream: upstream?,
         headers: headers?,
+        client_cert: client_cert??,
         nodes: complete?,
     })
 }
 
-fn path_prefix(v: &Str, names: &mut Names, d: &mut Diags) -> Option<String> {
+/// The normalised prefix, claimed in `names` when given.
+fn path_prefix(v: &Str, names: Option<&mut Names>, d: &mut Diags) -> Option<String> {
     let p = v.get_ref();
     if !p.starts_with('/') {
         d.error(v.span(), format!("path_prefix `{p}` must start with `/`"));
@@ -187,12 +204,14 @@ fn path_prefix(v: &Str, names: &mut Names, d: &mut Diags) -> Option<String> {
         "" => "/",
         t => t,
     };
-    Names::claim(
-        &mut names.prefixes,
-        "path_prefix",
-        &Spanned::new(v.span(), trimmed.to_owned()),
-        d,
-    );
+    if let Some(names) = names {
+        Names::claim(
+            &mut names.prefixes,
+            "path_prefix",
+            &Spanned::new(v.span(), trimmed.to_owned()),
+            d,
+        );
+    }
     Some(trimmed.to_owned())
 }
 

@@ -48,6 +48,51 @@ pub fn self_signed() -> Result<DemoCert, rcgen::Error> {
     })
 }
 
+/// A client CA and a certificate it issued to `alice` (a smart-card-like
+/// subject with email and UPN names), as PEM, for `casfront demo`.
+pub struct DemoClient {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub fn client_pki() -> Result<DemoClient, rcgen::Error> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+        ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name
+        .push(DnType::OrganizationName, "Example University");
+    ca.distinguished_name
+        .push(DnType::CommonName, "casfront demo client CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+    let mut leaf = CertificateParams::new(Vec::<String>::new())?;
+    leaf.distinguished_name = DistinguishedName::new();
+    leaf.distinguished_name
+        .push(DnType::OrganizationName, "Example University");
+    leaf.distinguished_name
+        .push(DnType::OrganizationalUnitName, "People");
+    leaf.distinguished_name.push(DnType::CommonName, "alice");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    leaf.subject_alt_names = vec![
+        SanType::Rfc822Name("alice@example.edu".try_into()?),
+        SanType::OtherName((
+            vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
+            "alice@EXAMPLE.EDU".into(),
+        )),
+    ];
+    let key = KeyPair::generate()?;
+    let cert = leaf.signed_by(&key, &issuer)?;
+    Ok(DemoClient {
+        ca_pem: issuer.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
 /// The configuration of a demo cluster: one `/cas` pool, node `casN` with
 /// suffix and jvmRoute `casN`.
 pub fn cluster_config(listen: SocketAddr, nodes: &[SocketAddr]) -> String {
@@ -108,7 +153,7 @@ impl Cluster {
             return Err(DemoError::Config(errors.join("; ")));
         };
         let cert = self_signed()?;
-        let tls = tls::from_pem(&cert.cert_pem, &cert.key_pem)?;
+        let tls = tls::from_pem_trusting(&cert.cert_pem, &cert.key_pem, &cfg.tls.client)?;
         let proxy = Arc::new(Proxy::new(&cfg)?);
         let live = Live::fixed(tls, proxy.clone());
         let server = tokio::spawn({

@@ -59,6 +59,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -114,8 +119,10 @@ pub enum Refusal {
     H2Resets = 7,
     /// A connection dropped after a response waited `send_timeout` on it.
     SendTimeout = 8,
+    /// 403: a path that needs a verified client certificate, without one.
+    ClientCert = 9,
 }
-const REFUSALS: [&str; 9] = [
+const REFUSALS: [&str; 10] = [
     "connections_per_ip",
     "proxy_header",
     "rate_limit",
@@ -125,7 +132,11 @@ const REFUSALS: [&str; 9] = [
     "uri_too_long",
     "h2_resets",
     "send_timeout",
+    "client_cert",
 ];
+
+/// Client certificates examined after handshakes, by `ssl_client_verify`.
+const CERT_STATUSES: [&str; 3] = ["verified", "none", "failed"];
 
 fn cause_index(c: Cause) -> usize {
     match c {
@@ -175,6 +186,7 @@ fn label_tables_follow_the_enums() {
         UriTooLong,
         H2Resets,
         SendTimeout,
+        ClientCert,
     ];
     for (i, r) in refusals.into_iter().enumerate() {
         assert_eq!(r as usize, i, "{r:?} is {}", REFUSALS[i]);
@@ -200,6 +212,8 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     /// Indexed by [`Refusal`].
     refusals: Vec<Counter>,
+    /// Indexed as `CERT_STATUSES`.
+    client_certs: Vec<Counter>,
     /// One scrape at a time: a scrape clears and refills the state gauge.
     scrape: std::sync::Mutex<()>,
 }
@@ -230,6 +244,7 @@ impl Metrics {
             learned: Gauge::default(),
             reloads: Family::default(),
             refusals: Vec::new(),
+            client_certs: Vec::new(),
             scrape: std::sync::Mutex::new(()),
         };
         let mut r = Registry::default();
@@ -288,9 +303,20 @@ impl Metrics {
             .iter()
             .map(|&reason| refusals.get_or_create_owned(&ReasonLabels { reason }))
             .collect();
+        let certs: Family<StatusLabels, Counter> = Family::default();
+        r.register(
+            names::CLIENT_CERTIFICATES,
+            "TLS connections by client certificate status (verified, none, failed)",
+            certs.clone(),
+        );
+        let client_certs = CERT_STATUSES
+            .iter()
+            .map(|&status| certs.get_or_create_owned(&StatusLabels { status }))
+            .collect();
         Metrics {
             registry: r,
             refusals,
+            client_certs,
             ..m
         }
     }
@@ -356,6 +382,19 @@ impl Metrics {
     /// Counts a refusal.
     pub fn refused(&self, why: Refusal) {
         if let Some(c) = self.refusals.get(why as usize) {
+            c.inc();
+        }
+    }
+
+    /// Counts a connection's client certificate status.
+    pub fn client_cert(&self, status: crate::client_cert::Status) {
+        use crate::client_cert::Status;
+        let i = match status {
+            Status::Verified => 0,
+            Status::None => 1,
+            Status::Failed(_) => 2,
+        };
+        if let Some(c) = self.client_certs.get(i) {
             c.inc();
         }
     }

@@ -11,6 +11,7 @@ pub const NODE_STATE: &str = "casfront_node_state";
 pub const LEARNED_ENTRIES: &str = "casfront_learned_entries";
 pub const RELOADS: &str = "casfront_reloads";
 pub const REFUSALS: &str = "casfront_refusals";
+pub const CLIENT_CERTIFICATES: &str = "casfront_client_certificates";
 
 /// Every name as it appears in the exposition (counters end in `_total`).
 pub const ALL: [&str; 10] = [

@@ -1,7 +1,8 @@
 //! What a request must pass before it is routed: the target's length
 //! (414), its host name (`Host` against the absolute URI: 400; the
-//! `listen.hosts` allow-list: 421) and the client's request rates (429 with
-//! `Retry-After`). Each refusal is counted; no node sees the request.
+//! `listen.hosts` allow-list: 421), the client's request rates (429 with
+//! `Retry-After`) and, where a pool asks for one, a verified client
+//! certificate (403). Each refusal is counted; no node sees the request.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use http::request::Parts;
 use http::{header, Method as HttpMethod, Response, StatusCode};
 
 use super::{local, ProxyBody};
+use crate::client_cert::{ClientCert, Status};
 use crate::config::Config;
 use crate::edge::rate::Limit;
 use crate::edge::{check_target, client_addr, TargetError};
@@ -28,6 +30,39 @@ pub fn login_paths(config: &Config) -> Vec<String> {
         paths.push(format!("{prefix}/v1/tickets"));
     }
     paths
+}
+
+/// A pool's client certificate requirement.
+#[derive(Debug)]
+pub struct PoolCertRule {
+    required: bool,
+    /// Normalised paths, prefixes on segment boundaries.
+    paths: Vec<String>,
+}
+
+impl PoolCertRule {
+    pub fn of(config: &Config) -> Vec<PoolCertRule> {
+        config
+            .pools
+            .iter()
+            .map(|p| PoolCertRule {
+                required: p.client_cert.required,
+                paths: p.client_cert.paths.clone(),
+            })
+            .collect()
+    }
+
+    fn used(&self) -> bool {
+        self.required || !self.paths.is_empty()
+    }
+
+    fn needs(&self, path: &str) -> bool {
+        self.required
+            || self.paths.iter().any(|p| {
+                path.strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+    }
 }
 
 impl Proxy {
@@ -80,8 +115,17 @@ impl Proxy {
             let rate = Arc::clone(&self.rate);
             tokio::task::spawn_blocking(move || rate.sweep());
         }
-        let refused = checked.err()?;
-        metrics.refused(match refused.limit {
+        if let Err(refused) = checked {
+            return Some(self.too_many(refused));
+        }
+        if self.cert_rules.iter().any(PoolCertRule::used) {
+            return self.check_cert(parts.uri.path(), client);
+        }
+        None
+    }
+
+    fn too_many(&self, refused: crate::edge::rate::Limited) -> Response<ProxyBody> {
+        self.metrics.refused(match refused.limit {
             Limit::Requests => Refusal::RateLimit,
             Limit::Login => Refusal::LoginRateLimit,
         });
@@ -96,7 +140,38 @@ impl Proxy {
         );
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(refused.retry_after));
-        Some(resp)
+        resp
+    }
+
+    /// 403 when the pool `path` goes to, or the pool the node will see it
+    /// in once mapped as a servlet container maps it, needs a verified
+    /// client certificate and the connection has none.
+    fn check_cert(&self, path: &str, client: &ClientInfo) -> Option<Response<ProxyBody>> {
+        let cert = client.cert.as_ref();
+        let identity = cert.and_then(ClientCert::identity);
+        if identity.is_some() {
+            return None;
+        }
+        let mapped = servlet_path(path);
+        let needs = |path: &str| {
+            self.table
+                .pool_for(path.as_bytes(), identity)
+                .and_then(|(id, _, _)| self.cert_rules.get(usize::from(id)))
+                .is_some_and(|rule| rule.needs(path))
+        };
+        if !needs(&mapped) && !needs(path) {
+            return None;
+        }
+        self.metrics.refused(Refusal::ClientCert);
+        Some(local(
+            StatusCode::FORBIDDEN,
+            match cert.map(|c| c.status) {
+                Some(Status::Failed(_)) => {
+                    "casfront: this address needs a valid client certificate; the one presented could not be verified\n"
+                }
+                _ => "casfront: this address needs a client certificate; none was presented\n",
+            },
+        ))
     }
 
     /// `path`, read as the node's servlet container maps it, is a pool's

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 
+use crate::client_cert::ClientCert;
 use crate::config::HeaderRules;
 
 /// What the connection tells about the client, with the forwarding header
@@ -22,6 +23,8 @@ pub struct ClientInfo {
     pub local_port: u16,
     /// The peer is a trusted proxy (`listen.trusted_proxies`).
     pub trusted: bool,
+    /// The TLS client certificate, when `[tls] client_auth` asks for one.
+    pub cert: Option<ClientCert>,
     forwarded_for: HeaderValue,
     forwarded_port: HeaderValue,
 }
@@ -32,6 +35,7 @@ impl ClientInfo {
             peer,
             local_port,
             trusted,
+            cert: None,
             // An IP address is always a valid header value.
             forwarded_for: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),

@@ -26,10 +26,12 @@ use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::config::{Config, HeaderRules, Limits, Listen, Scheme};
+use crate::client_cert::{CertHeaders, ClientCert};
+use crate::config::{CertFormat, Config, HeaderRules, Limits, Listen, Scheme};
 use crate::edge::rate::RateLimits;
 use crate::health::Health;
 use crate::metrics::{Failure, Handles, Metrics};
+use crate::routing::cert::CertIdentity;
 use crate::routing::{
     route, Cause, EntryId, Headers, How, Method, NodeId, PoolId, RequestView, RoutingTable, Rule,
 };
@@ -92,6 +94,11 @@ pub struct Proxy {
     login_paths: Vec<String>,
     /// Per pool: `[pool.headers]`.
     header_rules: Vec<HeaderRules>,
+    /// Per pool: where a verified client certificate is required.
+    cert_rules: Vec<admit::PoolCertRule>,
+    /// `[client_cert]`: what nodes are told of a client certificate.
+    cert_headers: CertHeaders,
+    cert_format: CertFormat,
 }
 
 impl Proxy {
@@ -155,6 +162,9 @@ impl Proxy {
             rate: Arc::new(RateLimits::new(&config.rate_limit)),
             login_paths: admit::login_paths(config),
             header_rules: config.pools.iter().map(|p| p.headers.clone()).collect(),
+            cert_rules: admit::PoolCertRule::of(config),
+            cert_headers: CertHeaders::new(&config.client_cert),
+            cert_format: config.client_cert.format,
         })
     }
 
@@ -169,6 +179,11 @@ impl Proxy {
 
     pub fn listen(&self) -> &Listen {
         &self.listen
+    }
+
+    /// How a connection's client certificate is sent (`[client_cert] format`).
+    pub fn cert_format(&self) -> CertFormat {
+        self.cert_format
     }
 
     /// The process's metrics (shared by every configuration).
@@ -229,7 +244,10 @@ impl Proxy {
             return refused;
         }
         let method = Method::from_bytes(parts.method.as_str().as_bytes());
-        let wants_body = self.table.wants_body(method, parts.uri.path().as_bytes());
+        let cert = client.cert.as_ref().and_then(ClientCert::identity);
+        let wants_body = self
+            .table
+            .wants_body(method, parts.uri.path().as_bytes(), cert);
         let (prefix, body) = if wants_body {
             match read_prefix(body, self.limits.body_prefix, self.limits.body_wait).await {
                 Ok(read) => read,
@@ -245,12 +263,14 @@ impl Proxy {
         };
         let mut req = Request::from_parts(parts, body);
         prepare_request(&mut req, client);
+        self.cert_headers
+            .apply(req.headers_mut(), client.cert.as_ref());
         // Attempts after the first take a new connection: the node that
         // closed one pooled connection may have closed them all.
         let mut again = 0u8;
         loop {
             let body = wants_body.then_some(&prefix[..]);
-            let chosen = self.connect(&req, method, body, again > 0, out).await;
+            let chosen = self.connect(&req, method, body, cert, again > 0, out).await;
             let (pool_id, node, pool, conn) = match chosen {
                 Ok(chosen) => chosen,
                 Err(resp) => return resp,
@@ -325,6 +345,7 @@ impl Proxy {
         req: &Request<RequestBody>,
         method: Method,
         body: Option<&[u8]>,
+        cert: Option<&CertIdentity>,
         fresh: bool,
         out: &mut Outcome,
     ) -> Result<(PoolId, NodeId, &Arc<NodePool>, Conn), Response<ProxyBody>> {
@@ -333,7 +354,8 @@ impl Proxy {
             let (pool_id, node) = {
                 let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 let headers = HeaderView(req.headers());
-                let mut view = RequestView::new(method, target.as_bytes(), &headers);
+                let mut view =
+                    RequestView::new(method, target.as_bytes(), &headers).with_cert(cert);
                 if let Some(body) = body {
                     view = view.with_body(body);
                 }

@@ -206,7 +206,7 @@ where
         value: None,
         falls: Falls::EMPTY,
     };
-    let Some((pool_id, pool, rel)) = table.pool_for(req.path) else {
+    let Some((pool_id, pool, rel)) = table.pool_for(req.path, req.cert) else {
         return d;
     };
     d.pool = Some(pool_id);

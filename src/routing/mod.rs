@@ -7,8 +7,10 @@
 //! Submodules: [`extract`] (the one table of where tickets live), [`parse`]
 //! (byte-level query, cookie and path scanners), [`suffix`] (ticket suffix
 //! index), [`saml`] (SAML 1.1 artifact in a POST body), [`table`] (the
-//! routing table), [`redact`] (what logs may show of a credential).
+//! routing table), [`redact`] (what logs may show of a credential),
+//! [`cert`] (pools chosen by client certificate).
 
+pub mod cert;
 pub mod extract;
 pub mod parse;
 pub mod redact;
@@ -185,6 +187,9 @@ pub struct RequestView<'r, H: Headers + ?Sized> {
     /// A bounded prefix of the body, when the data plane read one (only for
     /// requests where a body carries a ticket: `POST /samlValidate`).
     pub body: Option<&'r [u8]>,
+    /// The names of the connection's verified client certificate, for the
+    /// pools that route by one (`client_cert_match`).
+    pub cert: Option<&'r cert::CertIdentity>,
 }
 
 impl<'r, H: Headers + ?Sized> RequestView<'r, H> {
@@ -200,7 +205,14 @@ impl<'r, H: Headers + ?Sized> RequestView<'r, H> {
             query,
             headers,
             body: None,
+            cert: None,
         }
+    }
+
+    /// The same view with the client certificate's names.
+    pub fn with_cert(mut self, cert: Option<&'r cert::CertIdentity>) -> Self {
+        self.cert = cert;
+        self
     }
 
     /// The same view with a body prefix.

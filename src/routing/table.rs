@@ -29,6 +29,9 @@ pub struct PoolInfo {
     pub(crate) jvm_routes: FxHashMap<Box<[u8]>, NodeId>,
     pub(crate) primaries: Vec<NodeId>,
     pub(crate) backups: Vec<NodeId>,
+    /// `client_cert_match`: the pool takes only requests whose verified
+    /// client certificate matches.
+    pub cert_match: Option<super::cert::CertMatch>,
 }
 
 /// One node, as routing and its callers see it.
@@ -98,10 +101,18 @@ impl RoutingTable {
                 jvm_routes,
                 primaries,
                 backups,
+                cert_match: pool.client_cert.matches.clone(),
             });
         }
         let mut by_prefix: Vec<PoolId> = (0..pools.len() as PoolId).collect();
-        by_prefix.sort_by_key(|&p| std::cmp::Reverse(pools[usize::from(p)].prefix.len()));
+        // Among pools of one prefix, those that route by certificate first.
+        by_prefix.sort_by_key(|&p| {
+            let pool = &pools[usize::from(p)];
+            (
+                std::cmp::Reverse(pool.prefix.len()),
+                pool.cert_match.is_none(),
+            )
+        });
         RoutingTable {
             pools,
             nodes,
@@ -141,7 +152,12 @@ impl RoutingTable {
     /// Whether routing `method path` reads a body prefix (an entry of the
     /// extractor table takes its value from the body: `POST /samlValidate`).
     /// Checks the method first, so that a GET costs no path lookup.
-    pub fn wants_body(&self, method: super::Method, path: &[u8]) -> bool {
+    pub fn wants_body(
+        &self,
+        method: super::Method,
+        path: &[u8],
+        cert: Option<&super::cert::CertIdentity>,
+    ) -> bool {
         let mut reading = super::ENTRIES
             .iter()
             .filter(|e| e.source == super::Source::SamlArtifact && e.methods.contains(method))
@@ -149,7 +165,7 @@ impl RoutingTable {
         if reading.peek().is_none() {
             return false;
         }
-        let Some((_, _, rel)) = self.pool_for(path) else {
+        let Some((_, _, rel)) = self.pool_for(path, cert) else {
             return false;
         };
         let endpoint = super::extract::endpoint_of(rel);
@@ -157,10 +173,20 @@ impl RoutingTable {
     }
 
     /// The pool whose prefix is the longest to match `path` on a segment
-    /// boundary, with the pool-relative rest of the path.
-    pub fn pool_for<'p>(&self, path: &'p [u8]) -> Option<(PoolId, &PoolInfo, &'p [u8])> {
+    /// boundary, with the pool-relative rest of the path. A pool with a
+    /// `client_cert_match` rule is skipped unless `cert` matches it.
+    pub fn pool_for<'p>(
+        &self,
+        path: &'p [u8],
+        cert: Option<&super::cert::CertIdentity>,
+    ) -> Option<(PoolId, &PoolInfo, &'p [u8])> {
         self.by_prefix.iter().find_map(|&id| {
             let pool = &self.pools[usize::from(id)];
+            if let Some(m) = &pool.cert_match {
+                if !cert.is_some_and(|c| m.matches(c)) {
+                    return None;
+                }
+            }
             relative(&pool.prefix, path).map(|rel| (id, pool, rel))
         })
     }
@@ -185,11 +211,11 @@ mod tests {
     #[test]
     fn only_saml_posts_want_a_body() {
         let t = table();
-        assert!(t.wants_body(Method::Post, b"/cas/samlValidate"));
-        assert!(t.wants_body(Method::Post, b"/cas/samlValidate;jsessionid=x"));
-        assert!(!t.wants_body(Method::Get, b"/cas/samlValidate"));
-        assert!(!t.wants_body(Method::Post, b"/cas/login"));
-        assert!(!t.wants_body(Method::Post, b"/nothing/samlValidate"));
+        assert!(t.wants_body(Method::Post, b"/cas/samlValidate", None));
+        assert!(t.wants_body(Method::Post, b"/cas/samlValidate;jsessionid=x", None));
+        assert!(!t.wants_body(Method::Get, b"/cas/samlValidate", None));
+        assert!(!t.wants_body(Method::Post, b"/cas/login", None));
+        assert!(!t.wants_body(Method::Post, b"/nothing/samlValidate", None));
     }
 
     #[test]

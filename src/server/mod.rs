@@ -2,7 +2,8 @@
 //! read a PROXY header from the peers configured to send one, TLS
 //! handshake (PROXY header included) under `limits.handshake_timeout`,
 //! then HTTP/1.1 or HTTP/2 chosen from the negotiated ALPN (no preface
-//! sniffing, DESIGN §6), served by [`conn`]. A new connection takes the
+//! sniffing, DESIGN §6), served by [`conn`]. A client certificate, when
+//! `[tls] client_auth` asks for one, is examined once after the handshake. A new connection takes the
 //! TLS configuration and limits in force ([`Live`]), a request the proxy
 //! in force. Submodules: [`conn`], [`sending`] (responses a client does
 //! not take), [`tls`], [`redirect`] (the plain-HTTP listener).
@@ -22,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::client_cert::ClientCert;
 use crate::edge::gate::{Gate, IpSlot, Slot};
 use crate::edge::proxy_header;
 use crate::live::Live;
@@ -120,18 +122,27 @@ async fn connection(
             }
         }
     }
-    let info = proxy.client_info(client, local_port);
+    let mut info = proxy.client_info(client, local_port);
     // A trusted proxy speaks for many clients.
     let Some(_per_ip) = admit(&gate, &info, &limits, &metrics) else {
         return;
     };
+    let format = proxy.cert_format();
     drop(proxy);
-    let acceptor = TlsAcceptor::from(live.tls());
+    let listener_tls = live.tls();
+    let acceptor = TlsAcceptor::from(listener_tls.config.clone());
     let Ok(Ok(tls)) = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await else {
         metrics.tls_handshake_failures.inc();
         return;
     };
-    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let session = tls.get_ref().1;
+    if let Some(verifier) = &listener_tls.client {
+        let cert = ClientCert::examine(verifier, session.peer_certificates(), format);
+        metrics.client_cert(cert.status);
+        info.cert = Some(cert);
+    }
+    drop(listener_tls);
+    let h2 = session.alpn_protocol() == Some(b"h2");
     conn::serve(tls, h2, live, Arc::new(info), &limits, stop).await;
 }
 

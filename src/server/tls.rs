@@ -4,7 +4,9 @@
 //! for names no certificate claims; the others are chosen by SNI, exactly
 //! or by a `*.` wildcard of one label (DESIGN §6: rustls' own SNI resolver
 //! fails without SNI). A certificate answers the names its configuration
-//! lists, else the DNS names it carries.
+//! lists, else the DNS names it carries. With `[tls] client_auth`, the
+//! configuration asks for client certificates through a
+//! [`ClientVerifier`], kept beside it for the check after the handshake.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,6 +22,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::client_cert::{ClientVerifier, TrustError};
 use crate::config;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,25 @@ pub enum TlsError {
     Empty,
     #[error("the TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    #[error(transparent)]
+    Client(#[from] TrustError),
+}
+
+/// A listener's TLS: the rustls configuration and, when client
+/// certificates are asked for, the verifier that checks them.
+#[derive(Clone)]
+pub struct ListenerTls {
+    pub config: Arc<ServerConfig>,
+    pub client: Option<Arc<ClientVerifier>>,
+}
+
+impl From<Arc<ServerConfig>> for ListenerTls {
+    fn from(config: Arc<ServerConfig>) -> Self {
+        ListenerTls {
+            config,
+            client: None,
+        }
+    }
 }
 
 /// ALPN protocols offered, HTTP/2 first.
@@ -86,7 +108,7 @@ impl Resumption {
 }
 
 /// The server configuration of the `[tls]` section.
-pub fn from_config(tls: &config::Tls) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn from_config(tls: &config::Tls) -> Result<ListenerTls, TlsError> {
     from_config_with(tls, &Resumption::new()?)
 }
 
@@ -94,7 +116,7 @@ pub fn from_config(tls: &config::Tls) -> Result<Arc<ServerConfig>, TlsError> {
 pub fn from_config_with(
     tls: &config::Tls,
     resumption: &Resumption,
-) -> Result<Arc<ServerConfig>, TlsError> {
+) -> Result<ListenerTls, TlsError> {
     let provider = provider();
     let mut loaded = Vec::with_capacity(tls.certificates.len());
     for (i, c) in tls.certificates.iter().enumerate() {
@@ -113,7 +135,9 @@ pub fn from_config_with(
         }
         loaded.push(one);
     }
-    build(loaded, provider, Some(resumption))
+    let client = ClientVerifier::from_config(&tls.client)?;
+    let config = build(loaded, provider, Some(resumption), client.clone())?;
+    Ok(ListenerTls { config, client })
 }
 
 /// A server configuration with one certificate, from PEM text (the demo
@@ -122,8 +146,27 @@ pub fn from_pem(cert: &str, key: &str) -> Result<Arc<ServerConfig>, TlsError> {
     from_pems(&[(cert, key)])
 }
 
+/// One certificate from PEM text, asking for client certificates as
+/// `trust` says (the demo and tests).
+pub fn from_pem_trusting(
+    cert: &str,
+    key: &str,
+    trust: &config::ClientTrust,
+) -> Result<ListenerTls, TlsError> {
+    let client = ClientVerifier::from_config(trust)?;
+    let config = pems(&[(cert, key)], client.clone())?;
+    Ok(ListenerTls { config, client })
+}
+
 /// The same with several certificates, the first the default.
 pub fn from_pems(pairs: &[(&str, &str)]) -> Result<Arc<ServerConfig>, TlsError> {
+    pems(pairs, None)
+}
+
+fn pems(
+    pairs: &[(&str, &str)],
+    client: Option<Arc<ClientVerifier>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let mut loaded = Vec::with_capacity(pairs.len());
     for (cert, key) in pairs {
@@ -140,7 +183,7 @@ pub fn from_pems(pairs: &[(&str, &str)]) -> Result<Arc<ServerConfig>, TlsError> 
             })?;
         loaded.push(load(chain, key, "(memory)", &provider)?);
     }
-    build(loaded, provider, None)
+    build(loaded, provider, None, client)
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -198,12 +241,16 @@ fn build(
     loaded: Vec<Loaded>,
     provider: Arc<CryptoProvider>,
     resumption: Option<&Resumption>,
+    client: Option<Arc<ClientVerifier>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let resolver = SniResolver::new(loaded)?;
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+    let builder =
+        ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?;
+    let builder = match client {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     if let Some(r) = resumption {
         config.session_storage = r.sessions.clone();

@@ -45,3 +45,82 @@ impl Ca {
         super::client::tls_trusting(&self.pem)
     }
 }
+
+impl Ca {
+    /// A client certificate for `cn` (OU=People, O=Example University,
+    /// usage clientAuth, an email and a UPN name), changed by `tweak`.
+    pub fn client_cert(&self, cn: &str, tweak: impl FnOnce(&mut CertificateParams)) -> Leaf {
+        use rcgen::{DistinguishedName, DnType, ExtendedKeyUsagePurpose, SanType};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Example University");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, "People");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.subject_alt_names = vec![
+            SanType::Rfc822Name(format!("{cn}@example.edu").try_into().unwrap()),
+            SanType::OtherName((
+                vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
+                format!("{cn}@EXAMPLE.EDU").into(),
+            )),
+        ];
+        tweak(&mut params);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// A CRL revoking the certificates with these serials, as PEM.
+    pub fn crl(&self, serials: &[&[u8]]) -> String {
+        use rcgen::{
+            date_time_ymd, CertificateRevocationListParams, KeyIdMethod, RevokedCertParams,
+            SerialNumber,
+        };
+        let params = CertificateRevocationListParams {
+            this_update: date_time_ymd(2024, 1, 1),
+            next_update: date_time_ymd(2099, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(s),
+                    revocation_time: date_time_ymd(2024, 6, 1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().pem().unwrap()
+    }
+}
+
+/// A client configuration trusting `server_ca_pem` that presents `leaf`.
+pub fn client_with_cert(server_ca_pem: &str, leaf: &Leaf) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(server_ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    std::sync::Arc::new(config)
+}
