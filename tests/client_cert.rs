@@ -96,6 +96,17 @@ async fn get(
     target: &str,
     headers: &[(&str, &str)],
 ) -> Result<(u16, Option<String>, String), String> {
+    get_telling(tls, addr, target, headers, &mut None).await
+}
+
+/// The same, telling how the handshake went (full or resumed).
+async fn get_telling(
+    tls: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    target: &str,
+    headers: &[(&str, &str)],
+    kind: &mut Option<rustls::HandshakeKind>,
+) -> Result<(u16, Option<String>, String), String> {
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
@@ -105,6 +116,7 @@ async fn get(
             .connect(name, stream)
             .await
             .map_err(|e| format!("handshake: {e}"))?;
+        *kind = stream.get_ref().1.handshake_kind();
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
@@ -156,8 +168,9 @@ fn value<'a>(lines: &[&'a str], name: &str) -> Option<&'a str> {
 }
 
 /// What a client that forges every header sends along.
-const FORGED: [(&str, &str); 5] = [
+const FORGED: [(&str, &str); 6] = [
     ("ssl_client_verify", "SUCCESS"),
+    ("ssl-client_i-dn", "CN=Test Client CA"),
     ("SSL_CLIENT_S_DN", "CN=admin,O=Example University"),
     ("ssl-client-cert", "-----BEGIN CERTIFICATE----- forged"),
     ("Ssl_Client_Serial", "01"),
@@ -419,4 +432,74 @@ async fn http2_requests_carry_the_headers_too() {
             .count(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_session_is_verified_again_after_a_reload_to_required() {
+    let pki = pki();
+    let dir = std::env::temp_dir().join(format!("casfront-x509-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server_ca = Ca::new("server CA");
+    let leaf = server_ca.leaf(&["localhost"]);
+    std::fs::write(dir.join("cert.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), &leaf.key_pem).unwrap();
+    let node = casfront::demo::node::spawn(NodeSpec::named("cas1"))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let text = |auth: &str| {
+        format!(
+            "[listen]\nhttps = \"{addr}\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+             client_auth = \"{auth}\"\nclient_ca = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\
+             [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
+             [[pool.node]]\nname = \"cas1\"\nurl = \"http://{}\"\n",
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display(),
+            pki.ca_file,
+            support::NO_RATE_LIMIT,
+            node.addr,
+        )
+    };
+    let path = dir.join("casfront.toml");
+    std::fs::write(&path, text("optional")).unwrap();
+    let cfg = casfront::config::load(&path).unwrap().config.unwrap();
+    let live = casfront::live::Live::start(path.clone(), cfg)
+        .await
+        .unwrap();
+    let _server = tokio::spawn(casfront::server::serve_until(
+        listener,
+        live.clone(),
+        std::future::pending(),
+    ));
+    // Each client configuration keeps the session tickets it is given.
+    let foreign = client_with_cert(&server_ca.pem, &pki.foreign);
+    let valid = client_with_cert(&server_ca.pem, &pki.valid);
+    let (_, _, body) = get(&foreign, addr, "/cas/headers", &[]).await.unwrap();
+    assert!(
+        body.contains("ssl_client_verify: FAILED:unable to get local issuer certificate"),
+        "{body}"
+    );
+    get(&valid, addr, "/cas/headers", &[]).await.unwrap();
+
+    std::fs::write(&path, text("required")).unwrap();
+    live.reload().await.unwrap();
+    // The valid certificate's session resumes and is verified again.
+    let mut kind = None;
+    let (_, _, body) = get_telling(&valid, addr, "/cas/headers", &[], &mut kind)
+        .await
+        .unwrap();
+    assert_eq!(kind, Some(rustls::HandshakeKind::Resumed));
+    assert!(body.contains("ssl_client_verify: SUCCESS\n"), "{body}");
+    // The foreign one resumes too, and is refused: it never verified.
+    let mut kind = None;
+    let got = get_telling(&foreign, addr, "/cas/headers", &[], &mut kind).await;
+    assert_eq!(kind, Some(rustls::HandshakeKind::Resumed));
+    assert!(got.is_err(), "{got:?}");
+    let served = node
+        .heard()
+        .iter()
+        .filter(|l| l.contains("/cas/headers"))
+        .count();
+    assert_eq!(served, 3);
 }

@@ -6,7 +6,7 @@
 //! made once per connection ([`Values`]); a request only clones them.
 
 use base64::Engine;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{header, HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::x509::{Facts, San};
@@ -31,11 +31,17 @@ pub struct Values {
     pub serial: HeaderValue,
     /// `None` when the certificate has none of the SANs read.
     pub san: Option<HeaderValue>,
-    pub xfcc: HeaderValue,
+    /// Only when `[client_cert] xfcc` is on.
+    pub xfcc: Option<HeaderValue>,
 }
 
 impl Values {
-    pub fn new(der: &[u8], facts: &Facts, format: CertFormat) -> Result<Values, String> {
+    pub fn new(
+        der: &[u8],
+        facts: &Facts,
+        format: CertFormat,
+        xfcc: bool,
+    ) -> Result<Values, String> {
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
         let pem = pem_lines(&b64);
         let cert = match format {
@@ -51,7 +57,7 @@ impl Values {
             issuer: value(&facts.identity.issuer.rfc4514)?,
             serial: value(&facts.serial)?,
             san: (!sans.is_empty()).then(|| value(&sans)).transpose()?,
-            xfcc: value(&xfcc(der, &pem, facts))?,
+            xfcc: xfcc.then(|| value(&envoy(der, &pem, facts))).transpose()?,
         })
     }
 }
@@ -99,7 +105,7 @@ fn san_list(sans: &[San]) -> String {
 
 /// Envoy's `x-forwarded-client-cert`: `Hash` (SHA-256 of the DER, hex),
 /// `Cert` (URL-encoded PEM), `Subject` (quoted), each `URI` and `DNS`.
-fn xfcc(der: &[u8], pem: &[&str], facts: &Facts) -> String {
+fn envoy(der: &[u8], pem: &[&str], facts: &Facts) -> String {
     let hash = ring::digest::digest(&ring::digest::SHA256, der);
     let mut out = String::from("Hash=");
     for b in hash.as_ref() {
@@ -118,10 +124,12 @@ fn xfcc(der: &[u8], pem: &[&str], facts: &Facts) -> String {
         out.push(';');
         out.push_str(key);
         out.push('=');
+        // Bytes a header may not carry, percent-encoded.
+        let v = utf8_percent_encode(v, percent_encoding::CONTROLS).to_string();
         if v.contains([',', ';', '=', '"']) {
-            quoted(v, &mut out);
+            quoted(&v, &mut out);
         } else {
-            out.push_str(v);
+            out.push_str(&v);
         }
     }
     out
@@ -171,6 +179,10 @@ impl CertHeaders {
         }
     }
 
+    pub fn names(&self) -> &ClientCertHeaders {
+        &self.names
+    }
+
     /// Removes what a client sent under these names, then sets casfront's
     /// for the connection's certificate (`None`: client_auth is off).
     pub fn apply(&self, headers: &mut HeaderMap, cert: Option<&ClientCert>) {
@@ -197,17 +209,19 @@ impl CertHeaders {
                 headers.insert(name.clone(), value.clone());
             }
         }
-        if n.xfcc {
-            headers.insert(HeaderName::from_static(names::XFCC), v.xfcc.clone());
+        if let (true, Some(xfcc)) = (n.xfcc, &v.xfcc) {
+            headers.insert(HeaderName::from_static(names::XFCC), xfcc.clone());
         }
     }
 }
 
 /// Header names to remove, found in one pass over the request's names:
-/// a name's length is checked against a bit mask before any comparison.
+/// a name's length is checked against a bit mask before any comparison,
+/// which takes `-` and `_` as the same (header names are lowercase).
 #[derive(Debug)]
 struct Strip {
     lengths: u128,
+    /// Lowercase, every `-` as `_`.
     names: Vec<String>,
 }
 
@@ -215,11 +229,9 @@ impl Strip {
     fn new(names: &[&str]) -> Strip {
         let mut all: Vec<String> = Vec::new();
         for n in names {
-            let n = n.to_ascii_lowercase();
-            for v in [n.replace('-', "_"), n.replace('_', "-"), n] {
-                if !all.contains(&v) {
-                    all.push(v);
-                }
+            let n = n.to_ascii_lowercase().replace('-', "_");
+            if !all.contains(&n) {
+                all.push(n);
             }
         }
         let lengths = all.iter().fold(0u128, |m, n| m | 1u128 << n.len().min(127));
@@ -229,17 +241,45 @@ impl Strip {
         }
     }
 
+    fn hit(&self, name: &str) -> bool {
+        let folded = |b: u8| if b == b'-' { b'_' } else { b };
+        self.lengths & (1u128 << name.len().min(127)) != 0
+            && self.names.iter().any(|n| {
+                n.len() == name.len() && n.bytes().zip(name.bytes()).all(|(a, b)| a == folded(b))
+            })
+    }
+
     fn strip(&self, headers: &mut HeaderMap) {
-        let hit = |k: &HeaderName| {
-            let k = k.as_str();
-            self.lengths & (1u128 << k.len().min(127)) != 0 && self.names.iter().any(|n| n == k)
-        };
-        if !headers.keys().any(hit) {
-            return;
+        let hit = |k: &HeaderName| self.hit(k.as_str());
+        if headers.keys().any(hit) {
+            let found: Vec<HeaderName> = headers.keys().filter(|k| hit(k)).cloned().collect();
+            for name in found {
+                headers.remove(&name);
+            }
         }
-        let found: Vec<HeaderName> = headers.keys().filter(|k| hit(k)).cloned().collect();
-        for name in found {
-            headers.remove(&name);
+        // A trailer field declared in `Trailer` is sent after the body:
+        // none of these names may be declared.
+        if let Some(declared) = headers.get(header::TRAILER) {
+            let Ok(list) = declared.to_str() else {
+                headers.remove(header::TRAILER);
+                return;
+            };
+            let forged = |n: &str| self.hit(&n.trim().to_ascii_lowercase());
+            if list.split(',').any(forged) {
+                let kept: Vec<&str> = list
+                    .split(',')
+                    .filter(|n| !forged(n))
+                    .map(str::trim)
+                    .collect();
+                match HeaderValue::from_str(&kept.join(", ")) {
+                    Ok(v) if !kept.is_empty() => {
+                        headers.insert(header::TRAILER, v);
+                    }
+                    _ => {
+                        headers.remove(header::TRAILER);
+                    }
+                }
+            }
         }
     }
 }
@@ -253,6 +293,8 @@ mod tests {
         for (k, v) in [
             ("SSL_Client_Cert", "forged"),
             ("ssl-client-verify", "SUCCESS"),
+            ("ssl_client-serial", "01"),
+            ("SSL-CLIENT_I-DN", "CN=x"),
             ("ssl_client_s_dn", "CN=admin"),
             ("X-Forwarded-Client-Cert", "Hash=00"),
             ("x-user-cert", "forged"),
@@ -277,6 +319,24 @@ mod tests {
         headers.apply(&mut h, None);
         let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn trailers_cannot_declare_them() {
+        let headers = CertHeaders::new(&ClientCertHeaders::default());
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::TRAILER,
+            HeaderValue::from_static("Ssl-Client-Cert, x-sum"),
+        );
+        headers.apply(&mut h, None);
+        assert_eq!(h.get(header::TRAILER).unwrap(), "x-sum");
+        h.insert(
+            header::TRAILER,
+            HeaderValue::from_static("ssl_client_verify"),
+        );
+        headers.apply(&mut h, None);
+        assert!(h.get(header::TRAILER).is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rustls::pki_types::CertificateDer;
 pub use headers::CertHeaders;
 pub use verify::{ClientVerifier, Status, TrustError};
 
-use crate::config::CertFormat;
+use crate::config::ClientCertHeaders;
 use crate::routing::cert::CertIdentity;
 
 /// What became of a connection's client certificate.
@@ -26,17 +26,20 @@ pub struct ClientCert {
 }
 
 impl ClientCert {
-    /// Verifies and reads the chain a client presented (`None`: none).
+    /// Verifies and reads the chain a client presented (`None`: none) on
+    /// a handshake that may have been `resumed`; `names` says what nodes
+    /// are told.
     pub fn examine(
         verifier: &ClientVerifier,
         chain: Option<&[CertificateDer<'_>]>,
-        format: CertFormat,
+        resumed: bool,
+        names: &ClientCertHeaders,
     ) -> ClientCert {
-        let mut status = verifier.status(chain);
+        let mut status = verifier.status(chain, resumed);
         let mut verified = None;
         if let (Status::Verified, Some(leaf)) = (status, chain.and_then(<[_]>::first)) {
             let read = x509::read(leaf).and_then(|facts| {
-                let values = headers::Values::new(leaf, &facts, format)?;
+                let values = headers::Values::new(leaf, &facts, names.format, names.xfcc)?;
                 Ok((facts.identity, values))
             });
             match read {

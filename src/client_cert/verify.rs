@@ -95,10 +95,12 @@ impl ClientVerifier {
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         // A CA without a CRL in `client_crl` is not checked for revocation
-        // (the default would refuse every certificate it issued).
+        // (the default would refuse every certificate it issued). A CRL past
+        // its nextUpdate fails the certificates of its CA, as OpenSSL does.
         let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
             .with_crls(crls)
             .allow_unknown_revocation_status()
+            .enforce_revocation_expiration()
             .build()
             .map_err(|e| TrustError::Verifier(e.to_string()))?;
         Ok(Arc::new(ClientVerifier { inner, auth }))
@@ -109,12 +111,15 @@ impl ClientVerifier {
     }
 
     /// The status of the chain a client presented, after the handshake.
-    /// `required` handshakes were verified by rustls already.
-    pub fn status(&self, chain: Option<&[CertificateDer<'_>]>) -> Status {
+    /// A full `required` handshake was verified by rustls already; a
+    /// resumed one was not (rustls restores the chain from the session,
+    /// which may predate a reload, a new CRL or the chain's expiry), so it
+    /// is verified here like every `optional` one.
+    pub fn status(&self, chain: Option<&[CertificateDer<'_>]>, resumed: bool) -> Status {
         let Some((leaf, intermediates)) = chain.and_then(<[_]>::split_first) else {
             return Status::None;
         };
-        if self.auth == ClientAuth::Required {
+        if self.auth == ClientAuth::Required && !resumed {
             return Status::Verified;
         }
         match self
@@ -143,11 +148,9 @@ fn reason(e: &Error) -> &'static str {
             CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
                 "FAILED:unsupported certificate purpose"
             }
-            CertificateError::UnknownRevocationStatus
-            | CertificateError::ExpiredRevocationList
-            | CertificateError::ExpiredRevocationListContext { .. } => {
-                "FAILED:unable to get certificate CRL"
-            }
+            CertificateError::UnknownRevocationStatus => "FAILED:unable to get certificate CRL",
+            CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. } => "FAILED:CRL has expired",
             CertificateError::BadEncoding => "FAILED:unable to decode certificate",
             _ => "FAILED:certificate verify failed",
         },

@@ -110,7 +110,7 @@ fn name(n: &X509Name<'_>) -> Name {
                 }
                 None => {
                     out.rfc4514.push('#');
-                    for b in atv.as_slice() {
+                    for b in ber(atv.attr_value()) {
                         let _ = write!(out.rfc4514, "{b:02x}");
                     }
                 }
@@ -119,6 +119,43 @@ fn name(n: &X509Name<'_>) -> Name {
     }
     // Attributes in certificate order (most significant first).
     out.attrs.reverse();
+    out
+}
+
+/// A value's whole encoding (tag, length, content), as RFC 4514 §2.4
+/// writes a value that is not a string.
+fn ber(v: &Any<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.data.len() + 8);
+    let class = (v.class() as u8) << 6;
+    let constructed = if v.header.is_constructed() { 0x20 } else { 0 };
+    let tag = v.tag().0;
+    if tag < 31 {
+        out.push(class | constructed | tag as u8);
+    } else {
+        out.push(class | constructed | 0x1f);
+        let mut groups = Vec::new();
+        let mut t = tag;
+        loop {
+            groups.push((t & 0x7f) as u8);
+            t >>= 7;
+            if t == 0 {
+                break;
+            }
+        }
+        for (i, g) in groups.iter().rev().enumerate() {
+            out.push(if i + 1 < groups.len() { g | 0x80 } else { *g });
+        }
+    }
+    let len = v.data.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(v.data);
     out
 }
 
@@ -258,6 +295,25 @@ mod tests {
         );
         let f = read(&der(p)).unwrap();
         assert_eq!(f.identity.subject.rfc4514, "DC=example,CN=\\#bmp");
+    }
+
+    #[test]
+    fn values_that_are_not_strings_are_written_whole_in_hex() {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = DistinguishedName::new();
+        // An OCTET STRING is not a directory string.
+        p.distinguished_name.push(
+            DnType::CustomDnType(vec![1, 2, 3, 4]),
+            DnValue::PrintableString("x".try_into().unwrap()),
+        );
+        let mut der = der(p);
+        // Retag the PrintableString (0x13) `x` as an OCTET STRING (0x04),
+        // in the issuer and the subject.
+        while let Some(at) = der.windows(3).position(|w| w == [0x13, 0x01, b'x']) {
+            der[at] = 0x04;
+        }
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(name(cert.subject()).rfc4514, "1.2.3.4=#040178");
     }
 
     #[test]

@@ -105,13 +105,6 @@ pub struct PoolCert {
     pub matches: Option<CertMatch>,
 }
 
-impl PoolCert {
-    /// Whether the pool asks anything of a client certificate.
-    pub fn used(&self) -> bool {
-        self.required || !self.paths.is_empty() || self.matches.is_some()
-    }
-}
-
 /// The client keys of `[tls]`.
 pub(super) fn trust(t: &RawTls, base: &Path, d: &mut Diags) -> Option<ClientTrust> {
     let auth = match t.client_auth.as_ref() {
@@ -297,6 +290,17 @@ fn cert_path(v: &Str, prefix: Option<&str>, d: &mut Diags) -> Option<String> {
         );
         return None;
     }
+    // Compared with request paths as the node maps them.
+    let mapped = trimmed.split('/').all(|seg| !matches!(seg, "." | ".."))
+        && !trimmed.contains("//")
+        && !trimmed.contains('%');
+    if !mapped {
+        d.error(
+            v.span(),
+            format!("`{p}` has `%`, `//`, `.` or `..`: write the path as the node sees it"),
+        );
+        return None;
+    }
     if let Some(prefix) = prefix.filter(|pre| !under(pre)) {
         d.error(
             v.span(),
@@ -309,7 +313,7 @@ fn cert_path(v: &Str, prefix: Option<&str>, d: &mut Diags) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{parse, CertFormat, ClientAuth};
+    use crate::config::{parse, CertFormat, ClientAuth, PoolCert};
     use std::path::Path;
 
     const BASE: &str = "[listen]\nhttps = \"127.0.0.1:8443\"\n";
@@ -342,7 +346,7 @@ mod tests {
         assert_eq!(c.client_cert.cert.unwrap().as_str(), "ssl_client_cert");
         assert_eq!(c.client_cert.verify.unwrap().as_str(), "ssl_client_verify");
         assert!(!c.client_cert.xfcc);
-        assert!(!c.pools[0].client_cert.used());
+        assert_eq!(c.pools[0].client_cert, PoolCert::default());
     }
 
     #[test]
@@ -413,7 +417,7 @@ mod tests {
         assert!(e[0].contains("needs client certificates"), "{e:?}");
         let p = with(
             "client_auth = \"optional\"\nclient_ca = \"ca.pem\"",
-            "client_cert_paths = [\"/cassandra\", \"x509\", \"/cas/ok\"]\nclient_cert_match = \"owner=x\"",
+            "client_cert_paths = [\"/cassandra\", \"x509\", \"/cas/ok\", \"/cas//x\", \"/cas/%78\"]\nclient_cert_match = \"owner=x\"",
             "",
         );
         let e = errors(&p).join("\n");
@@ -422,6 +426,8 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("`x509` is not a path"), "{e}");
+        assert!(e.contains("`/cas//x` has `%`, `//`"), "{e}");
+        assert!(e.contains("`/cas/%78` has `%`"), "{e}");
         assert!(e.contains("client_cert_match: the field `owner`"), "{e}");
         let p = with("client_ca = \"ca.pem\"", "", "");
         assert!(p.config.is_some());

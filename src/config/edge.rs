@@ -143,10 +143,7 @@ pub(super) fn header_name(v: &Str, d: &mut Diags) -> Option<HeaderName> {
         return None;
     };
     if OWN.contains(&name.as_str()) {
-        d.error(
-            v.span(),
-            format!("`{name}` is casfront's to set: a header rule may not change it"),
-        );
+        d.error(v.span(), format!("`{name}` is casfront's to set"));
         return None;
     }
     Some(name)

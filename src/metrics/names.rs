@@ -14,7 +14,7 @@ pub const REFUSALS: &str = "casfront_refusals";
 pub const CLIENT_CERTIFICATES: &str = "casfront_client_certificates";
 
 /// Every name as it appears in the exposition (counters end in `_total`).
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     "casfront_requests_total",
     "casfront_fallthroughs_total",
     "casfront_upstream_duration_seconds",
@@ -25,4 +25,5 @@ pub const ALL: [&str; 10] = [
     "casfront_learned_entries",
     "casfront_reloads_total",
     "casfront_refusals_total",
+    "casfront_client_certificates_total",
 ];

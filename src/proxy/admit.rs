@@ -152,6 +152,8 @@ impl Proxy {
         if identity.is_some() {
             return None;
         }
+        // An authority-form target (CONNECT) goes on as `/`.
+        let path = if path.is_empty() { "/" } else { path };
         let mapped = servlet_path(path);
         let needs = |path: &str| {
             self.table

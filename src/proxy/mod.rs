@@ -27,7 +27,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::client_cert::{CertHeaders, ClientCert};
-use crate::config::{CertFormat, Config, HeaderRules, Limits, Listen, Scheme};
+use crate::config::{ClientCertHeaders, Config, HeaderRules, Limits, Listen, Scheme};
 use crate::edge::rate::RateLimits;
 use crate::health::Health;
 use crate::metrics::{Failure, Handles, Metrics};
@@ -98,7 +98,6 @@ pub struct Proxy {
     cert_rules: Vec<admit::PoolCertRule>,
     /// `[client_cert]`: what nodes are told of a client certificate.
     cert_headers: CertHeaders,
-    cert_format: CertFormat,
 }
 
 impl Proxy {
@@ -164,7 +163,6 @@ impl Proxy {
             header_rules: config.pools.iter().map(|p| p.headers.clone()).collect(),
             cert_rules: admit::PoolCertRule::of(config),
             cert_headers: CertHeaders::new(&config.client_cert),
-            cert_format: config.client_cert.format,
         })
     }
 
@@ -181,9 +179,9 @@ impl Proxy {
         &self.listen
     }
 
-    /// How a connection's client certificate is sent (`[client_cert] format`).
-    pub fn cert_format(&self) -> CertFormat {
-        self.cert_format
+    /// `[client_cert]`: how a connection's client certificate is told.
+    pub fn cert_names(&self) -> &ClientCertHeaders {
+        self.cert_headers.names()
     }
 
     /// The process's metrics (shared by every configuration).
@@ -263,8 +261,6 @@ impl Proxy {
         };
         let mut req = Request::from_parts(parts, body);
         prepare_request(&mut req, client);
-        self.cert_headers
-            .apply(req.headers_mut(), client.cert.as_ref());
         // Attempts after the first take a new connection: the node that
         // closed one pooled connection may have closed them all.
         let mut again = 0u8;
@@ -282,6 +278,9 @@ impl Proxy {
             if let Some(rules) = rules {
                 request_rules(rules, req.headers_mut());
             }
+            // Last, so that no header rule can set them either.
+            self.cert_headers
+                .apply(req.headers_mut(), client.cert.as_ref());
             // Kept aside to forget a cookie the node expires (its Set-Cookie
             // then carries an empty value). One header after `prepare_request`.
             let sent_cookies = req.headers().get(header::COOKIE).cloned();

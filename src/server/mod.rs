@@ -23,7 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::client_cert::ClientCert;
+use crate::client_cert::{ClientCert, Status};
+use crate::config::ClientAuth;
 use crate::edge::gate::{Gate, IpSlot, Slot};
 use crate::edge::proxy_header;
 use crate::live::Live;
@@ -127,7 +128,7 @@ async fn connection(
     let Some(_per_ip) = admit(&gate, &info, &limits, &metrics) else {
         return;
     };
-    let format = proxy.cert_format();
+    let cert_names = proxy.cert_names().clone();
     drop(proxy);
     let listener_tls = live.tls();
     let acceptor = TlsAcceptor::from(listener_tls.config.clone());
@@ -137,8 +138,14 @@ async fn connection(
     };
     let session = tls.get_ref().1;
     if let Some(verifier) = &listener_tls.client {
-        let cert = ClientCert::examine(verifier, session.peer_certificates(), format);
+        let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        let cert = ClientCert::examine(verifier, session.peer_certificates(), resumed, &cert_names);
         metrics.client_cert(cert.status);
+        // A resumed session brings back its certificate unchecked.
+        if verifier.auth() == ClientAuth::Required && cert.status != Status::Verified {
+            metrics.tls_handshake_failures.inc();
+            return;
+        }
         info.cert = Some(cert);
     }
     drop(listener_tls);
