@@ -111,7 +111,7 @@ async fn get_telling(
         let stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| e.to_string())?;
-        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let name = rustls_pki_types::ServerName::try_from(server_name(target)).unwrap();
         let stream = tokio_rustls::TlsConnector::from(tls.clone())
             .connect(name, stream)
             .await
@@ -121,7 +121,7 @@ async fn get_telling(
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        let mut req = http::Request::get(target).header("host", "localhost");
+        let mut req = http::Request::get(path_of(target)).header("host", server_name(target));
         for (n, v) in headers {
             req = req.header(*n, *v);
         }
@@ -148,6 +148,21 @@ async fn get_telling(
     tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
         .map_err(|_| "timed out".to_owned())?
+}
+
+/// `target` is a path, or `//NAME/path` to connect to the server name NAME.
+fn server_name(target: &str) -> String {
+    match target.strip_prefix("//") {
+        Some(rest) => rest.split('/').next().unwrap_or("").to_owned(),
+        None => "localhost".to_owned(),
+    }
+}
+
+fn path_of(target: &str) -> &str {
+    match target.strip_prefix("//") {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    }
 }
 
 /// The certificate headers a node received (`/cas/headers` echoes them),
@@ -502,4 +517,34 @@ async fn a_resumed_session_is_verified_again_after_a_reload_to_required() {
         .filter(|l| l.contains("/cas/headers"))
         .count();
     assert_eq!(served, 3);
+}
+
+#[tokio::test]
+async fn certificates_can_be_asked_for_on_one_server_name_only() {
+    let pki = pki();
+    let c = cluster(&pki, "required", |c| {
+        c.replacen(
+            "client_auth = ",
+            "client_auth_names = [\"X509.localhost\"]\nclient_auth = ",
+            1,
+        )
+    })
+    .await;
+    let valid = client_with_cert(&c.cert_pem, &pki.valid);
+    let anonymous = tls_trusting(&c.cert_pem);
+    // The main name asks for nothing, even in `required` mode: a client
+    // that holds a certificate does not send it (no picker in a browser).
+    let (status, _, body) = get(&valid, c.addr, "/cas/headers", &FORGED).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(cert_lines(&body), ["ssl_client_verify: NONE"], "{body}");
+    let (status, _, _) = get(&anonymous, c.addr, "/cas/headers", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    // The dedicated name asks for, and here requires, one.
+    let (_, _, body) = get(&valid, c.addr, "//x509.localhost/cas/headers", &[])
+        .await
+        .unwrap();
+    assert!(body.contains("ssl_client_verify: SUCCESS\n"), "{body}");
+    assert!(body.contains("ssl_client_s_dn: CN=alice,"), "{body}");
+    let refused = get(&anonymous, c.addr, "//x509.localhost/cas/headers", &[]).await;
+    assert!(refused.is_err(), "{refused:?}");
 }

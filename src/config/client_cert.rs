@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::diag::Diags;
 use super::edge::header_name;
 use super::raw::{RawClientCert, RawPool, RawTls, Str};
-use super::values::file;
+use super::values::{file, host_name};
 use crate::routing::cert::CertMatch;
 
 /// `[tls] client_auth`: whether the TLS handshake asks for a certificate.
@@ -35,6 +35,10 @@ pub struct ClientTrust {
     pub ca: Option<PathBuf>,
     /// CRL files (PEM or DER) checked for every certificate of the chain.
     pub crls: Vec<PathBuf>,
+    /// When not empty, certificates are asked for only in handshakes for
+    /// these server names (SNI, lowercase), so that browsers show no
+    /// certificate picker on the others.
+    pub names: Vec<String>,
 }
 
 /// How the certificate itself is sent.
@@ -148,10 +152,27 @@ pub(super) fn trust(t: &RawTls, base: &Path, d: &mut Diags) -> Option<ClientTrus
     if let (Some(crl), None) = (&t.client_crl, &t.client_ca) {
         d.error(crl.span(), "`client_crl` is set without `client_ca`");
     }
+    let names: Option<Vec<String>> = t
+        .client_auth_names
+        .iter()
+        .flat_map(|l| l.get_ref())
+        .map(|n| host_name(n, "client_auth_names entry", false, d))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    if let (Some(l), Some(ClientAuth::Off)) = (&t.client_auth_names, auth) {
+        if !l.get_ref().is_empty() {
+            d.error(
+                l.span(),
+                "`client_auth_names` needs client_auth = \"optional\" or \"required\"",
+            );
+        }
+    }
     Some(ClientTrust {
         auth: auth?,
         ca: ca?,
         crls: crls?,
+        names: names?,
     })
 }
 
@@ -352,7 +373,7 @@ mod tests {
     #[test]
     fn everything_set() {
         let p = with(
-            "client_auth = \"optional\"\nclient_ca = \"ca.pem\"\nclient_crl = [\"a.crl\"]",
+            "client_auth = \"optional\"\nclient_ca = \"ca.pem\"\nclient_crl = [\"a.crl\"]\nclient_auth_names = [\"X509.cas.example.edu\"]",
             "client_cert_required = true\nclient_cert_paths = [\"/cas/x509/\"]\nclient_cert_match = \"subject.OU=Smart Card\"",
             "[client_cert]\nformat = \"base64\"\ncert_header = \"X-Client-Cert\"\nsan_header = \"\"\nxfcc = true",
         );
@@ -361,6 +382,7 @@ mod tests {
         assert_eq!(c.tls.client.auth, ClientAuth::Optional);
         assert_eq!(c.tls.client.ca.unwrap(), Path::new("/etc/casfront/ca.pem"));
         assert_eq!(c.tls.client.crls.len(), 1);
+        assert_eq!(c.tls.client.names, ["x509.cas.example.edu"]);
         assert_eq!(c.client_cert.format, CertFormat::Base64);
         assert_eq!(c.client_cert.cert.unwrap().as_str(), "x-client-cert");
         assert!(c.client_cert.san.is_none());

@@ -50,6 +50,7 @@ pub struct RawTls {
     pub client_auth: Option<Str>,
     pub client_ca: Option<Str>,
     pub client_crl: Option<Spanned<Vec<Str>>>,
+    pub client_auth_names: Option<Spanned<Vec<Str>>>,
 }
 
 impl Section for RawTls {

@@ -33,15 +33,19 @@ pub enum DemoError {
     Proxy(#[from] ProxyError),
 }
 
-/// A self-signed certificate for `localhost` and `127.0.0.1`, as PEM.
+/// A self-signed certificate for `localhost`, `x509.localhost` (a name
+/// for client certificates) and `127.0.0.1`, as PEM.
 pub struct DemoCert {
     pub cert_pem: String,
     pub key_pem: String,
 }
 
 pub fn self_signed() -> Result<DemoCert, rcgen::Error> {
-    let key =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    let key = rcgen::generate_simple_self_signed(vec![
+        "localhost".to_owned(),
+        "x509.localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+    ])?;
     Ok(DemoCert {
         cert_pem: key.cert.pem(),
         key_pem: key.signing_key.serialize_pem(),

@@ -21,7 +21,7 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
 use crate::client_cert::{ClientCert, Status};
 use crate::config::ClientAuth;
@@ -30,6 +30,7 @@ use crate::edge::proxy_header;
 use crate::live::Live;
 use crate::metrics::Refusal;
 use crate::proxy::Proxy;
+use tls::ListenerTls;
 
 /// Accepts TLS connections on `listener` with a fixed configuration
 /// until the task is dropped.
@@ -131,8 +132,8 @@ async fn connection(
     let cert_names = proxy.cert_names().clone();
     drop(proxy);
     let listener_tls = live.tls();
-    let acceptor = TlsAcceptor::from(listener_tls.config.clone());
-    let Ok(Ok(tls)) = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await else {
+    let handshake = handshake(&listener_tls, stream);
+    let Ok(Ok((tls, asked))) = tokio::time::timeout_at(deadline, handshake).await else {
         metrics.tls_handshake_failures.inc();
         return;
     };
@@ -142,7 +143,7 @@ async fn connection(
         let cert = ClientCert::examine(verifier, session.peer_certificates(), resumed, &cert_names);
         metrics.client_cert(cert.status);
         // A resumed session brings back its certificate unchecked.
-        if verifier.auth() == ClientAuth::Required && cert.status != Status::Verified {
+        if asked && verifier.auth() == ClientAuth::Required && cert.status != Status::Verified {
             metrics.tls_handshake_failures.inc();
             return;
         }
@@ -151,6 +152,24 @@ async fn connection(
     drop(listener_tls);
     let h2 = session.alpn_protocol() == Some(b"h2");
     conn::serve(tls, h2, live, Arc::new(info), &limits, stop).await;
+}
+
+/// The TLS handshake, and whether it asked for a client certificate;
+/// with `client_auth_names`, the configuration is chosen once the
+/// ClientHello's server name is known.
+async fn handshake(
+    tls: &ListenerTls,
+    stream: TcpStream,
+) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, bool)> {
+    if tls.by_name.is_none() {
+        let asked = tls.client.is_some();
+        let stream = TlsAcceptor::from(tls.config.clone()).accept(stream).await?;
+        return Ok((stream, asked));
+    }
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let config = tls.for_name(start.client_hello().server_name()).clone();
+    let asked = !Arc::ptr_eq(&config, &tls.config);
+    Ok((start.into_stream(config).await?, asked))
 }
 
 /// The per-address slot for `client`'s connection (`Some(None)` for a

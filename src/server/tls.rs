@@ -65,6 +65,10 @@ pub enum TlsError {
 pub struct ListenerTls {
     pub config: Arc<ServerConfig>,
     pub client: Option<Arc<ClientVerifier>>,
+    /// With `client_auth_names`: the configuration that asks for client
+    /// certificates, for handshakes naming one of them (`config` then
+    /// asks for none).
+    pub by_name: Option<(Vec<String>, Arc<ServerConfig>)>,
 }
 
 impl From<Arc<ServerConfig>> for ListenerTls {
@@ -72,7 +76,41 @@ impl From<Arc<ServerConfig>> for ListenerTls {
         ListenerTls {
             config,
             client: None,
+            by_name: None,
         }
+    }
+}
+
+impl ListenerTls {
+    /// The configuration for a handshake that asked for `sni`.
+    pub fn for_name(&self, sni: Option<&str>) -> &Arc<ServerConfig> {
+        match (&self.by_name, sni) {
+            (Some((names, config)), Some(sni))
+                if names.iter().any(|n| n.eq_ignore_ascii_case(sni)) =>
+            {
+                config
+            }
+            _ => &self.config,
+        }
+    }
+
+    fn new(
+        build: impl Fn(Option<Arc<ClientVerifier>>) -> Result<Arc<ServerConfig>, TlsError>,
+        client: Option<Arc<ClientVerifier>>,
+        names: &[String],
+    ) -> Result<ListenerTls, TlsError> {
+        if client.is_none() || names.is_empty() {
+            return Ok(ListenerTls {
+                config: build(client.clone())?,
+                client,
+                by_name: None,
+            });
+        }
+        Ok(ListenerTls {
+            config: build(None)?,
+            by_name: Some((names.to_vec(), build(client.clone())?)),
+            client,
+        })
     }
 }
 
@@ -136,8 +174,12 @@ pub fn from_config_with(
         loaded.push(one);
     }
     let client = ClientVerifier::from_config(&tls.client)?;
-    let config = build(loaded, provider, Some(resumption), client.clone())?;
-    Ok(ListenerTls { config, client })
+    let resolver = Arc::new(SniResolver::new(loaded)?);
+    ListenerTls::new(
+        |c| build(resolver.clone(), provider.clone(), Some(resumption), c),
+        client,
+        &tls.client.names,
+    )
 }
 
 /// A server configuration with one certificate, from PEM text (the demo
@@ -154,8 +196,7 @@ pub fn from_pem_trusting(
     trust: &config::ClientTrust,
 ) -> Result<ListenerTls, TlsError> {
     let client = ClientVerifier::from_config(trust)?;
-    let config = pems(&[(cert, key)], client.clone())?;
-    Ok(ListenerTls { config, client })
+    ListenerTls::new(|c| pems(&[(cert, key)], c), client, &trust.names)
 }
 
 /// The same with several certificates, the first the default.
@@ -183,7 +224,7 @@ fn pems(
             })?;
         loaded.push(load(chain, key, "(memory)", &provider)?);
     }
-    build(loaded, provider, None, client)
+    build(Arc::new(SniResolver::new(loaded)?), provider, None, client)
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -238,19 +279,18 @@ fn dns_names(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
 }
 
 fn build(
-    loaded: Vec<Loaded>,
+    resolver: Arc<SniResolver>,
     provider: Arc<CryptoProvider>,
     resumption: Option<&Resumption>,
     client: Option<Arc<ClientVerifier>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let resolver = SniResolver::new(loaded)?;
     let builder =
         ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?;
     let builder = match client {
         Some(v) => builder.with_client_cert_verifier(v),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     if let Some(r) = resumption {
         config.session_storage = r.sessions.clone();
