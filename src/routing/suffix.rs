@@ -25,6 +25,32 @@ pub fn f5_md5(ip: std::net::Ipv4Addr) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The pool member an F5 `BIGipServer<pool>` persistence cookie names
+/// (F5 article K6917): `ADDRESS.PORT.0000`, the IPv4 address as the
+/// decimal of its four bytes read little-endian and the port as the
+/// decimal of its two bytes swapped (`10.1.1.100:8080` is
+/// `1677787402.36895.0000`). Other encodings (route domains, IPv6, an
+/// encrypted cookie) give `None`.
+pub fn bigip_member(value: &[u8]) -> Option<std::net::SocketAddrV4> {
+    let mut parts = value.split(|&b| b == b'.');
+    let (ip, port, tail) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || tail != b"0000" {
+        return None;
+    }
+    let number = |s: &[u8]| -> Option<u64> {
+        if s.is_empty() || s.len() > 10 || !s.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(s.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+    };
+    let ip = u32::try_from(number(ip)?).ok()?;
+    let port = u16::try_from(number(port)?).ok()?;
+    Some(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::from(ip.to_le_bytes()),
+        port.swap_bytes(),
+    ))
+}
+
 /// An immutable suffix index, built once per configuration. Keys come from
 /// the configuration, so a fast non-keyed hash is safe: a client's lookups
 /// cannot grow or degrade the map.
@@ -170,5 +196,33 @@ mod tests {
             })
         );
         assert_eq!(ix.lookup(b"ST-1-x-", 2), None);
+    }
+
+    #[test]
+    fn bigip_cookies_decode_as_f5_documents() {
+        let member = |v: &str| bigip_member(v.as_bytes()).map(|a| a.to_string());
+        // F5 K6917's example.
+        assert_eq!(
+            member("1677787402.36895.0000").as_deref(),
+            Some("10.1.1.100:8080")
+        );
+        assert_eq!(
+            member("185903296.21765.0000").as_deref(),
+            Some("192.168.20.11:1365")
+        );
+        for bad in [
+            "",
+            "1677787402.36895",
+            "1677787402.36895.0001",
+            "1677787402.36895.0000.1",
+            "4294967296.36895.0000",
+            "1677787402.65536.0000",
+            "-1.36895.0000",
+            "rd5o00000000000000000000ffffc0000201o80",
+            "vi20010112000000000000000000000030.20480",
+            "!Zx1vZ2l...encrypted",
+        ] {
+            assert_eq!(member(bad), None, "{bad}");
+        }
     }
 }
