@@ -16,7 +16,8 @@ use casfront::explain::{self, parse_header};
 use casfront::health::check::{self, Checker};
 use casfront::live::Live;
 use casfront::notify::notify;
-use casfront::routing::{suffix::f5_md5, NodeState, NodeStates, RoutingTable};
+use casfront::routing::suffix::{bigip_member, f5_md5};
+use casfront::routing::{NodeState, NodeStates, RoutingTable};
 use casfront::server;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -84,11 +85,17 @@ enum Command {
         #[arg(long, default_value_t = 0, value_name = "PORT")]
         node_port: u16,
     },
-    /// Print a node name as CAS would put it in ticket ids.
+    /// Print a node name as CAS would put it in ticket ids, or decode an
+    /// F5 persistence cookie.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["f5", "bigip_cookie"])))]
     Suffix {
         /// The F5-style name: lowercase hex MD5 of the dotted IPv4 address.
         #[arg(long, value_name = "IPV4")]
-        f5: std::net::Ipv4Addr,
+        f5: Option<std::net::Ipv4Addr>,
+        /// The pool member (IPv4:port) a `BIGipServer<pool>` cookie value
+        /// names, as a pool's `bigip_cookie` reads it.
+        #[arg(long, value_name = "VALUE")]
+        bigip_cookie: Option<String>,
     },
 }
 
@@ -173,8 +180,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&out)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Suffix { f5 } => {
-            println!("{}", f5_md5(f5));
+        Command::Suffix { f5, bigip_cookie } => {
+            if let Some(ip) = f5 {
+                println!("{}", f5_md5(ip));
+            }
+            if let Some(value) = bigip_cookie {
+                let member = bigip_member(value.as_bytes()).with_context(|| {
+                    format!("`{value}` is not an F5 IPv4 persistence cookie (ADDRESS.PORT.0000)")
+                })?;
+                println!("{member}");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -145,6 +145,49 @@ fn suffix_prints_the_f5_md5() {
 }
 
 #[test]
+fn suffix_decodes_an_f5_cookie_and_explain_routes_by_it() {
+    let out = casfront(&["suffix", "--bigip-cookie", "201326602.64288.0000"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "10.0.0.12:8443\n");
+    let out = casfront(&[
+        "suffix",
+        "--bigip-cookie",
+        "rd5o00000000000000000000ffff0a00000co8443",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not an F5 IPv4 persistence cookie"),
+        "{err}"
+    );
+    // The example's cas pool reads BIGipServercas_pool; cas2 is 10.0.0.12:8443.
+    let out = casfront(&[
+        "explain",
+        "-c",
+        EXAMPLE,
+        "--header",
+        "Cookie: BIGipServercas_pool=201326602.64288.0000",
+        "/cas/login",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["node"].as_str(), v["rule"].as_str()),
+        (Some("cas2"), Some("session")),
+        "{v}"
+    );
+    let note = v["note"].as_str().unwrap();
+    assert!(
+        note.contains("bigip-cookie: BIGipServercas_pool=") && note.ends_with("-> cas2 by bigip"),
+        "{note}"
+    );
+}
+
+#[test]
 fn check_accepts_the_example() {
     let out = casfront(&["check", "-c", EXAMPLE]);
     assert!(

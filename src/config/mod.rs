@@ -278,6 +278,8 @@ pub struct Pool {
     pub headers: HeaderRules,
     /// `client_cert_required`, `client_cert_paths`, `client_cert_match`.
     pub client_cert: PoolCert,
+    /// An F5 `BIGipServer<pool>` cookie to route by (a cut-over from an F5).
+    pub bigip_cookie: Option<String>,
     pub nodes: Vec<Node>,
 }
 

@@ -162,6 +162,7 @@ pub struct RawPool {
     pub client_cert_required: Option<Spanned<bool>>,
     pub client_cert_paths: Option<Spanned<Vec<Str>>>,
     pub client_cert_match: Option<Str>,
+    pub bigip_cookie: Option<Str>,
 }
 
 impl Section for RawPool {

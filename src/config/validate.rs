@@ -138,6 +138,11 @@ fn pool(
         }
         None => defaults::SESSION_COOKIE.to_owned(),
     });
+    let bigip_cookie = raw.as_ref().map(|p| match &p.bigip_cookie {
+        Some(c) if cookie_name(c, d) => Some(Some(c.get_ref().clone())),
+        Some(_) => None,
+        None => Some(None),
+    });
     let host_override = raw.as_ref().map(|p| match &p.host_override {
         Some(h) => authority(h, "host_override", d).map(Some),
         None => Some(None),
@@ -179,6 +184,7 @@ fn pool(
         upstream: upstream?,
         headers: headers?,
         client_cert: client_cert??,
+        bigip_cookie: bigip_cookie??,
         nodes: complete?,
     })
 }

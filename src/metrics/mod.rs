@@ -70,7 +70,7 @@ struct ResultLabels {
 
 const RULES: [Rule; 5] = [Rule::Ticket, Rule::Pgt, Rule::Tgc, Rule::Session, Rule::Any];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-const CAUSES: [&str; 7] = [
+const CAUSES: [&str; 8] = [
     "no_value",
     "not_ticket",
     "too_long",
@@ -78,6 +78,7 @@ const CAUSES: [&str; 7] = [
     "unknown_route",
     "not_learned",
     "owner_unusable",
+    "unknown_member",
 ];
 const STATES: [NodeState; 4] = [
     NodeState::Healthy,
@@ -147,6 +148,7 @@ fn cause_index(c: Cause) -> usize {
         Cause::UnknownRoute => 4,
         Cause::NotLearned => 5,
         Cause::Unusable(_) => 6,
+        Cause::UnknownMember => 7,
     }
 }
 
@@ -165,6 +167,7 @@ fn label_tables_follow_the_enums() {
         Cause::UnknownRoute,
         Cause::NotLearned,
         Cause::Unusable(0),
+        Cause::UnknownMember,
     ];
     for (i, c) in causes.into_iter().enumerate() {
         assert_eq!(cause_index(c), i, "{c:?} is {}", CAUSES[i]);

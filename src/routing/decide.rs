@@ -20,6 +20,8 @@ pub enum How {
     JvmRoute,
     /// The learned cookie table.
     Learned,
+    /// The pool member an F5 `BIGipServer` cookie encodes.
+    Bigip,
     /// `any`: round robin over the usable primary nodes.
     RoundRobin,
     /// `any`: no primary was usable; a backup node.
@@ -33,6 +35,7 @@ impl How {
             How::F5Md5 => "f5-md5",
             How::JvmRoute => "jvm-route",
             How::Learned => "learned",
+            How::Bigip => "bigip",
             How::RoundRobin => "round-robin",
             How::Backup => "backup",
         }
@@ -56,6 +59,9 @@ pub enum Cause {
     NotLearned,
     /// The owner was found but is down or disabled.
     Unusable(NodeId),
+    /// An F5 cookie that encodes no member address (another encoding, or
+    /// none), or a member that is no node of the pool.
+    UnknownMember,
 }
 
 impl Cause {
@@ -68,6 +74,7 @@ impl Cause {
             Cause::UnknownRoute => "unknown jvmRoute",
             Cause::NotLearned => "not learned",
             Cause::Unusable(_) => "owner not usable",
+            Cause::UnknownMember => "unknown F5 pool member",
         }
     }
 }
@@ -179,6 +186,10 @@ pub fn value_of<'r, H: Headers + ?Sized>(
             cookie(req.headers, &pool.session_cookie),
         ),
         Source::SessionPathParam => (&pool.path_param, path_param(req.path, &pool.path_param)),
+        Source::BigipCookie => match &pool.bigip_cookie {
+            Some(name) => (name, cookie(req.headers, name)),
+            None => (b"", None),
+        },
     }
 }
 
@@ -223,6 +234,9 @@ where
         }
         if entry.source == Source::TgcCookie && pool.tgc_cookies.is_empty() {
             continue; // `tgc_cookies = []`: the rule is off for this pool
+        }
+        if entry.source == Source::BigipCookie && pool.bigip_cookie.is_none() {
+            continue; // no `bigip_cookie`: off
         }
         let id = i as EntryId;
         let mut attempt = |name: &'r [u8], value: Option<&'r [u8]>, cookie: usize| {
@@ -314,6 +328,10 @@ impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
             }
             // A Tomcat jvmRoute, else the learned table.
             Source::SessionCookie | Source::SessionPathParam => self.session(raw),
+            Source::BigipCookie => super::suffix::bigip_member(raw)
+                .and_then(|m| self.pool.members.get(&m))
+                .map(|&n| (n, How::Bigip))
+                .ok_or(Cause::UnknownMember),
         }?;
         if self.states.state(found.0).usable_for_affinity() {
             Ok(found)

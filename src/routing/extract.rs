@@ -23,6 +23,10 @@ pub enum Source {
     /// The `;jsessionid=` path parameter (the session cookie's lowercase
     /// name): by jvmRoute, else the learned table.
     SessionPathParam,
+    /// An F5 `BIGipServer<pool>` persistence cookie (the pool's
+    /// `bigip_cookie`): the node whose URL has the address and port it
+    /// encodes. For a cut-over from an F5.
+    BigipCookie,
 }
 
 /// A set of methods (bit mask of [`Method::bit`]).
@@ -189,6 +193,13 @@ pub static ENTRIES: &[Entry] = &[
         methods: Methods::ANY,
         paths: Paths::Any,
         source: Source::SessionPathParam,
+    },
+    Entry {
+        name: "bigip-cookie",
+        rule: Rule::Session,
+        methods: Methods::ANY,
+        paths: Paths::Any,
+        source: Source::BigipCookie,
     },
 ];
 

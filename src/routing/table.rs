@@ -32,6 +32,10 @@ pub struct PoolInfo {
     /// `client_cert_match`: the pool takes only requests whose verified
     /// client certificate matches.
     pub cert_match: Option<super::cert::CertMatch>,
+    /// `bigip_cookie`: the F5 persistence cookie honoured, if any.
+    pub bigip_cookie: Option<Box<[u8]>>,
+    /// Nodes by IPv4 address and port, for the F5 cookie.
+    pub(crate) members: FxHashMap<std::net::SocketAddrV4, NodeId>,
 }
 
 /// One node, as routing and its callers see it.
@@ -63,8 +67,14 @@ impl RoutingTable {
             let mut suffixes: Vec<(Vec<u8>, NodeId, SuffixKind)> = Vec::new();
             let mut jvm_routes = FxHashMap::default();
             let (mut primaries, mut backups) = (Vec::new(), Vec::new());
+            let mut members = FxHashMap::default();
             for node in &pool.nodes {
                 let id = nodes.len() as NodeId;
+                if let Some(ip) = node.url.ipv4 {
+                    members
+                        .entry(std::net::SocketAddrV4::new(ip, node.url.port))
+                        .or_insert(id);
+                }
                 for s in &node.ticket_suffixes {
                     suffixes.push((s.as_bytes().to_vec(), id, SuffixKind::Name));
                 }
@@ -102,6 +112,8 @@ impl RoutingTable {
                 primaries,
                 backups,
                 cert_match: pool.client_cert.matches.clone(),
+                bigip_cookie: pool.bigip_cookie.as_ref().map(|c| c.as_bytes().into()),
+                members,
             });
         }
         let mut by_prefix: Vec<PoolId> = (0..pools.len() as PoolId).collect();

@@ -8,7 +8,7 @@ use super::*;
 use crate::config;
 
 /// Three CAS pools: `cas` (suffixes with `-` and `.`, a tail suffix, an F5
-/// node, a backup), `cas/admin` nested in it, and `idp`.
+/// node, a backup, an F5 persistence cookie), `cas/admin` nested in it, and `idp`.
 pub(crate) const CONFIG: &str = r#"
 [listen]
 https = "127.0.0.1:8443"
@@ -19,6 +19,7 @@ key = "k.pem"
 [[pool]]
 name = "cas"
 path_prefix = "/cas"
+bigip_cookie = "BIGipServercas"
 [[pool.node]]
 name = "cas1"
 url = "https://10.0.0.11:8443"
@@ -291,6 +292,62 @@ fn learned_cookies() {
 }
 
 #[test]
+fn an_f5_cookie_routes_to_the_member_it_encodes() {
+    let t = table();
+    let cas1 = t.node_by_name("cas1").unwrap();
+    let mut states = vec![NodeState::Healthy; t.nodes().len()];
+    // 184549386 is 10.0.0.11 read little-endian; 64288 is 8443 byte-swapped.
+    let h: &[(&str, &str)] = &[("Cookie", "lang=en; BIGipServercas=184549386.64288.0000")];
+    let view = RequestView::new(Method::Post, b"/cas/login", h);
+    let d = route(&t, &view, &states[..], &NothingLearned, 0);
+    assert_eq!(
+        (d.node, d.rule, d.how, d.value),
+        (
+            Some(cas1),
+            Some(Rule::Session),
+            Some(How::Bigip),
+            Some(&b"184549386.64288.0000"[..])
+        )
+    );
+    // A member of no node, another encoding, a node that is down: `any`.
+    states[usize::from(cas1)] = NodeState::Down;
+    for (cookie, cause) in [
+        ("BIGipServercas=184549386.64288.0000", Cause::Unusable(cas1)),
+        ("BIGipServercas=184549386.8443.0000", Cause::UnknownMember),
+        ("BIGipServercas=rd5o0a00000bo8443", Cause::UnknownMember),
+    ] {
+        let h: &[(&str, &str)] = &[("Cookie", cookie)];
+        let d = route(
+            &t,
+            &RequestView::new(Method::Get, b"/cas/login", h),
+            &states[..],
+            &NothingLearned,
+            0,
+        );
+        assert_eq!(d.rule, Some(Rule::Any), "{cookie}");
+        let last = d
+            .falls
+            .iter()
+            .last()
+            .map(|f| (ENTRIES[usize::from(f.entry)].name, f.cause));
+        assert_eq!(last, Some(("bigip-cookie", cause)), "{cookie}");
+    }
+    // Pools without `bigip_cookie` do not read it.
+    let h: &[(&str, &str)] = &[("Cookie", "BIGipServercas=184549386.64288.0000")];
+    let d = route(
+        &t,
+        &RequestView::new(Method::Get, b"/idp/x", h),
+        &states[..],
+        &NothingLearned,
+        0,
+    );
+    assert!(d
+        .falls
+        .iter()
+        .all(|f| ENTRIES[usize::from(f.entry)].name != "bigip-cookie"));
+}
+
+#[test]
 fn fall_through_causes_are_recorded() {
     let t = table();
     let cas1 = t.node_by_name("cas1").unwrap();
@@ -311,6 +368,7 @@ fn fall_through_causes_are_recorded() {
             ("tgc-cookie", Cause::Unusable(cas1)),
             ("session-cookie", Cause::UnknownRoute),
             ("session-path", Cause::NoValue),
+            ("bigip-cookie", Cause::NoValue),
         ]
     );
     assert_eq!(

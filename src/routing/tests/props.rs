@@ -69,6 +69,9 @@ fn arb_value() -> impl Strategy<Value = Vec<u8>> {
         4 => ticket.prop_map(String::into_bytes),
         2 => prop::sample::select(vec!["8F3A.jr4", "8F3A.cas1", "8F3A.idp1", "8F3A", "8F3A.j%72%34", "eyJhbGciOiJIUzUxMiJ9.e30.c2ln"])
             .prop_map(|s| s.as_bytes().to_vec()),
+        // F5 cookies: cas1 (10.0.0.11:8443), another address, other forms.
+        1 => prop::sample::select(vec!["184549386.64288.0000", "184549386.64288.0001", "1.2.0000", "rd5o0a00000bo8443"])
+            .prop_map(|s| s.as_bytes().to_vec()),
         2 => arb_bytes(),
     ]
 }
@@ -95,7 +98,7 @@ fn arb_query() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn arb_cookie() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![3 => arb_pairs(vec!["CASTGC", "TGC", "JSESSIONID", "XCASTGC", " CASTGC ", "lang"], b"; "), 1 => arb_bytes()]
+    prop_oneof![3 => arb_pairs(vec!["CASTGC", "TGC", "JSESSIONID", "XCASTGC", " CASTGC ", "lang", "BIGipServercas"], b"; "), 1 => arb_bytes()]
 }
 
 fn arb_body() -> impl Strategy<Value = Vec<u8>> {
@@ -261,6 +264,7 @@ fn generated_requests_reach_every_rule() {
         (Some(Rule::Tgc), Some(How::Learned)),
         (Some(Rule::Session), Some(How::JvmRoute)),
         (Some(Rule::Session), Some(How::Learned)),
+        (Some(Rule::Session), Some(How::Bigip)),
         (Some(Rule::Any), Some(How::RoundRobin)),
         (None, None),
     ] {
