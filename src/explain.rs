@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::routing::redact::redact;
 use crate::routing::{
-    route, value_of, Cause, Decision, Headers, How, Method, NodeState, NothingLearned, RequestView,
-    RoutingTable, Source, ENTRIES,
+    route, value_of, Cause, Decision, Headers, How, Learned, Method, NodeId, NodeState, PoolId,
+    RequestView, RoutingTable, Source, ENTRIES,
 };
 
 /// A request as `explain` takes it.
@@ -23,6 +23,8 @@ pub struct Request {
     pub states: Vec<(String, NodeState)>,
     /// Drives the `any` rule's round robin.
     pub pick: u64,
+    /// Learned cookies to assume: cookie name, value, node name.
+    pub learned: Vec<(String, String, String)>,
 }
 
 /// The JSON line.
@@ -42,6 +44,39 @@ pub enum ExplainError {
     BadHeader(String),
     #[error("the target `{0}` must be an origin-form path starting with `/`")]
     BadTarget(String),
+    #[error("learned cookie `{0}` is not `NAME=VALUE=NODE`")]
+    BadLearned(String),
+}
+
+/// Parses a `NAME=VALUE=NODE` learned cookie argument (the value may hold
+/// `=`: the name ends at the first, the node starts after the last).
+pub fn parse_learned(arg: &str) -> Result<(String, String, String), ExplainError> {
+    let bad = || ExplainError::BadLearned(arg.to_owned());
+    let (name, rest) = arg.split_once('=').ok_or_else(bad)?;
+    let (value, node) = rest.rsplit_once('=').ok_or_else(bad)?;
+    if name.is_empty() || value.is_empty() || node.is_empty() {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), value.to_owned(), node.to_owned()))
+}
+
+/// The learned cookies `explain` is told to assume.
+struct Given<'t> {
+    table: &'t RoutingTable,
+    entries: Vec<(&'t [u8], &'t [u8], NodeId)>,
+}
+
+impl Learned for Given<'_> {
+    fn lookup(&self, pool: PoolId, cookie: &[u8], value: &[u8]) -> Option<NodeId> {
+        self.entries
+            .iter()
+            .find(|(c, v, n)| {
+                *c == cookie
+                    && *v == value
+                    && self.table.node(*n).is_some_and(|info| info.pool == pool)
+            })
+            .map(|e| e.2)
+    }
 }
 
 /// Parses a `Name: value` header argument.
@@ -76,7 +111,19 @@ pub fn explain(table: &RoutingTable, req: &Request) -> Result<Explained, Explain
     if let Some(body) = &req.body {
         view = view.with_body(body.as_bytes());
     }
-    let d = route(table, &view, &states[..], &NothingLearned, req.pick);
+    let mut given = Given {
+        table,
+        entries: Vec::with_capacity(req.learned.len()),
+    };
+    for (cookie, value, node) in &req.learned {
+        let id = table
+            .node_by_name(node)
+            .ok_or_else(|| ExplainError::UnknownNode(node.clone()))?;
+        given
+            .entries
+            .push((cookie.as_bytes(), value.as_bytes(), id));
+    }
+    let d = route(table, &view, &states[..], &given, req.pick);
     Ok(Explained {
         pool: d.pool.and_then(|p| table.pool(p)).map(|p| p.name.clone()),
         node: d.node.and_then(|n| table.node(n)).map(|n| n.name.clone()),

@@ -66,6 +66,10 @@ enum Command {
         /// The counter that drives the `any` rule's round robin.
         #[arg(long, default_value_t = 0)]
         pick: u64,
+        /// Assume the learned table maps this cookie value to NODE, as if
+        /// NODE had set it (repeatable), e.g. `TGC=eyJhbGciOi...=cas2`.
+        #[arg(long, value_name = "NAME=VALUE=NODE")]
+        learned: Vec<String>,
         /// Path and query, e.g. '/cas/serviceValidate?service=x&ticket=ST-1-a-cas1'.
         target: String,
     },
@@ -151,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             draining,
             disabled,
             pick,
+            learned,
             target,
         } => {
             let Some(cfg) = load(&config, false)? else {
@@ -175,6 +180,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 body,
                 states,
                 pick,
+                learned: learned
+                    .iter()
+                    .map(|l| explain::parse_learned(l))
+                    .collect::<Result<_, _>>()?,
             };
             let out = explain::explain(&table, &req)?;
             println!("{}", serde_json::to_string(&out)?);

@@ -145,6 +145,54 @@ fn suffix_prints_the_f5_md5() {
 }
 
 #[test]
+fn explain_assumes_learned_cookies() {
+    let jws = "eyJhbGciOiJIUzUxMiJ9.e30.c2ln";
+    let run = |extra: &[&str]| {
+        let cookie = format!("Cookie: TGC={jws}");
+        let mut args = vec!["explain", "-c", EXAMPLE, "--header", &cookie];
+        args.extend_from_slice(extra);
+        args.push("/cas/login");
+        casfront(&args)
+    };
+    let learned = format!("TGC={jws}=cas2");
+    let out = run(&["--learned", &learned]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["node"].as_str(), v["rule"].as_str()),
+        (Some("cas2"), Some("tgc"))
+    );
+    assert!(
+        v["note"].as_str().unwrap().ends_with("-> cas2 by learned"),
+        "{v}"
+    );
+    // The value never appears whole.
+    assert!(!v["note"].as_str().unwrap().contains(jws), "{v}");
+    // Without it, the opaque TGC is not learned and `any` decides.
+    let v: serde_json::Value = serde_json::from_slice(&run(&[]).stdout).unwrap();
+    assert_eq!(v["rule"].as_str(), Some("any"));
+    assert!(v["note"].as_str().unwrap().contains("not learned"), "{v}");
+    // A node of another pool is not learned for this one.
+    let v: serde_json::Value =
+        serde_json::from_slice(&run(&["--learned", &format!("TGC={jws}=registry1")]).stdout)
+            .unwrap();
+    assert_eq!(v["rule"].as_str(), Some("any"));
+    for (bad, says) in [
+        ("TGC=x", "is not `NAME=VALUE=NODE`"),
+        ("TGC=x=nobody", "unknown node `nobody`"),
+    ] {
+        let out = run(&["--learned", bad]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+    }
+}
+
+#[test]
 fn suffix_decodes_an_f5_cookie_and_explain_routes_by_it() {
     let out = casfront(&["suffix", "--bigip-cookie", "201326602.64288.0000"]);
     assert!(out.status.success());
