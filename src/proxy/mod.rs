@@ -243,9 +243,12 @@ impl Proxy {
         }
         let method = Method::from_bytes(parts.method.as_str().as_bytes());
         let cert = client.cert.as_ref().and_then(ClientCert::identity);
-        let wants_body = self
-            .table
-            .wants_body(method, parts.uri.path().as_bytes(), cert);
+        let wants_body = self.table.wants_body(
+            method,
+            parts.uri.path().as_bytes(),
+            parts.uri.query().map(str::as_bytes),
+            cert,
+        );
         let (prefix, body) = if wants_body {
             match read_prefix(body, self.limits.body_prefix, self.limits.body_wait).await {
                 Ok(read) => read,

@@ -2,8 +2,10 @@
 //! found to a node (ticket suffix, jvmRoute, learned table), records why each
 //! applicable entry fell through, and ends with the `any` rule.
 
-use super::extract::{endpoint_of, EntryId, Source, ENTRIES};
-use super::parse::{cookie, cookies, path_param, query_param, ticket_prefix_end, with_decoded};
+use super::extract::{endpoint_of, EntryId, Source, ENDPOINTS, ENTRIES};
+use super::parse::{
+    cookie, cookies, path_param, query_param, query_params, ticket_prefix_end, with_decoded,
+};
 use super::saml::{artifact_text, with_artifact};
 use super::suffix::SuffixKind;
 use super::table::{PoolInfo, RoutingTable};
@@ -190,7 +192,66 @@ pub fn value_of<'r, H: Headers + ?Sized>(
             Some(name) => (name, cookie(req.headers, name)),
             None => (b"", None),
         },
+        Source::FormTicket(p, when) => {
+            let asked = when.is_none_or(|w| {
+                req.query
+                    .is_some_and(|q| query_param(q, w.as_bytes()).is_some())
+            });
+            (
+                p.as_bytes(),
+                req.body
+                    .filter(|_| asked)
+                    .and_then(|b| query_param(b, p.as_bytes())),
+            )
+        }
+        Source::RestTgt => (b"/v1/tickets/", rest_tgt(req.path, &pool.prefix)),
+        Source::Delegated => req.query.map_or((b"", None), delegated),
+        Source::Bearer => (b"Authorization", bearer(req.headers)),
     }
+}
+
+/// Where delegated authentication brings its `TST-` id back to `/login`.
+fn delegated(query: &[u8]) -> (&'static [u8], Option<&[u8]>) {
+    const NAMES: [&[u8]; 4] = [
+        b"delegatedclientid",
+        b"client_name",
+        b"state",
+        b"RelayState",
+    ];
+    let mut found = [None; 4];
+    query_params(query, &NAMES, &mut found);
+    let [client, callback, state, relay] = found;
+    if client.is_some() {
+        return (NAMES[0], client);
+    }
+    match (callback, state, relay) {
+        (Some(_), Some(v), _) => (NAMES[2], Some(v)),
+        (Some(_), None, Some(v)) => (NAMES[3], Some(v)),
+        _ => (b"", None),
+    }
+}
+
+/// The id after `/v1/tickets/` in a pool's REST path.
+fn rest_tgt<'p>(path: &'p [u8], prefix: &[u8]) -> Option<&'p [u8]> {
+    let rel = if prefix == b"/" {
+        path
+    } else {
+        path.strip_prefix(prefix)?
+    };
+    let rest = rel.strip_prefix(b"/v1/tickets/")?;
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b';')
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// The token of the first `Authorization: Bearer` header.
+fn bearer<H: Headers + ?Sized>(headers: &H) -> Option<&[u8]> {
+    headers.values("authorization").find_map(|v| {
+        let v = v.trim_ascii();
+        (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| v[7..].trim_ascii())
+    })
 }
 
 /// Routes one request. `pick` drives the `any` rule's round robin (a
@@ -227,16 +288,15 @@ where
         states,
         learned,
     };
-    let endpoint = endpoint_of(rel);
-    for (i, entry) in ENTRIES.iter().enumerate() {
-        if !entry.methods.contains(req.method) || !entry.paths.matches(endpoint) {
-            continue;
-        }
-        if entry.source == Source::TgcCookie && pool.tgc_cookies.is_empty() {
-            continue; // `tgc_cookies = []`: the rule is off for this pool
-        }
-        if entry.source == Source::BigipCookie && pool.bigip_cookie.is_none() {
-            continue; // no `bigip_cookie`: off
+    let endpoint = endpoint_of(rel).unwrap_or(ENDPOINTS.len());
+    let method = req.method.bit().trailing_zeros() as usize;
+    let mut applicable = pool.entries[method][endpoint];
+    while applicable != 0 {
+        let i = applicable.trailing_zeros() as usize;
+        applicable &= applicable - 1;
+        let entry = &ENTRIES[i];
+        if matches!(entry.source, Source::RestTgt) && rest_tgt(req.path, &pool.prefix).is_none() {
+            continue; // not a REST ticket path
         }
         let id = i as EntryId;
         let mut attempt = |name: &'r [u8], value: Option<&'r [u8]>, cookie: usize| {
@@ -246,6 +306,7 @@ where
             };
             match result {
                 Ok((node, how)) => Some((node, how, name, value)),
+                Err(Cause::NoValue) if entry.quiet => None,
                 Err(cause) => {
                     d.falls.push(Fall {
                         entry: id,
@@ -314,7 +375,10 @@ impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
     fn resolve(&self, source: Source, name: &[u8], raw: &[u8]) -> Result<(NodeId, How), Cause> {
         let found = match source {
             // A ticket id in a query parameter (`+` means space).
-            Source::QueryTicket(_) => with_decoded(raw, true, |id| self.by_suffix(id)),
+            Source::QueryTicket(_) | Source::FormTicket(..) | Source::Delegated => {
+                with_decoded(raw, true, |id| self.by_suffix(id))
+            }
+            Source::RestTgt | Source::Bearer => with_decoded(raw, false, |id| self.by_suffix(id)),
             Source::SamlArtifact => with_artifact(raw, |id| self.by_suffix(id)),
             // A readable ticket id (CAS 3.x/4.0, or crypto off), else learned.
             Source::TgcCookie => {

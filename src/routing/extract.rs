@@ -27,6 +27,26 @@ pub enum Source {
     /// `bigip_cookie`): the node whose URL has the address and port it
     /// encodes. For a cut-over from an F5.
     BigipCookie,
+    /// A parameter of a form-encoded body prefix holding a ticket id,
+    /// resolved by suffix; `when`: read only if the query has this
+    /// parameter (a SAML2 POST to `/login?client_name=...`).
+    FormTicket(&'static str, Option<&'static str>),
+    /// The TGT id in a REST path, `/v1/tickets/TGT-...`, by suffix.
+    RestTgt,
+    /// `Authorization: Bearer` when the token is a ticket id, by suffix.
+    Bearer,
+    /// Delegated authentication coming back to `/login` with its `TST-`
+    /// id: `delegatedclientid=`, or with `client_name=` (a pac4j callback)
+    /// `state=` (OAuth/OIDC) or `RelayState=` (SAML2 redirect binding);
+    /// one pass over the query. By suffix.
+    Delegated,
+}
+
+impl Source {
+    /// Whether the entry reads the request body's prefix.
+    pub const fn reads_body(self) -> bool {
+        matches!(self, Source::SamlArtifact | Source::FormTicket(..))
+    }
 }
 
 /// A set of methods (bit mask of [`Method::bit`]).
@@ -46,7 +66,7 @@ impl Methods {
 /// Every pool-relative CAS endpoint an entry of the table names. A request
 /// path is classified once against this list ([`endpoint_of`]); entries
 /// hold a bit mask over it.
-pub static ENDPOINTS: &[&str] = &[
+pub static ENDPOINTS: [&str; 13] = [
     "/validate",
     "/serviceValidate",
     "/proxyValidate",
@@ -54,6 +74,12 @@ pub static ENDPOINTS: &[&str] = &[
     "/p3/serviceValidate",
     "/p3/proxyValidate",
     "/proxy",
+    "/oauth2.0/accessToken",
+    "/oauth2.0/token",
+    "/oidc/token",
+    "/oauth2.0/profile",
+    "/oidc/profile",
+    "/login",
 ];
 
 /// Which pool-relative paths an entry applies to.
@@ -115,9 +141,25 @@ const fn const_eq(a: &[u8], b: &[u8]) -> bool {
 /// segments (see [`path_is`]).
 pub fn endpoint_of(rel: &[u8]) -> Option<usize> {
     if super::parse::find(b';', rel).is_none() {
-        // No path parameter, the common case: a plain comparison.
+        // No path parameter, the common case: one `match`, which the
+        // compiler turns into a switch on the length and a comparison.
         let rel = rel.strip_suffix(b"/").unwrap_or(rel);
-        return ENDPOINTS.iter().position(|e| e.as_bytes() == rel);
+        return match rel {
+            b"/validate" => Some(0),
+            b"/serviceValidate" => Some(1),
+            b"/proxyValidate" => Some(2),
+            b"/samlValidate" => Some(3),
+            b"/p3/serviceValidate" => Some(4),
+            b"/p3/proxyValidate" => Some(5),
+            b"/proxy" => Some(6),
+            b"/oauth2.0/accessToken" => Some(7),
+            b"/oauth2.0/token" => Some(8),
+            b"/oidc/token" => Some(9),
+            b"/oauth2.0/profile" => Some(10),
+            b"/oidc/profile" => Some(11),
+            b"/login" => Some(12),
+            _ => None,
+        };
     }
     ENDPOINTS.iter().position(|e| path_is(rel, e.as_bytes()))
 }
@@ -131,6 +173,10 @@ pub struct Entry {
     pub methods: Methods,
     pub paths: Paths,
     pub source: Source,
+    /// A request without the value is no fall-through (not counted, not
+    /// explained): entries that serve a few requests of common paths
+    /// (delegated login comes back to `/login`).
+    pub quiet: bool,
 }
 
 /// CAS validation endpoints (CAS 1, 2, 3 and SAML 1.1 protocols).
@@ -143,6 +189,15 @@ const VALIDATE: Paths = Paths::of(&[
     "/p3/proxyValidate",
 ]);
 
+/// OAuth/OIDC token endpoints (codes and refresh tokens are redeemed here).
+const TOKEN: Paths = Paths::of(&["/oauth2.0/accessToken", "/oauth2.0/token", "/oidc/token"]);
+
+/// OAuth/OIDC profile (user info) endpoints, called with a bearer token.
+const PROFILE: Paths = Paths::of(&["/oauth2.0/profile", "/oidc/profile"]);
+
+/// Delegated authentication comes back to the login page.
+const LOGIN: Paths = Paths::of(&["/login"]);
+
 /// The extractor table, in rule order (DESIGN §1).
 pub static ENTRIES: &[Entry] = &[
     Entry {
@@ -151,6 +206,7 @@ pub static ENTRIES: &[Entry] = &[
         methods: Methods::GET_HEAD,
         paths: VALIDATE,
         source: Source::QueryTicket("ticket"),
+        quiet: false,
     },
     Entry {
         name: "saml-artifact",
@@ -158,6 +214,7 @@ pub static ENTRIES: &[Entry] = &[
         methods: Methods::POST,
         paths: Paths::of(&["/samlValidate"]),
         source: Source::SamlArtifact,
+        quiet: false,
     },
     Entry {
         name: "saml-ticket",
@@ -165,6 +222,63 @@ pub static ENTRIES: &[Entry] = &[
         methods: Methods::POST,
         paths: Paths::of(&["/samlValidate"]),
         source: Source::QueryTicket("ticket"),
+        quiet: false,
+    },
+    Entry {
+        name: "oauth-code",
+        rule: Rule::Ticket,
+        methods: Methods::ANY,
+        paths: TOKEN,
+        source: Source::QueryTicket("code"),
+        quiet: true,
+    },
+    Entry {
+        name: "oauth-code-form",
+        rule: Rule::Ticket,
+        methods: Methods::POST,
+        paths: TOKEN,
+        source: Source::FormTicket("code", None),
+        quiet: true,
+    },
+    Entry {
+        name: "oauth-refresh",
+        rule: Rule::Ticket,
+        methods: Methods::ANY,
+        paths: TOKEN,
+        source: Source::QueryTicket("refresh_token"),
+        quiet: true,
+    },
+    Entry {
+        name: "oauth-refresh-form",
+        rule: Rule::Ticket,
+        methods: Methods::POST,
+        paths: TOKEN,
+        source: Source::FormTicket("refresh_token", None),
+        quiet: true,
+    },
+    Entry {
+        name: "oauth-bearer",
+        rule: Rule::Ticket,
+        methods: Methods::ANY,
+        paths: PROFILE,
+        source: Source::Bearer,
+        quiet: true,
+    },
+    Entry {
+        name: "delegated",
+        rule: Rule::Ticket,
+        methods: Methods::ANY,
+        paths: LOGIN,
+        source: Source::Delegated,
+        quiet: true,
+    },
+    Entry {
+        name: "delegated-relaystate-form",
+        rule: Rule::Ticket,
+        methods: Methods::POST,
+        paths: LOGIN,
+        source: Source::FormTicket("RelayState", Some("client_name")),
+        quiet: true,
     },
     Entry {
         name: "proxy-pgt",
@@ -172,6 +286,15 @@ pub static ENTRIES: &[Entry] = &[
         methods: Methods::GET_HEAD,
         paths: Paths::of(&["/proxy"]),
         source: Source::QueryTicket("pgt"),
+        quiet: false,
+    },
+    Entry {
+        name: "rest-tgt",
+        rule: Rule::Tgc,
+        methods: Methods::ANY,
+        paths: Paths::Any,
+        source: Source::RestTgt,
+        quiet: true,
     },
     Entry {
         name: "tgc-cookie",
@@ -179,6 +302,7 @@ pub static ENTRIES: &[Entry] = &[
         methods: Methods::GET_HEAD,
         paths: Paths::Any,
         source: Source::TgcCookie,
+        quiet: false,
     },
     Entry {
         name: "session-cookie",
@@ -186,6 +310,7 @@ pub static ENTRIES: &[Entry] = &[
         methods: Methods::ANY,
         paths: Paths::Any,
         source: Source::SessionCookie,
+        quiet: false,
     },
     Entry {
         name: "session-path",
@@ -193,6 +318,7 @@ pub static ENTRIES: &[Entry] = &[
         methods: Methods::ANY,
         paths: Paths::Any,
         source: Source::SessionPathParam,
+        quiet: false,
     },
     Entry {
         name: "bigip-cookie",
@@ -200,6 +326,7 @@ pub static ENTRIES: &[Entry] = &[
         methods: Methods::ANY,
         paths: Paths::Any,
         source: Source::BigipCookie,
+        quiet: false,
     },
 ];
 
@@ -294,6 +421,14 @@ mod tests {
     }
 
     #[test]
+    fn the_match_follows_endpoints() {
+        for (i, e) in ENDPOINTS.iter().enumerate() {
+            assert_eq!(endpoint_of(e.as_bytes()), Some(i), "{e}");
+            assert_eq!(endpoint_of(format!("{e}/").as_bytes()), Some(i), "{e}/");
+        }
+    }
+
+    #[test]
     fn masks() {
         assert_eq!(
             Paths::of(&["/validate", "/proxy"]),
@@ -307,6 +442,7 @@ mod tests {
     fn entries_are_in_rule_order() {
         let ranks: Vec<u8> = ENTRIES.iter().map(|e| e.rule as u8).collect();
         assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{ranks:?}");
-        assert!(ENTRIES.len() < usize::from(u8::MAX));
+        // A pool's entry masks are u32.
+        assert!(ENTRIES.len() <= 32);
     }
 }

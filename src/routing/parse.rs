@@ -33,6 +33,33 @@ pub fn query_param<'q>(query: &'q [u8], name: &[u8]) -> Option<&'q [u8]> {
     }
 }
 
+/// The first value of each of `names` in one pass over a query string
+/// (`found[i]` for `names[i]`; names compared as [`query_param`] does).
+pub fn query_params<'q>(query: &'q [u8], names: &[&[u8]], found: &mut [Option<&'q [u8]>]) {
+    let mut rest = query;
+    loop {
+        let end = memchr::memchr(b'&', rest).unwrap_or(rest.len());
+        let pair = &rest[..end];
+        let (k, v) = match find(b'=', pair) {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        };
+        let escaped = has_escape(k);
+        for (name, slot) in names.iter().zip(found.iter_mut()) {
+            if slot.is_none()
+                && (k.len() == name.len() && starts_with(k, name)
+                    || escaped && decoded_eq(k, name, true))
+            {
+                *slot = Some(v);
+            }
+        }
+        match rest.get(end + 1..) {
+            Some(r) => rest = r,
+            None => return,
+        }
+    }
+}
+
 /// The first `needle` in `hay`: a plain loop for short haystacks (query
 /// keys, pairs, relative paths), where `memchr`'s set-up costs more than
 /// it saves, `memchr` otherwise.

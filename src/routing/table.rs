@@ -36,6 +36,31 @@ pub struct PoolInfo {
     pub bigip_cookie: Option<Box<[u8]>>,
     /// Nodes by IPv4 address and port, for the F5 cookie.
     pub(crate) members: FxHashMap<std::net::SocketAddrV4, NodeId>,
+    /// Per method (bit index) and endpoint (`ENDPOINTS.len()`: none), the
+    /// entries that apply in this pool, as a bit mask over `ENTRIES`: the
+    /// routing loop visits only those.
+    pub(crate) entries: [[u32; super::extract::ENDPOINTS.len() + 1]; 4],
+}
+
+/// The entry masks of a pool: an entry applies to a method and endpoint,
+/// unless the pool turned it off (`tgc_cookies = []`, no `bigip_cookie`).
+fn entry_masks(tgc: bool, bigip: bool) -> [[u32; super::extract::ENDPOINTS.len() + 1]; 4] {
+    use super::{Method, Source, ENTRIES};
+    let mut masks = [[0u32; super::extract::ENDPOINTS.len() + 1]; 4];
+    let methods = [Method::Get, Method::Head, Method::Post, Method::Other];
+    for (m, method) in methods.into_iter().enumerate() {
+        for (e, slot) in masks[m].iter_mut().enumerate() {
+            let endpoint = (e < super::extract::ENDPOINTS.len()).then_some(e);
+            for (i, entry) in ENTRIES.iter().enumerate() {
+                let off = matches!(entry.source, Source::TgcCookie) && !tgc
+                    || matches!(entry.source, Source::BigipCookie) && !bigip;
+                if !off && entry.methods.contains(method) && entry.paths.matches(endpoint) {
+                    *slot |= 1 << i;
+                }
+            }
+        }
+    }
+    masks
 }
 
 /// One node, as routing and its callers see it.
@@ -114,6 +139,7 @@ impl RoutingTable {
                 cert_match: pool.client_cert.matches.clone(),
                 bigip_cookie: pool.bigip_cookie.as_ref().map(|c| c.as_bytes().into()),
                 members,
+                entries: entry_masks(!pool.tgc_cookies.is_empty(), pool.bigip_cookie.is_some()),
             });
         }
         let mut by_prefix: Vec<PoolId> = (0..pools.len() as PoolId).collect();
@@ -161,18 +187,21 @@ impl RoutingTable {
             .map(|i| i as NodeId)
     }
 
-    /// Whether routing `method path` reads a body prefix (an entry of the
-    /// extractor table takes its value from the body: `POST /samlValidate`).
-    /// Checks the method first, so that a GET costs no path lookup.
+    /// Whether routing `method path?query` reads a body prefix (an entry
+    /// of the extractor table takes its value from the body: `POST
+    /// /samlValidate`, an OAuth token request, a SAML2 POST back to
+    /// `/login?client_name=...`). Checks the method first, so that a GET
+    /// costs no path lookup.
     pub fn wants_body(
         &self,
         method: super::Method,
         path: &[u8],
+        query: Option<&[u8]>,
         cert: Option<&super::cert::CertIdentity>,
     ) -> bool {
         let mut reading = super::ENTRIES
             .iter()
-            .filter(|e| e.source == super::Source::SamlArtifact && e.methods.contains(method))
+            .filter(|e| e.source.reads_body() && e.methods.contains(method))
             .peekable();
         if reading.peek().is_none() {
             return false;
@@ -181,7 +210,15 @@ impl RoutingTable {
             return false;
         };
         let endpoint = super::extract::endpoint_of(rel);
-        reading.any(|e| e.paths.matches(endpoint))
+        reading.any(|e| {
+            let asked = match e.source {
+                super::Source::FormTicket(_, Some(when)) => {
+                    query.is_some_and(|q| super::parse::query_param(q, when.as_bytes()).is_some())
+                }
+                _ => true,
+            };
+            asked && e.paths.matches(endpoint)
+        })
     }
 
     /// The pool whose prefix is the longest to match `path` on a segment
@@ -221,13 +258,24 @@ mod tests {
     use crate::routing::Method;
 
     #[test]
-    fn only_saml_posts_want_a_body() {
+    fn only_posts_that_carry_tickets_want_a_body() {
         let t = table();
-        assert!(t.wants_body(Method::Post, b"/cas/samlValidate", None));
-        assert!(t.wants_body(Method::Post, b"/cas/samlValidate;jsessionid=x", None));
-        assert!(!t.wants_body(Method::Get, b"/cas/samlValidate", None));
-        assert!(!t.wants_body(Method::Post, b"/cas/login", None));
-        assert!(!t.wants_body(Method::Post, b"/nothing/samlValidate", None));
+        assert!(t.wants_body(Method::Post, b"/cas/samlValidate", None, None));
+        assert!(t.wants_body(Method::Post, b"/cas/samlValidate;jsessionid=x", None, None));
+        assert!(!t.wants_body(Method::Get, b"/cas/samlValidate", None, None));
+        assert!(!t.wants_body(Method::Post, b"/cas/login", None, None));
+        assert!(!t.wants_body(Method::Post, b"/nothing/samlValidate", None, None));
+        assert!(t.wants_body(Method::Post, b"/cas/oidc/token", None, None));
+        assert!(t.wants_body(Method::Post, b"/cas/oauth2.0/accessToken", None, None));
+        assert!(!t.wants_body(Method::Get, b"/cas/oidc/token", None, None));
+        // A login POST is read only when it comes back from a SAML2 IdP.
+        assert!(t.wants_body(
+            Method::Post,
+            b"/cas/login",
+            Some(b"client_name=SAML2Client"),
+            None
+        ));
+        assert!(!t.wants_body(Method::Post, b"/cas/login", Some(b"service=x"), None));
     }
 
     #[test]

@@ -111,6 +111,27 @@ const F5_CAS4: &str = "25bdf4f8fdc764fd70b53f3bf6be7e11";
 
 fn cases() -> Vec<Case> {
     vec![
+        // REST (`/v1/tickets/TGT-...`, any method), OAuth/OIDC, delegated login
+        Case { name: "REST ST from TGT", method: "POST", target: "/cas/v1/tickets/TGT-1-abc-cas2", body: Some("service=https%3A%2F%2Fapp"), node: Some("cas2"), rule: Some(Tgc), ..C },
+        Case { name: "REST TGT status", target: "/cas/v1/tickets/TGT-1-abc-cas2", node: Some("cas2"), rule: Some(Tgc), ..C },
+        Case { name: "REST logout", method: "DELETE", target: "/cas/v1/tickets/TGT-1-abc-cas2;x=1", node: Some("cas2"), rule: Some(Tgc), ..C },
+        Case { name: "REST TGT without suffix", method: "POST", target: "/cas/v1/tickets/TGT-1-2pVhiVjwq", ..C },
+        Case { name: "REST login itself", method: "POST", target: "/cas/v1/tickets", body: Some("username=u&password=p"), ..C },
+        Case { name: "OAuth code in the form", method: "POST", target: "/cas/oidc/token", body: Some("grant_type=authorization_code&code=OC-1-abc-cas2&redirect_uri=x"), node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "OAuth code in the query", method: "POST", target: "/cas/oauth2.0/accessToken?grant_type=authorization_code&code=OC-1-abc-cas2", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "OAuth refresh token", method: "POST", target: "/cas/oauth2.0/token", body: Some("grant_type=refresh_token&refresh_token=RT-1-x-cas2"), node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "OAuth code without suffix (CAS before 7.2)", method: "POST", target: "/cas/oidc/token", body: Some("code=OC-1-2pVhiVjwq"), ..C },
+        Case { name: "OAuth code elsewhere is not read", method: "POST", target: "/cas/login", body: Some("code=OC-1-abc-cas2"), ..C },
+        Case { name: "bearer profile", target: "/cas/oidc/profile", headers: &[("Authorization", "Bearer AT-1-x-cas2")], node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "bearer, any case", target: "/cas/oauth2.0/profile", headers: &[("Authorization", "bearer  AT-1-x-cas2 ")], node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "bearer JWT falls through", target: "/cas/oidc/profile", headers: &[("Authorization", "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln")], ..C },
+        Case { name: "basic auth is not a bearer", target: "/cas/oidc/profile", headers: &[("Authorization", "Basic QVQtMS14LWNhczI=")], ..C },
+        Case { name: "delegated state", target: "/cas/login?client_name=GitHubClient&code=x&state=TST-1-x-cas2", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "a state without client_name is not read", target: "/cas/login?state=TST-1-x-cas2", ..C },
+        Case { name: "delegatedclientid", target: "/cas/login?delegatedclientid=TST-1-x-cas2", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "SAML2 redirect RelayState", target: "/cas/login?client_name=SAML2Client&RelayState=TST-1-x-cas2&SAMLResponse=x", node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "SAML2 POST RelayState", method: "POST", target: "/cas/login?client_name=SAML2Client", body: Some("SAMLResponse=PHNhbWw%2B&RelayState=TST-1-x-cas2"), node: Some("cas2"), rule: Some(Ticket), ..C },
+        Case { name: "login POST without client_name: body not read", method: "POST", target: "/cas/login", body: Some("RelayState=TST-1-x-cas2"), ..C },
         // rule `ticket` on every validate path, GET and HEAD
         Case { name: "validate", target: "/cas/validate?ticket=ST-1-abc-cas2&service=s", node: Some("cas2"), rule: Some(Ticket), ..C },
         Case { name: "serviceValidate", target: "/cas/serviceValidate?service=s&ticket=ST-1-abc-cas2", node: Some("cas2"), rule: Some(Ticket), ..C },
@@ -378,9 +399,10 @@ fn fall_through_causes_are_recorded() {
     assert_eq!(d.node, t.node_by_name("cas2"));
     let view = RequestView::new(Method::Get, b"/cas/login?ticket=ST-1-a-cas2", h);
     let d = route(&t, &view, &AllHealthy, &NothingLearned, 0);
+    let tgc = ENTRIES.iter().position(|e| e.name == "tgc-cookie").unwrap() as EntryId;
     assert_eq!(
         (d.entry, d.name, d.value),
-        (Some(4), &b"CASTGC"[..], Some(&b"TGT-1-a-cas1"[..]))
+        (Some(tgc), &b"CASTGC"[..], Some(&b"TGT-1-a-cas1"[..]))
     );
 }
 

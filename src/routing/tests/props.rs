@@ -94,11 +94,26 @@ fn arb_pairs(names: Vec<&'static str>, sep: &'static [u8]) -> impl Strategy<Valu
 }
 
 fn arb_query() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![3 => arb_pairs(vec!["ticket", "pgt", "service", "xticket", "t%69cket", "TARGET"], b"&"), 1 => arb_bytes()]
+    prop_oneof![1 => Just(b"client_name=SAML2Client".to_vec()), 3 => arb_pairs(vec!["ticket", "pgt", "service", "xticket", "t%69cket", "TARGET", "code", "refresh_token", "state", "delegatedclientid", "RelayState", "client_name"], b"&"), 1 => arb_bytes()]
 }
 
+/// A `Cookie` header's value, or (starting with `Bearer `) an
+/// `Authorization` header's: see [`header_name`].
 fn arb_cookie() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![3 => arb_pairs(vec!["CASTGC", "TGC", "JSESSIONID", "XCASTGC", " CASTGC ", "lang", "BIGipServercas"], b"; "), 1 => arb_bytes()]
+    prop_oneof![
+        3 => arb_pairs(vec!["CASTGC", "TGC", "JSESSIONID", "XCASTGC", " CASTGC ", "lang", "BIGipServercas"], b"; "),
+        1 => arb_value().prop_map(|v| [b"Bearer ".as_slice(), &v].concat()),
+        1 => arb_bytes(),
+    ]
+}
+
+/// The header an [`arb_cookie`] value goes in.
+fn header_name(value: &[u8]) -> &'static str {
+    if value.starts_with(b"Bearer ") {
+        "authorization"
+    } else {
+        "cookie"
+    }
 }
 
 fn arb_body() -> impl Strategy<Value = Vec<u8>> {
@@ -113,7 +128,11 @@ fn arb_body() -> impl Strategy<Value = Vec<u8>> {
         prop::sample::select(vec!["</samlp:AssertionArtifact>", "", "<"]),
     )
         .prop_map(|(open, v, close)| [open.as_bytes(), &v, close.as_bytes()].concat());
-    prop_oneof![3 => artifact, 1 => arb_bytes()]
+    let form = arb_pairs(
+        vec!["code", "refresh_token", "RelayState", "grant_type"],
+        b"&",
+    );
+    prop_oneof![3 => artifact, 2 => form, 1 => arb_bytes()]
 }
 
 fn arb_path() -> impl Strategy<Value = Vec<u8>> {
@@ -128,11 +147,17 @@ fn arb_path() -> impl Strategy<Value = Vec<u8>> {
         "/idp/x",
         "/cas/admin/validate",
         "/cassandra",
+        "/cas/oauth2.0/accessToken",
+        "/cas/oidc/token",
+        "/cas/oidc/profile",
+        "/cas/oauth2.0/profile",
+        "/cas/v1/tickets/",
     ]);
     let tail = prop_oneof![
         3 => Just(Vec::new()),
         1 => Just(b"/".to_vec()),
         2 => arb_value().prop_map(|v| [b";jsessionid=".as_slice(), &v].concat()),
+        1 => arb_value(),
         1 => arb_bytes(),
     ];
     (prefix, tail).prop_map(|(p, t)| [p.as_bytes(), &t].concat())
@@ -168,7 +193,7 @@ proptest! {
         learned in any::<u64>().prop_map(ChaosLearned),
     ) {
         let t = table();
-        let headers: Vec<(&str, &[u8])> = cookies.iter().map(|c| ("cookie", c.as_slice())).collect();
+        let headers: Vec<(&str, &[u8])> = cookies.iter().map(|c| (header_name(c), c.as_slice())).collect();
         let view = RequestView { method, path: &path, query: query.as_deref(), headers: &headers[..], body: body.as_deref(), cert: None };
         let d = route(&t, &view, &states[..], &learned, pick);
         if let Some(n) = d.node {
@@ -238,11 +263,13 @@ fn generated_requests_reach_every_rule() {
     );
     let mut seen: HashMap<(Option<Rule>, Option<How>), usize> = HashMap::new();
     let mut entries = std::collections::BTreeSet::new();
-    for _ in 0..5_000 {
+    for _ in 0..10_000 {
         let (method, path, query, cookies, body, seed) =
             request.new_tree(&mut runner).unwrap().current();
-        let headers: Vec<(&str, &[u8])> =
-            cookies.iter().map(|c| ("cookie", c.as_slice())).collect();
+        let headers: Vec<(&str, &[u8])> = cookies
+            .iter()
+            .map(|c| (header_name(c), c.as_slice()))
+            .collect();
         let view = RequestView {
             method,
             path: &path,
