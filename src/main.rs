@@ -88,6 +88,10 @@ enum Command {
         /// The first node's port (0: any free port).
         #[arg(long, default_value_t = 0, value_name = "PORT")]
         node_port: u16,
+        /// Nodes as CAS 4.1 to 7.x without shared keys: an opaque signed
+        /// `TGC` only its node accepts, no jvmRoute, REST and OAuth.
+        #[arg(long)]
+        modern: bool,
     },
     /// Print a node name as CAS would put it in ticket ids, or decode an
     /// F5 persistence cookie.
@@ -135,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             nodes,
             nodes_only,
             node_port,
+            modern,
         } => {
             if nodes == 0 {
                 bail!("--nodes must be at least 1");
@@ -142,7 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if nodes_only {
                 runtime()?.block_on(demo_nodes(nodes, node_port))?;
             } else {
-                runtime()?.block_on(demo(listen, nodes))?;
+                runtime()?.block_on(demo(listen, nodes, modern))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -323,7 +328,7 @@ async fn reload_on_sighup(live: Arc<Live>, mut hup: tokio::signal::unix::Signal)
 }
 
 /// Runs the demo cluster until Ctrl-C.
-async fn demo(listen: SocketAddr, nodes: usize) -> anyhow::Result<()> {
+async fn demo(listen: SocketAddr, nodes: usize, modern: bool) -> anyhow::Result<()> {
     // Files the printed curl lines use, removed at the end.
     let dir = std::env::temp_dir();
     let file = |name: &str| dir.join(format!("casfront-demo-{}-{name}", std::process::id()));
@@ -340,9 +345,11 @@ async fn demo(listen: SocketAddr, nodes: usize) -> anyhow::Result<()> {
     write(&client_ca, &client.ca_pem)?;
     write(&client_cert, &client.cert_pem)?;
     write(&client_key, &client.key_pem)?;
-    let specs = (1..=nodes)
-        .map(|i| casfront::demo::node::NodeSpec::named(&format!("cas{i}")))
-        .collect();
+    let spec = |name: String| match modern {
+        true => casfront::demo::node::NodeSpec::modern(&name, true),
+        false => casfront::demo::node::NodeSpec::named(&name),
+    };
+    let specs = (1..=nodes).map(|i| spec(format!("cas{i}"))).collect();
     // Client certificates are asked for, not required: curl without one
     // is served as before.
     let trust = format!(
@@ -362,6 +369,12 @@ async fn demo(listen: SocketAddr, nodes: usize) -> anyhow::Result<()> {
     );
     for n in &cluster.nodes {
         println!("  {} on http://{}", n.spec.name, n.addr);
+    }
+    if modern {
+        println!(
+            "\nModern mode: each node signs its TGC with a key of its own and sets JSESSIONID \
+             without a jvmRoute; casfront routes both by what it learned from the nodes' Set-Cookie."
+        );
     }
     println!(
         "\nTry (every response names its node in X-Cas-Node; the demo accepts password = user name):\n\n\

@@ -1,6 +1,10 @@
-//! Modern CAS deployments end to end: a cut-over from an F5 BIG-IP, whose
-//! `BIGipServer<pool>` persistence cookie routes to the node with the
-//! address and port it encodes.
+//! Modern CAS deployments end to end, on demo nodes in modern mode (an
+//! opaque signed `TGC` only its node accepts, no jvmRoute): 200 logins
+//! through one casfront; two casfront instances sharing only a route
+//! cookie key, alternating on every request, across a key rotation; a
+//! logout forgetting the learned cookie; a forged route cookie ignored; the
+//! REST and OAuth flows; a cut-over from an F5 BIG-IP, whose
+//! `BIGipServer<pool>` cookie routes to the node it encodes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use casfront::demo::node::NodeSpec;
@@ -82,4 +86,386 @@ async fn an_f5_persistence_cookie_routes_to_its_member() {
         seen.insert(get(other.clone()).await);
     }
     assert!(seen.len() > 1, "{seen:?}");
+}
+
+/// A browser's cookie jar: what nodes set (through casfront) is sent back.
+#[derive(Default, Clone)]
+struct Jar(std::collections::BTreeMap<String, String>);
+
+impl Jar {
+    fn header(&self) -> String {
+        let pairs: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.join("; ")
+    }
+
+    fn absorb(&mut self, r: &support::client::Reply) {
+        for set in r.headers.get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            let (pair, attrs) = set.split_once(';').unwrap_or((set, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            if attrs.to_ascii_lowercase().contains("max-age=0") {
+                self.0.remove(k.trim());
+            } else {
+                self.0.insert(k.trim().into(), v.trim().into());
+            }
+        }
+    }
+}
+
+/// casfront instances in front of one set of modern-mode nodes.
+struct Fleet {
+    cluster: Cluster,
+    /// Every instance's address; the first is the cluster's own.
+    fronts: Vec<std::net::SocketAddr>,
+    /// PEM of every instance's certificate.
+    trust: String,
+    _serving: Vec<tokio::task::JoinHandle<()>>,
+}
+
+const SERVICE_Q: &str = "https%3A%2F%2Fapp.example.edu%2F";
+
+fn key_file(byte: u8) -> String {
+    let hex: String = std::iter::repeat_n(format!("{byte:02x}"), 32).collect();
+    support::temp_file("route.key", &format!("{hex}\n"))
+        .display()
+        .to_string()
+}
+
+/// The `[pool.route_cookie]` section with these key files (current first).
+fn route_cookie(keys: &[&str]) -> String {
+    let mut s = format!("[pool.route_cookie]\nkey_file = {:?}\n", keys[0]);
+    if let Some(prev) = keys.get(1) {
+        s.push_str(&format!("previous_key_file = {prev:?}\n"));
+    }
+    s
+}
+
+impl Fleet {
+    /// Three modern nodes whose ST ids carry their suffix, casfront in
+    /// front with `section` appended to its configuration.
+    async fn start(section: &str) -> Fleet {
+        let specs = ["cas1", "cas2", "cas3"]
+            .map(|n| NodeSpec::modern(n, true))
+            .to_vec();
+        let cluster = Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), |c| {
+            c + section + support::NO_RATE_LIMIT
+        })
+        .await
+        .unwrap();
+        Fleet {
+            fronts: vec![cluster.addr],
+            trust: cluster.cert_pem.clone(),
+            cluster,
+            _serving: Vec::new(),
+        }
+    }
+
+    /// Another casfront instance before the same nodes, with `section`
+    /// instead of the first one's.
+    async fn add(&mut self, section: &str) -> usize {
+        let addrs: Vec<_> = self.cluster.nodes.iter().map(|n| n.addr).collect();
+        let text = casfront::demo::cluster_config("127.0.0.1:0".parse().unwrap(), &addrs)
+            + section
+            + support::NO_RATE_LIMIT;
+        let cfg = support::config_of(&text);
+        let cert = casfront::demo::self_signed().unwrap();
+        let tls = casfront::server::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
+        let proxy = std::sync::Arc::new(casfront::proxy::Proxy::new(&cfg).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.fronts.push(listener.local_addr().unwrap());
+        self._serving
+            .push(tokio::spawn(casfront::server::serve(listener, tls, proxy)));
+        self.trust.push_str(&cert.cert_pem);
+        self.fronts.len() - 1
+    }
+
+    async fn send(
+        &self,
+        front: usize,
+        jar: &mut Jar,
+        method: &str,
+        target: &str,
+        body: &str,
+    ) -> support::client::Reply {
+        let tls = tls_trusting(&self.trust);
+        let cookie = jar.header();
+        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+        if !cookie.is_empty() {
+            headers.push(("cookie", &cookie));
+        }
+        let r = send_tls(
+            &tls,
+            self.fronts[front],
+            "localhost",
+            method,
+            target,
+            &headers,
+            body,
+        )
+        .await;
+        jar.absorb(&r);
+        r
+    }
+
+    /// A whole login on the instances (one per step, round robin from
+    /// `first`): form, POST, ST validated, then single sign-on and that ST
+    /// validated. How many steps failed; `jar` keeps the cookies.
+    async fn login(&self, user: &str, first: usize, jar: &mut Jar) -> usize {
+        let n = self.fronts.len();
+        let mut step = first;
+        let mut next = || {
+            step += 1;
+            (step - 1) % n
+        };
+        let mut failed = 0;
+        let r = self
+            .send(
+                next(),
+                jar,
+                "GET",
+                &format!("/cas/login?service={SERVICE_Q}"),
+                "",
+            )
+            .await;
+        failed += usize::from(r.status != 200);
+        let form = format!("username={user}&password={user}&service={SERVICE_Q}");
+        let r = self.send(next(), jar, "POST", "/cas/login", &form).await;
+        failed += usize::from(r.status != 302);
+        failed += self.validate_last(&r, user, next()).await;
+        // Single sign-on: the TGC (opaque) must reach its node.
+        let sso = self
+            .send(
+                next(),
+                jar,
+                "GET",
+                &format!("/cas/login?service={SERVICE_Q}"),
+                "",
+            )
+            .await;
+        failed += usize::from(sso.status != 302);
+        failed + self.validate_last(&sso, user, next()).await
+    }
+
+    async fn validate_last(&self, r: &support::client::Reply, user: &str, front: usize) -> usize {
+        let st = r_ticket(r);
+        let validate = format!("/cas/serviceValidate?service={SERVICE_Q}&ticket={st}");
+        let v = self
+            .send(front, &mut Jar::default(), "GET", &validate, "")
+            .await;
+        usize::from(!v.body.contains(&format!("<cas:user>{user}</cas:user>")))
+    }
+}
+
+fn r_ticket(r: &support::client::Reply) -> String {
+    r.header("location")
+        .map(support::client::ticket_in)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_modern_logins_through_one_instance() {
+    let fleet = Fleet::start("").await;
+    let mut failed = 0;
+    for i in 0..200 {
+        failed += fleet
+            .login(&format!("user{i}"), 0, &mut Jar::default())
+            .await;
+    }
+    assert_eq!(failed, 0);
+    // The TGCs and sessions were learned, none readable by suffix.
+    assert!(
+        fleet.cluster.proxy.learned().len() >= 400,
+        "{}",
+        fleet.cluster.proxy.learned().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_nothing_but_the_route_cookie_key() {
+    let (k1, k2) = (key_file(0x11), key_file(0x22));
+    let mut fleet = Fleet::start(&route_cookie(&[&k1])).await;
+    fleet.add(&route_cookie(&[&k1])).await;
+    // Every step on the other instance than the step before.
+    let mut jars = Vec::new();
+    let mut failed = 0;
+    for i in 0..100 {
+        let mut jar = Jar::default();
+        failed += fleet.login(&format!("early{i}"), i % 2, &mut jar).await;
+        assert!(jar.0.contains_key("CASFRONT_ROUTE"), "{:?}", jar.0.keys());
+        jars.push(jar);
+    }
+    assert_eq!(failed, 0);
+    // The key rotates: two new instances seal with k2 and still open k1.
+    let a = fleet.add(&route_cookie(&[&k2, &k1])).await;
+    let b = fleet.add(&route_cookie(&[&k2, &k1])).await;
+    let fresh = Fleet {
+        cluster: fleet.cluster,
+        fronts: vec![fleet.fronts[a], fleet.fronts[b]],
+        trust: fleet.trust,
+        _serving: fleet._serving,
+    };
+    for (i, jar) in jars.iter_mut().enumerate() {
+        // Single sign-on with a route cookie sealed under the old key.
+        let r = fresh
+            .send(
+                i % 2,
+                jar,
+                "GET",
+                &format!("/cas/login?service={SERVICE_Q}"),
+                "",
+            )
+            .await;
+        assert_eq!(r.status, 302, "early{i}: {}", r.body);
+        failed += fresh
+            .validate_last(&r, &format!("early{i}"), (i + 1) % 2)
+            .await;
+    }
+    for i in 0..100 {
+        failed += fresh
+            .login(&format!("late{i}"), i % 2, &mut Jar::default())
+            .await;
+    }
+    assert_eq!(failed, 0);
+}
+
+/// The `casfront_fallthroughs_total` count for an entry and cause.
+fn falls(c: &Cluster, entry: &str, cause: &str) -> u64 {
+    let text = c.live.metrics().encode(
+        c.proxy.table(),
+        |_| casfront::routing::NodeState::Healthy,
+        0,
+    );
+    text.lines()
+        .filter(|l| {
+            l.starts_with("casfront_fallthroughs_total")
+                && l.contains(&format!("entry=\"{entry}\""))
+                && l.contains(&format!("cause=\"{cause}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_forgets_and_forged_route_cookies_fall_through() {
+    let fleet = Fleet::start(&route_cookie(&[&key_file(0x33)])).await;
+    let mut jar = Jar::default();
+    assert_eq!(fleet.login("alice", 0, &mut jar).await, 0);
+    let tgc = jar.0["TGC"].clone();
+    let learned = |v: &str| {
+        fleet
+            .cluster
+            .proxy
+            .learned()
+            .find(0, b"TGC", v.as_bytes(), std::time::Instant::now())
+    };
+    assert!(learned(&tgc).is_some());
+    // The node expires the TGC at logout: casfront forgets it.
+    let r = fleet.send(0, &mut jar, "GET", "/cas/logout", "").await;
+    assert_eq!(r.status, 200);
+    assert!(!jar.0.contains_key("TGC"));
+    assert_eq!(learned(&tgc), None);
+    // A forged route cookie is ignored and counted; the request is served.
+    let before = falls(&fleet.cluster, "route-cookie", "bad_route_cookie");
+    let mut forged = Jar::default();
+    forged.0.insert(
+        "CASFRONT_ROUTE".into(),
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+    );
+    let r = fleet.send(0, &mut forged, "GET", "/cas/login", "").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        falls(&fleet.cluster, "route-cookie", "bad_route_cookie"),
+        before + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_and_oauth_flows_reach_the_issuing_node() {
+    let fleet = Fleet::start("").await;
+    // REST: a TGT from any node, then an ST from the TGT's own node.
+    for i in 0..12 {
+        let mut jar = Jar::default();
+        let user = format!("rest{i}");
+        let r = fleet
+            .send(
+                0,
+                &mut jar,
+                "POST",
+                "/cas/v1/tickets",
+                &format!("username={user}&password={user}"),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let location = r.header("location").unwrap().to_owned();
+        let tgt_node = r.header("x-cas-node").unwrap().to_owned();
+        let r = fleet
+            .send(
+                0,
+                &mut jar,
+                "POST",
+                &location,
+                &format!("service={SERVICE_Q}"),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.header("x-cas-node")),
+            (200, Some(tgt_node.as_str())),
+            "{}",
+            r.body
+        );
+        let validate = format!("/cas/serviceValidate?service={SERVICE_Q}&ticket={}", r.body);
+        let v = fleet.send(0, &mut jar, "GET", &validate, "").await;
+        assert!(
+            v.body.contains(&format!("<cas:user>{user}</cas:user>")),
+            "{}",
+            v.body
+        );
+        let r = fleet.send(0, &mut jar, "DELETE", &location, "").await;
+        assert_eq!(
+            (r.status, r.header("x-cas-node")),
+            (200, Some(tgt_node.as_str()))
+        );
+    }
+    // OAuth: a code from the logged-in user's node, redeemed on the node
+    // its suffix names, once.
+    for i in 0..12 {
+        let mut jar = Jar::default();
+        let user = format!("oauth{i}");
+        assert_eq!(fleet.login(&user, 0, &mut jar).await, 0);
+        let redirect = "https%3A%2F%2Frp.example.edu%2Fcb";
+        let r = fleet
+            .send(0, &mut jar, "GET", &format!("/cas/oauth2.0/authorize?response_type=code&client_id=rp&redirect_uri={redirect}"), "")
+            .await;
+        assert_eq!(r.status, 302, "{}", r.body);
+        let location = r.header("location").unwrap();
+        let code = location.split("code=").nth(1).unwrap().to_owned();
+        let form = format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={redirect}&client_id=rp"
+        );
+        let t = fleet
+            .send(
+                0,
+                &mut Jar::default(),
+                "POST",
+                "/cas/oauth2.0/accessToken",
+                &form,
+            )
+            .await;
+        assert_eq!(t.status, 200, "{}", t.body);
+        assert!(
+            t.body.contains(&format!("\"user\":\"{user}\"")),
+            "{}",
+            t.body
+        );
+        let again = fleet
+            .send(
+                0,
+                &mut Jar::default(),
+                "POST",
+                "/cas/oauth2.0/accessToken",
+                &form,
+            )
+            .await;
+        assert_eq!(again.status, 400);
+    }
 }

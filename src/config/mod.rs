@@ -280,7 +280,26 @@ pub struct Pool {
     pub client_cert: PoolCert,
     /// An F5 `BIGipServer<pool>` cookie to route by (a cut-over from an F5).
     pub bigip_cookie: Option<String>,
+    /// `[pool.route_cookie]`: casfront's own sealed route cookie.
+    pub route_cookie: Option<RouteCookieKeys>,
     pub nodes: Vec<Node>,
+}
+
+/// `[pool.route_cookie]`: the cookie's name and keys (the first seals,
+/// every one opens). Debug output never shows a key.
+#[derive(Clone, PartialEq)]
+pub struct RouteCookieKeys {
+    pub name: String,
+    pub keys: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for RouteCookieKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteCookieKeys")
+            .field("name", &self.name)
+            .field("keys", &self.keys.len())
+            .finish()
+    }
 }
 
 /// Headers set (replacing any) or removed, on requests to a pool's nodes
@@ -345,6 +364,7 @@ impl NodeUrl {
 /// Defaults that the example configuration documents.
 pub mod defaults {
     pub const TGC_COOKIES: [&str; 2] = ["TGC", "CASTGC"];
+    pub const ROUTE_COOKIE: &str = "CASFRONT_ROUTE";
     pub const SESSION_COOKIE: &str = "JSESSIONID";
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
     pub const HEALTH_INTERVAL_SECS: u64 = 2;

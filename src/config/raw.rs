@@ -2,7 +2,8 @@
 //! the reader that fills them section by section — `[listen]`, `[tls]` and
 //! each `[[tls.certificate]]`, `[client_cert]`, `[admin]`, `[learned]`, `[limits]`,
 //! `[rate_limit]`, `[log]`, each `[[pool]]`, its `[pool.health]`,
-//! `[pool.upstream]`, `[pool.headers]` and each `[[pool.node]]`
+//! `[pool.upstream]`, `[pool.headers]`, `[pool.route_cookie]` and each
+//! `[[pool.node]]`
 //! — so that one bad section does not hide the problems of the others.
 //! Every unknown key is reported (with a suggestion for a typo) before serde
 //! reads the section.
@@ -231,6 +232,20 @@ impl Section for RawHeaders {
     const TABLE: &'static str = "[pool.headers]";
 }
 
+/// `[pool.route_cookie]`: casfront's own sealed route cookie.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteCookie {
+    pub name: Option<Str>,
+    pub key_file: Option<Str>,
+    pub previous_key_file: Option<Str>,
+}
+
+impl Section for RawRouteCookie {
+    const TABLE: &'static str = "[pool.route_cookie]";
+    const REQUIRED: &'static [&'static str] = &["key_file"];
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLearned {
@@ -251,6 +266,7 @@ pub struct PoolSections {
     pub health: Option<Spanned<RawHealth>>,
     pub upstream: Option<Spanned<RawUpstream>>,
     pub headers: Option<Spanned<RawHeaders>>,
+    pub route_cookie: Option<Spanned<RawRouteCookie>>,
     pub nodes: Vec<Option<Spanned<RawNode>>>,
 }
 
@@ -285,7 +301,7 @@ const TOP: &[&str] = &[
     "pool",
 ];
 const TLS_SUBTABLES: &[&str] = &["certificate"];
-const POOL_SUBTABLES: &[&str] = &["health", "upstream", "headers", "node"];
+const POOL_SUBTABLES: &[&str] = &["health", "upstream", "headers", "route_cookie", "node"];
 
 /// Reads the file's sections. `None` only when the TOML itself is invalid.
 pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
@@ -344,12 +360,14 @@ fn read_pool(mut table: DeTable<'_>, span: Range<usize>, diags: &mut Diags) -> P
     let health = table.remove("health");
     let upstream = table.remove("upstream");
     let headers = table.remove("headers");
+    let route_cookie = table.remove("route_cookie");
     let nodes = table.remove("node");
     let value = Spanned::new(span.clone(), DeValue::Table(table));
     let pool = section::<RawPool>(value, POOL_SUBTABLES, diags).map(Spanned::into_inner);
     let health = health.and_then(|h| section(h, &[], diags));
     let upstream = upstream.and_then(|u| section(u, &[], diags));
     let headers = headers.and_then(|h| section(h, &[], diags));
+    let route_cookie = route_cookie.and_then(|r| section(r, &[], diags));
     let nodes = nodes
         .map(|n| array_of_tables(n, "pool.node", diags))
         .unwrap_or_default()
@@ -362,6 +380,7 @@ fn read_pool(mut table: DeTable<'_>, span: Range<usize>, diags: &mut Diags) -> P
         health,
         upstream,
         headers,
+        route_cookie,
         nodes,
     }
 }

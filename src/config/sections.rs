@@ -11,12 +11,14 @@ use toml::Spanned;
 use super::diag::Diags;
 use super::raw::Str;
 use super::raw::{
-    RawCertificate, RawHealth, RawLearned, RawLimits, RawListen, RawLog, RawTls, RawUpstream,
+    RawCertificate, RawHealth, RawLearned, RawLimits, RawListen, RawLog, RawRouteCookie, RawTls,
+    RawUpstream,
 };
-use super::values::{addr, cidr, duration, file, host_name, size, threshold};
+use super::values::{addr, cidr, cookie_name, duration, file, host_name, size, threshold};
 use super::IpNet;
 use super::{
-    defaults, Certificate, Health, LearnedCookies, Limits, Listen, Log, LogFormat, Tls, Upstream,
+    defaults, Certificate, Health, LearnedCookies, Limits, Listen, Log, LogFormat, RouteCookieKeys,
+    Tls, Upstream,
 };
 
 pub fn listen(raw: Option<Spanned<RawListen>>, d: &mut Diags) -> Option<Listen> {
@@ -385,4 +387,60 @@ pub fn learned(raw: Option<Spanned<RawLearned>>, d: &mut Diags) -> Option<Learne
         capacity: capacity?,
         ttl: ttl?,
     })
+}
+
+/// `[pool.route_cookie]`: the cookie's name and its keys, read from their
+/// files now so that `casfront check` reports a bad key with its place.
+pub fn route_cookie(
+    raw: Option<Spanned<RawRouteCookie>>,
+    base: &Path,
+    d: &mut Diags,
+) -> Option<Option<RouteCookieKeys>> {
+    let Some(raw) = raw.map(Spanned::into_inner) else {
+        return Some(None);
+    };
+    let name = match &raw.name {
+        Some(n) if cookie_name(n, d) => Some(n.get_ref().clone()),
+        Some(_) => None,
+        None => Some(defaults::ROUTE_COOKIE.to_owned()),
+    };
+    let key = |v: &Str, d: &mut Diags| -> Option<[u8; 32]> {
+        let path = file(v, base, d)?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                d.error(v.span(), format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        let hex = text.trim();
+        let bytes: Option<Vec<u8>> = (hex.len() == 64)
+            .then(|| {
+                (0..32)
+                    .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+                    .collect()
+            })
+            .flatten();
+        match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+            Some(k) => Some(k),
+            None => {
+                d.error(
+                    v.span(),
+                    format!(
+                        "{} must hold 32 random bytes as 64 hex characters (openssl rand -hex 32)",
+                        path.display()
+                    ),
+                );
+                None
+            }
+        }
+    };
+    let current = raw.key_file.as_ref().and_then(|v| key(v, d));
+    let previous = match &raw.previous_key_file {
+        Some(v) => key(v, d).map(Some),
+        None => Some(None),
+    };
+    let mut keys = vec![current?];
+    keys.extend(previous?);
+    Some(Some(RouteCookieKeys { name: name?, keys }))
 }

@@ -564,3 +564,47 @@ fn request_limits() {
         ]
     );
 }
+
+#[test]
+fn route_cookie_keys_are_read_and_checked() {
+    let dir = std::env::temp_dir().join(format!("casfront-rc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("good.key"), format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::write(dir.join("short.key"), "abcd\n").unwrap();
+    let text = |section: &str| {
+        format!(
+            "[listen]\nhttps = \"127.0.0.1:8443\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n\
+             [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n[[pool.node]]\nname = \"cas1\"\n\
+             url = \"http://10.0.0.1:8080\"\n{section}"
+        )
+    };
+    let p = parse(
+        &text("[pool.route_cookie]\nkey_file = \"good.key\"\nprevious_key_file = \"good.key\"\n"),
+        &dir,
+    );
+    let rc = p.config.unwrap().pools[0].route_cookie.clone().unwrap();
+    assert_eq!((rc.name.as_str(), rc.keys.len()), ("CASFRONT_ROUTE", 2));
+    assert_eq!(rc.keys[0], [0xab; 32]);
+    // Debug output never shows a key.
+    assert!(!format!("{rc:?}").contains("171"), "{rc:?}");
+    let p = parse(
+        &text("[pool.route_cookie]\nname = \"bad name\"\nkey_file = \"short.key\"\nprevious_key_file = \"none.key\"\n"),
+        &dir,
+    );
+    let e: Vec<String> = p.errors().map(ToString::to_string).collect();
+    let e = e.join("\n");
+    assert!(
+        e.contains("13:8: error: `bad name` is not a valid cookie name"),
+        "{e}"
+    );
+    assert!(
+        e.contains("14:12: error: ")
+            && e.contains("short.key must hold 32 random bytes as 64 hex characters"),
+        "{e}"
+    );
+    assert!(e.contains("15:21: error: cannot read"), "{e}");
+    let p = parse(&text("[pool.route_cookie]\nname = \"R\"\n"), &dir);
+    assert!(p
+        .errors()
+        .any(|d| d.to_string().contains("missing key `key_file`")));
+}

@@ -154,6 +154,7 @@ fn pool(
     let health = sections::health(s.health, prefix.as_deref().unwrap_or("/"), d);
     let upstream = sections::upstream(s.upstream, d);
     let headers = edge::headers(s.headers, d);
+    let route_cookie = sections::route_cookie(s.route_cookie, base, d);
     if s.nodes.is_empty() {
         d.error(s.span.clone(), "a pool needs at least one [[pool.node]]");
     }
@@ -185,6 +186,7 @@ fn pool(
         headers: headers?,
         client_cert: client_cert??,
         bigip_cookie: bigip_cookie??,
+        route_cookie: route_cookie?,
         nodes: complete?,
     })
 }

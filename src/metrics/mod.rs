@@ -70,7 +70,7 @@ struct ResultLabels {
 
 const RULES: [Rule; 5] = [Rule::Ticket, Rule::Pgt, Rule::Tgc, Rule::Session, Rule::Any];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-const CAUSES: [&str; 8] = [
+const CAUSES: [&str; 9] = [
     "no_value",
     "not_ticket",
     "too_long",
@@ -79,6 +79,7 @@ const CAUSES: [&str; 8] = [
     "not_learned",
     "owner_unusable",
     "unknown_member",
+    "bad_route_cookie",
 ];
 const STATES: [NodeState; 4] = [
     NodeState::Healthy,
@@ -149,6 +150,7 @@ fn cause_index(c: Cause) -> usize {
         Cause::NotLearned => 5,
         Cause::Unusable(_) => 6,
         Cause::UnknownMember => 7,
+        Cause::BadRouteCookie => 8,
     }
 }
 
@@ -168,6 +170,7 @@ fn label_tables_follow_the_enums() {
         Cause::NotLearned,
         Cause::Unusable(0),
         Cause::UnknownMember,
+        Cause::BadRouteCookie,
     ];
     for (i, c) in causes.into_iter().enumerate() {
         assert_eq!(cause_index(c), i, "{c:?} is {}", CAUSES[i]);

@@ -184,6 +184,18 @@ pub fn parse_set_cookie_at(header: &[u8], now: u64) -> Option<(&[u8], &[u8], boo
     (!name.is_empty()).then_some((name, value, expired))
 }
 
+/// A `Set-Cookie` header's `Path` attribute.
+pub fn set_cookie_path(header: &[u8]) -> Option<&[u8]> {
+    header.split(|&b| b == b';').skip(1).find_map(|attr| {
+        let attr = attr.trim_ascii();
+        let eq = attr.iter().position(|&b| b == b'=')?;
+        attr[..eq]
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"path")
+            .then(|| attr[eq + 1..].trim_ascii())
+    })
+}
+
 /// A cookie date (RFC 6265 §5.1.1, lenient as browsers are: `Thu, 01 Jan
 /// 1970 00:00:10 GMT`, `Thursday, 01-Jan-70 ...`, `Thu Jan  1 00:00:10
 /// 1970`) in seconds since the Unix epoch; `None` if it is not one.
@@ -360,6 +372,20 @@ mod tests {
         // A date that is not one is ignored.
         assert_eq!(expired("TGC=x; Expires=yesterday"), Some(false));
         assert_eq!(expired("TGC=x; Max-Age=soon"), Some(false));
+    }
+
+    #[test]
+    fn set_cookie_paths() {
+        assert_eq!(
+            set_cookie_path(b"TGC=x; Path=/cas; Secure"),
+            Some(&b"/cas"[..])
+        );
+        assert_eq!(
+            set_cookie_path(b"TGC=x; path = /cas/ "),
+            Some(&b"/cas/"[..])
+        );
+        assert_eq!(set_cookie_path(b"TGC=x; Secure"), None);
+        assert_eq!(set_cookie_path(b"Path=/x"), None);
     }
 
     #[test]

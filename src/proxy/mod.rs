@@ -294,7 +294,13 @@ impl Proxy {
                     self.handles.upstream(node, sent_at.elapsed());
                     let mut resp = resp.map(Either::Left);
                     prepare_response(&mut resp);
-                    self.learn(pool_id, node, resp.headers(), sent_cookies.as_ref());
+                    let followed = self
+                        .learn(pool_id, node, resp.headers(), sent_cookies.as_ref())
+                        .filter(|_| self.route_cookie(pool_id))
+                        .map(|path| path.map(<[u8]>::to_vec));
+                    if let Some(path) = followed {
+                        self.add_route_cookie(pool_id, node, path.as_deref(), resp.headers_mut());
+                    }
                     if let Some(rules) = rules {
                         response_rules(rules, resp.headers_mut());
                     }
@@ -427,16 +433,18 @@ fn no_node() -> Response<ProxyBody> {
 impl Proxy {
     /// Learns the pool's TGT and session cookies a node sets; forgets the
     /// ones it expires.
-    fn learn(
+    /// Learns (or forgets) the pool's TGT and session cookies a node's
+    /// response sets; the `Path` of the first one learned, for the route
+    /// cookie that follows it.
+    fn learn<'h>(
         &self,
         pool_id: PoolId,
         node: NodeId,
-        headers: &HeaderMap,
+        headers: &'h HeaderMap,
         sent: Option<&header::HeaderValue>,
-    ) {
-        let Some(pool) = self.table.pool(pool_id) else {
-            return;
-        };
+    ) -> Option<Option<&'h [u8]>> {
+        let pool = self.table.pool(pool_id)?;
+        let mut followed = None;
         for set in headers.get_all(header::SET_COOKIE) {
             let Some((name, value, expired)) = learned::parse_set_cookie(set.as_bytes()) else {
                 continue;
@@ -453,7 +461,47 @@ impl Proxy {
             } else if !value.is_empty() {
                 self.learned
                     .learn(pool_id, name, value, node, Instant::now());
+                followed.get_or_insert(learned::set_cookie_path(set.as_bytes()));
             }
+        }
+        followed
+    }
+
+    /// Whether the pool has a route cookie.
+    fn route_cookie(&self, pool_id: PoolId) -> bool {
+        self.table
+            .pool(pool_id)
+            .is_some_and(|p| p.route_cookie.is_some())
+    }
+
+    /// Adds the pool's route cookie (`[pool.route_cookie]`) naming `node`
+    /// to a response that set a TGT or session cookie with `path`.
+    fn add_route_cookie(
+        &self,
+        pool_id: PoolId,
+        node: NodeId,
+        path: Option<&[u8]>,
+        headers: &mut HeaderMap,
+    ) {
+        let (Some(pool), Some(info)) = (self.table.pool(pool_id), self.table.node(node)) else {
+            return;
+        };
+        let Some(rc) = &pool.route_cookie else {
+            return;
+        };
+        let Some(sealed) = rc.seal(&pool.name, &info.name) else {
+            return;
+        };
+        let path = path
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .filter(|p| p.starts_with('/') && !p.contains([';', ',']))
+            .unwrap_or_else(|| std::str::from_utf8(&pool.prefix).unwrap_or("/"));
+        let cookie = format!(
+            "{}={sealed}; Path={path}; Secure; HttpOnly; SameSite=Lax",
+            String::from_utf8_lossy(&rc.name)
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+            headers.append(header::SET_COOKIE, v);
         }
     }
 

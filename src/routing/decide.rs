@@ -24,6 +24,8 @@ pub enum How {
     Learned,
     /// The pool member an F5 `BIGipServer` cookie encodes.
     Bigip,
+    /// casfront's sealed route cookie.
+    RouteCookie,
     /// `any`: round robin over the usable primary nodes.
     RoundRobin,
     /// `any`: no primary was usable; a backup node.
@@ -38,6 +40,7 @@ impl How {
             How::JvmRoute => "jvm-route",
             How::Learned => "learned",
             How::Bigip => "bigip",
+            How::RouteCookie => "route-cookie",
             How::RoundRobin => "round-robin",
             How::Backup => "backup",
         }
@@ -64,6 +67,9 @@ pub enum Cause {
     /// An F5 cookie that encodes no member address (another encoding, or
     /// none), or a member that is no node of the pool.
     UnknownMember,
+    /// A route cookie that does not open with the pool's keys (forged,
+    /// sealed with a retired key, another pool's) or names no node.
+    BadRouteCookie,
 }
 
 impl Cause {
@@ -77,6 +83,7 @@ impl Cause {
             Cause::NotLearned => "not learned",
             Cause::Unusable(_) => "owner not usable",
             Cause::UnknownMember => "unknown F5 pool member",
+            Cause::BadRouteCookie => "route cookie does not open",
         }
     }
 }
@@ -206,6 +213,10 @@ pub fn value_of<'r, H: Headers + ?Sized>(
         }
         Source::RestTgt => (b"/v1/tickets/", rest_tgt(req.path, &pool.prefix)),
         Source::Delegated => req.query.map_or((b"", None), delegated),
+        Source::RouteCookie => match &pool.route_cookie {
+            Some(rc) => (&rc.name, cookie(req.headers, &rc.name)),
+            None => (b"", None),
+        },
         Source::Bearer => (b"Authorization", bearer(req.headers)),
     }
 }
@@ -392,6 +403,7 @@ impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
             }
             // A Tomcat jvmRoute, else the learned table.
             Source::SessionCookie | Source::SessionPathParam => self.session(raw),
+            Source::RouteCookie => self.route_cookie(raw),
             Source::BigipCookie => super::suffix::bigip_member(raw)
                 .and_then(|m| self.pool.members.get(&m))
                 .map(|&n| (n, How::Bigip))
@@ -402,6 +414,20 @@ impl<S: NodeStates + ?Sized, L: Learned + ?Sized> Resolver<'_, S, L> {
         } else {
             Err(Cause::Unusable(found.0))
         }
+    }
+
+    /// The node a route cookie names, if it opens with the pool's keys.
+    fn route_cookie(&self, raw: &[u8]) -> Result<(NodeId, How), Cause> {
+        let rc = self
+            .pool
+            .route_cookie
+            .as_ref()
+            .ok_or(Cause::BadRouteCookie)?;
+        let mut buf = super::route_cookie::buffer();
+        rc.open(self.pool.name.as_bytes(), raw, &mut buf)
+            .and_then(|name| self.pool.by_name.get(name.as_bytes()).copied())
+            .map(|n| (n, How::RouteCookie))
+            .ok_or(Cause::BadRouteCookie)
     }
 
     /// The owner of a decoded ticket id (`None`: it did not fit the buffer).

@@ -35,6 +35,9 @@ pub enum Source {
     RestTgt,
     /// `Authorization: Bearer` when the token is a ticket id, by suffix.
     Bearer,
+    /// casfront's sealed route cookie (the pool's `[pool.route_cookie]`):
+    /// the node name it opens to.
+    RouteCookie,
     /// Delegated authentication coming back to `/login` with its `TST-`
     /// id: `delegatedclientid=`, or with `client_name=` (a pac4j callback)
     /// `state=` (OAuth/OIDC) or `RelayState=` (SAML2 redirect binding);
@@ -303,6 +306,14 @@ pub static ENTRIES: &[Entry] = &[
         paths: Paths::Any,
         source: Source::TgcCookie,
         quiet: false,
+    },
+    Entry {
+        name: "route-cookie",
+        rule: Rule::Session,
+        methods: Methods::ANY,
+        paths: Paths::Any,
+        source: Source::RouteCookie,
+        quiet: true,
     },
     Entry {
         name: "session-cookie",

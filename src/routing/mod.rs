@@ -8,12 +8,14 @@
 //! (byte-level query, cookie and path scanners), [`suffix`] (ticket suffix
 //! index), [`saml`] (SAML 1.1 artifact in a POST body), [`table`] (the
 //! routing table), [`redact`] (what logs may show of a credential),
-//! [`cert`] (pools chosen by client certificate).
+//! [`cert`] (pools chosen by client certificate), [`route_cookie`]
+//! (casfront's sealed route cookie).
 
 pub mod cert;
 pub mod extract;
 pub mod parse;
 pub mod redact;
+pub mod route_cookie;
 pub mod saml;
 pub mod suffix;
 pub mod table;

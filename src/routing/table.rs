@@ -36,6 +36,10 @@ pub struct PoolInfo {
     pub bigip_cookie: Option<Box<[u8]>>,
     /// Nodes by IPv4 address and port, for the F5 cookie.
     pub(crate) members: FxHashMap<std::net::SocketAddrV4, NodeId>,
+    /// `[pool.route_cookie]`, if any.
+    pub route_cookie: Option<super::route_cookie::RouteCookie>,
+    /// Nodes by name (what a route cookie holds).
+    pub(crate) by_name: FxHashMap<Box<[u8]>, NodeId>,
     /// Per method (bit index) and endpoint (`ENDPOINTS.len()`: none), the
     /// entries that apply in this pool, as a bit mask over `ENTRIES`: the
     /// routing loop visits only those.
@@ -43,8 +47,13 @@ pub struct PoolInfo {
 }
 
 /// The entry masks of a pool: an entry applies to a method and endpoint,
-/// unless the pool turned it off (`tgc_cookies = []`, no `bigip_cookie`).
-fn entry_masks(tgc: bool, bigip: bool) -> [[u32; super::extract::ENDPOINTS.len() + 1]; 4] {
+/// unless the pool turned it off (`tgc_cookies = []`, no `bigip_cookie`,
+/// no `[pool.route_cookie]`).
+fn entry_masks(
+    tgc: bool,
+    bigip: bool,
+    route_cookie: bool,
+) -> [[u32; super::extract::ENDPOINTS.len() + 1]; 4] {
     use super::{Method, Source, ENTRIES};
     let mut masks = [[0u32; super::extract::ENDPOINTS.len() + 1]; 4];
     let methods = [Method::Get, Method::Head, Method::Post, Method::Other];
@@ -53,7 +62,8 @@ fn entry_masks(tgc: bool, bigip: bool) -> [[u32; super::extract::ENDPOINTS.len()
             let endpoint = (e < super::extract::ENDPOINTS.len()).then_some(e);
             for (i, entry) in ENTRIES.iter().enumerate() {
                 let off = matches!(entry.source, Source::TgcCookie) && !tgc
-                    || matches!(entry.source, Source::BigipCookie) && !bigip;
+                    || matches!(entry.source, Source::BigipCookie) && !bigip
+                    || matches!(entry.source, Source::RouteCookie) && !route_cookie;
                 if !off && entry.methods.contains(method) && entry.paths.matches(endpoint) {
                     *slot |= 1 << i;
                 }
@@ -93,6 +103,7 @@ impl RoutingTable {
             let mut jvm_routes = FxHashMap::default();
             let (mut primaries, mut backups) = (Vec::new(), Vec::new());
             let mut members = FxHashMap::default();
+            let mut by_name = FxHashMap::default();
             for node in &pool.nodes {
                 let id = nodes.len() as NodeId;
                 if let Some(ip) = node.url.ipv4 {
@@ -109,6 +120,7 @@ impl RoutingTable {
                 jvm_routes
                     .entry(node.jvm_route.as_bytes().into())
                     .or_insert(id);
+                by_name.insert(node.name.as_bytes().into(), id);
                 if node.backup {
                     backups.push(id);
                 } else {
@@ -139,7 +151,16 @@ impl RoutingTable {
                 cert_match: pool.client_cert.matches.clone(),
                 bigip_cookie: pool.bigip_cookie.as_ref().map(|c| c.as_bytes().into()),
                 members,
-                entries: entry_masks(!pool.tgc_cookies.is_empty(), pool.bigip_cookie.is_some()),
+                entries: entry_masks(
+                    !pool.tgc_cookies.is_empty(),
+                    pool.bigip_cookie.is_some(),
+                    pool.route_cookie.is_some(),
+                ),
+                route_cookie: pool
+                    .route_cookie
+                    .as_ref()
+                    .map(|rc| super::route_cookie::RouteCookie::new(&rc.name, &rc.keys)),
+                by_name,
             });
         }
         let mut by_prefix: Vec<PoolId> = (0..pools.len() as PoolId).collect();

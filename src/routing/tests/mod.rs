@@ -61,10 +61,26 @@ url = "http://10.0.3.1:8080"
 
 pub(crate) fn table() -> RoutingTable {
     let parsed = config::parse(CONFIG, Path::new("."));
-    let cfg = parsed
+    let mut cfg = parsed
         .config
         .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
+    // `[pool.route_cookie]` reads key files: set the keys directly.
+    cfg.pools[0].route_cookie = Some(config::RouteCookieKeys {
+        name: ROUTE_COOKIE.into(),
+        keys: vec![ROUTE_KEY],
+    });
     RoutingTable::new(&cfg)
+}
+
+/// The `cas` pool's route cookie.
+pub(crate) const ROUTE_COOKIE: &str = "CASFRONT_ROUTE";
+pub(crate) const ROUTE_KEY: [u8; 32] = [7; 32];
+
+/// A route cookie value naming `node` of the `cas` pool.
+pub(crate) fn sealed(node: &str) -> String {
+    route_cookie::RouteCookie::new(ROUTE_COOKIE, &[ROUTE_KEY])
+        .seal("cas", node)
+        .unwrap()
 }
 
 /// A learned table for tests.
@@ -366,6 +382,74 @@ fn an_f5_cookie_routes_to_the_member_it_encodes() {
         .falls
         .iter()
         .all(|f| ENTRIES[usize::from(f.entry)].name != "bigip-cookie"));
+}
+
+#[test]
+fn the_route_cookie_names_its_node_when_it_opens() {
+    let t = table();
+    let route = |cookie: &str, method| {
+        let h = [("Cookie", cookie)];
+        let d = route(
+            &t,
+            &RequestView::new(method, b"/cas/login", &h[..]),
+            &AllHealthy,
+            &NothingLearned,
+            0,
+        );
+        let bad = d
+            .falls
+            .iter()
+            .find(|f| f.cause == Cause::BadRouteCookie)
+            .map(|f| f.cause);
+        (
+            d.node.map(|n| t.node(n).unwrap().name.clone()),
+            d.rule,
+            d.how,
+            bad,
+        )
+    };
+    let v = sealed("cas2");
+    for method in [Method::Get, Method::Post] {
+        let (node, rule, how, _) = route(&format!("CASFRONT_ROUTE={v}"), method);
+        assert_eq!(
+            (node.as_deref(), rule, how),
+            (Some("cas2"), Some(Rule::Session), Some(How::RouteCookie))
+        );
+    }
+    // A readable TGC comes first; a jvmRoute comes after.
+    assert_eq!(
+        route(
+            &format!("CASTGC=TGT-1-a-cas1; CASFRONT_ROUTE={v}"),
+            Method::Get
+        )
+        .0
+        .as_deref(),
+        Some("cas1")
+    );
+    assert_eq!(
+        route(
+            &format!("JSESSIONID=X.jr4; CASFRONT_ROUTE={v}"),
+            Method::Get
+        )
+        .0
+        .as_deref(),
+        Some("cas2")
+    );
+    // Another key, another pool's, forged: falls through, counted.
+    let other = route_cookie::RouteCookie::new(ROUTE_COOKIE, &[[8; 32]])
+        .seal("cas", "cas2")
+        .unwrap();
+    let idp = route_cookie::RouteCookie::new(ROUTE_COOKIE, &[ROUTE_KEY])
+        .seal("idp", "cas2")
+        .unwrap();
+    for bad in [other, idp, format!("{v}x"), sealed("nosuchnode")] {
+        let (_, rule, _, cause) = route(&format!("CASFRONT_ROUTE={bad}"), Method::Get);
+        assert_eq!(
+            (rule, cause),
+            (Some(Rule::Any), Some(Cause::BadRouteCookie)),
+            "{bad}"
+        );
+    }
 }
 
 #[test]

@@ -69,6 +69,9 @@ fn arb_value() -> impl Strategy<Value = Vec<u8>> {
         4 => ticket.prop_map(String::into_bytes),
         2 => prop::sample::select(vec!["8F3A.jr4", "8F3A.cas1", "8F3A.idp1", "8F3A", "8F3A.j%72%34", "eyJhbGciOiJIUzUxMiJ9.e30.c2ln"])
             .prop_map(|s| s.as_bytes().to_vec()),
+        // Route cookies naming cas2, no node, and one another key sealed.
+        1 => prop::sample::select(vec![super::sealed("cas2"), super::sealed("nobody"), super::sealed("cas4")])
+            .prop_map(String::into_bytes),
         // F5 cookies: cas1 (10.0.0.11:8443), another address, other forms.
         1 => prop::sample::select(vec!["184549386.64288.0000", "184549386.64288.0001", "1.2.0000", "rd5o0a00000bo8443"])
             .prop_map(|s| s.as_bytes().to_vec()),
@@ -101,7 +104,7 @@ fn arb_query() -> impl Strategy<Value = Vec<u8>> {
 /// `Authorization` header's: see [`header_name`].
 fn arb_cookie() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        3 => arb_pairs(vec!["CASTGC", "TGC", "JSESSIONID", "XCASTGC", " CASTGC ", "lang", "BIGipServercas"], b"; "),
+        3 => arb_pairs(vec!["CASTGC", "TGC", "JSESSIONID", "XCASTGC", " CASTGC ", "lang", "BIGipServercas", "CASFRONT_ROUTE"], b"; "),
         1 => arb_value().prop_map(|v| [b"Bearer ".as_slice(), &v].concat()),
         1 => arb_bytes(),
     ]
@@ -132,7 +135,9 @@ fn arb_body() -> impl Strategy<Value = Vec<u8>> {
         vec!["code", "refresh_token", "RelayState", "grant_type"],
         b"&",
     );
-    prop_oneof![3 => artifact, 2 => form, 1 => arb_bytes()]
+    let saml2 =
+        arb_value().prop_map(|v| [b"SAMLResponse=PHNhbWw%2B&RelayState=".as_slice(), &v].concat());
+    prop_oneof![3 => artifact, 2 => form, 1 => saml2, 1 => arb_bytes()]
 }
 
 fn arb_path() -> impl Strategy<Value = Vec<u8>> {
@@ -149,6 +154,8 @@ fn arb_path() -> impl Strategy<Value = Vec<u8>> {
         "/cassandra",
         "/cas/oauth2.0/accessToken",
         "/cas/oidc/token",
+        "/cas/oauth2.0/token",
+        "/cas/login",
         "/cas/oidc/profile",
         "/cas/oauth2.0/profile",
         "/cas/v1/tickets/",
@@ -263,7 +270,7 @@ fn generated_requests_reach_every_rule() {
     );
     let mut seen: HashMap<(Option<Rule>, Option<How>), usize> = HashMap::new();
     let mut entries = std::collections::BTreeSet::new();
-    for _ in 0..10_000 {
+    for _ in 0..20_000 {
         let (method, path, query, cookies, body, seed) =
             request.new_tree(&mut runner).unwrap().current();
         let headers: Vec<(&str, &[u8])> = cookies

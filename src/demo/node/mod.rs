@@ -16,7 +16,13 @@
 //!   makes no outbound calls) its id comes in the `X-Demo-Pgt` header.
 //! - `{prefix}/proxy?pgt=...&targetService=...`: a PT.
 //!
+//! - `GET {prefix}/logout`: the TGT forgotten and its cookie expired.
+//! - Modern mode ([`modern`]): an opaque signed `TGC` only this node
+//!   accepts, REST tickets and an OAuth code exchange.
+//!
 //! Every response carries `X-Cas-Node: <name>`.
+
+mod modern;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -50,6 +56,8 @@ pub struct NodeSpec {
     pub prefix: String,
     /// Serve https with this configuration (tests of upstream TLS).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// CAS 4.1+ as a cluster without shared keys sees it ([`modern`]).
+    pub modern: bool,
 }
 
 impl NodeSpec {
@@ -61,6 +69,18 @@ impl NodeSpec {
             jvm_route: name.into(),
             prefix: "/cas".into(),
             tls: None,
+            modern: false,
+        }
+    }
+
+    /// A modern-mode node (CAS 4.1 to 7.x): an opaque `TGC` only it
+    /// accepts, no jvmRoute, ticket ids ending in its name when `suffix`.
+    pub fn modern(name: &str, suffix: bool) -> NodeSpec {
+        NodeSpec {
+            suffix: if suffix { name.into() } else { String::new() },
+            jvm_route: String::new(),
+            modern: true,
+            ..NodeSpec::named(name)
         }
     }
 }
@@ -90,6 +110,7 @@ struct State {
     sessions: Mutex<Flows>,
     serial: AtomicU64,
     heard: Heard,
+    signer: modern::Signer,
 }
 
 /// The last requests a node received, as lines (tests of what reached it).
@@ -167,6 +188,7 @@ pub async fn spawn_on(spec: NodeSpec, addr: SocketAddr) -> std::io::Result<Runni
         sessions: Mutex::new(Flows::default()),
         serial: AtomicU64::new(1),
         heard: Heard::default(),
+        signer: modern::Signer::new(),
     });
     let heard = state.heard.clone();
     let accepted = Accepted::default();
@@ -356,13 +378,25 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
             text(StatusCode::OK, "slow\n")
         }
         (Method::GET, "/headers") => echo_headers(&req),
+        (Method::GET, "/logout") => modern::logout(state, &req),
+        (_, "/v1/tickets") if state.spec.modern => modern::rest(state, req, None).await,
+        (_, e) if state.spec.modern && e.starts_with("/v1/tickets/") => {
+            let tgt = e.trim_start_matches("/v1/tickets/").to_owned();
+            modern::rest(state, req, Some(&tgt)).await
+        }
+        (Method::GET, "/oauth2.0/authorize") if state.spec.modern => {
+            modern::authorize(state, &req, &q("redirect_uri"))
+        }
+        (Method::POST, "/oauth2.0/accessToken") if state.spec.modern => {
+            modern::access_token(state, req).await
+        }
         (Method::GET | Method::HEAD, "" | "/") => redirect(&format!("{}/login", state.spec.prefix)),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
 fn login_form(state: &State, req: &Request<Incoming>, service: &str) -> Resp {
-    if let Some(tgt) = cookie(req, "CASTGC") {
+    if let Some(tgt) = modern::tgt_of(state, req) {
         if let Some(t) = state.valid(&tgt, |k| matches!(k, Kind::Tgt)) {
             if !service.is_empty() {
                 let st = state.issue(
@@ -436,10 +470,7 @@ async fn login_post(state: &State, req: Request<Incoming>) -> Resp {
         );
         redirect(&with_ticket(service, &st))
     };
-    set_cookie(
-        &mut resp,
-        &format!("CASTGC={tgt}; Path={}; Secure; HttpOnly", state.spec.prefix),
-    );
+    set_cookie(&mut resp, &modern::tgt_set_cookie(state, &tgt));
     resp
 }
 
@@ -541,12 +572,11 @@ impl State {
     fn issue(&self, prefix: &str, kind: Kind, user: &str) -> String {
         let n = self.serial.fetch_add(1, Ordering::Relaxed);
         let random = Alphanumeric.sample_string(&mut rand::rng(), 30);
-        let id = format!(
-            "{prefix}-{n}-{}-{}-{}",
-            &random[..12],
-            &random[12..],
-            self.spec.suffix
-        );
+        let mut id = format!("{prefix}-{n}-{}-{}", &random[..12], &random[12..]);
+        if !self.spec.suffix.is_empty() {
+            id.push('-');
+            id.push_str(&self.spec.suffix);
+        }
         let lifetime = if matches!(kind, Kind::St { .. } | Kind::Pt { .. }) {
             ST_LIFETIME
         } else {
