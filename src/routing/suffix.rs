@@ -198,6 +198,17 @@ mod tests {
         assert_eq!(ix.lookup(b"ST-1-x-", 2), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn bigip_members_round_trip(ip in proptest::num::u32::ANY, port in proptest::num::u16::ANY, junk in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let v = format!("{}.{}.0000", ip, port);
+            let m = bigip_member(v.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(u32::from_le_bytes(m.ip().octets()), ip);
+            proptest::prop_assert_eq!(m.port().swap_bytes(), port);
+            let _ = bigip_member(&junk);
+        }
+    }
+
     #[test]
     fn bigip_cookies_decode_as_f5_documents() {
         let member = |v: &str| bigip_member(v.as_bytes()).map(|a| a.to_string());
