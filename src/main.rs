@@ -145,7 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bail!("--nodes must be at least 1");
             }
             if nodes_only {
-                runtime()?.block_on(demo_nodes(nodes, node_port))?;
+                runtime()?.block_on(demo_nodes(nodes, node_port, modern))?;
             } else {
                 runtime()?.block_on(demo(listen, nodes, modern))?;
             }
@@ -403,7 +403,7 @@ async fn demo(listen: SocketAddr, nodes: usize, modern: bool) -> anyhow::Result<
 }
 
 /// Runs demo nodes only (`casN` on consecutive ports) until Ctrl-C.
-async fn demo_nodes(n: usize, first_port: u16) -> anyhow::Result<()> {
+async fn demo_nodes(n: usize, first_port: u16, modern: bool) -> anyhow::Result<()> {
     let mut running = Vec::with_capacity(n);
     for i in 0..n {
         let port = match first_port {
@@ -413,7 +413,11 @@ async fn demo_nodes(n: usize, first_port: u16) -> anyhow::Result<()> {
                 .and_then(|i| p.checked_add(i))
                 .context("--node-port + --nodes passes 65535")?,
         };
-        let spec = casfront::demo::node::NodeSpec::named(&format!("cas{}", i + 1));
+        let name = format!("cas{}", i + 1);
+        let spec = match modern {
+            true => casfront::demo::node::NodeSpec::modern(&name, true),
+            false => casfront::demo::node::NodeSpec::named(&name),
+        };
         let node = casfront::demo::node::spawn_on(spec, SocketAddr::from(([127, 0, 0, 1], port)))
             .await
             .with_context(|| format!("starting a demo node on port {port}"))?;

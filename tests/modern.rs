@@ -351,6 +351,7 @@ async fn logout_forgets_and_forged_route_cookies_fall_through() {
     let mut jar = Jar::default();
     assert_eq!(fleet.login("alice", 0, &mut jar).await, 0);
     let tgc = jar.0["TGC"].clone();
+    assert!(jar.0.contains_key("CASFRONT_ROUTE"));
     let learned = |v: &str| {
         fleet
             .cluster
@@ -364,6 +365,13 @@ async fn logout_forgets_and_forged_route_cookies_fall_through() {
     assert_eq!(r.status, 200);
     assert!(!jar.0.contains_key("TGC"));
     assert_eq!(learned(&tgc), None);
+    // The route cookie follows the TGC out.
+    assert!(!jar.0.contains_key("CASFRONT_ROUTE"), "{:?}", jar.0.keys());
+    let expired = r.headers.get_all("set-cookie").iter().any(|v| {
+        let v = v.to_str().unwrap();
+        v.starts_with("CASFRONT_ROUTE=;") && v.contains("Max-Age=0") && v.contains("Path=/cas;")
+    });
+    assert!(expired, "{:?}", r.headers);
     // A forged route cookie is ignored and counted; the request is served.
     let before = falls(&fleet.cluster, "route-cookie", "bad_route_cookie");
     let mut forged = Jar::default();

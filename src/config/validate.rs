@@ -173,6 +173,16 @@ fn pool(
         .filter_map(|(r, n)| Some((r, n.as_ref()?)))
         .collect();
     pool_claims(&valid, d);
+    if let Some(Some(_)) = &route_cookie {
+        for (raw, node) in &valid {
+            if node.name.len() > 64 {
+                d.error(
+                    raw.span(),
+                    "with [pool.route_cookie], node names are at most 64 bytes (they are sealed in the cookie)",
+                );
+            }
+        }
+    }
     let complete: Option<Vec<Node>> = built.into_iter().map(|(_, n)| n).collect();
     Some(Pool {
         name: raw?.name?.into_inner(),

@@ -151,19 +151,13 @@ pub fn parse_set_cookie(header: &[u8]) -> Option<(&[u8], &[u8], bool)> {
 
 /// The same at `now` (seconds since the Unix epoch).
 pub fn parse_set_cookie_at(header: &[u8], now: u64) -> Option<(&[u8], &[u8], bool)> {
-    let mut parts = header.split(|&b| b == b';');
-    let pair = parts.next()?;
+    let pair = header.split(|&b| b == b';').next()?;
     let eq = pair.iter().position(|&b| b == b'=')?;
     let name = pair[..eq].trim_ascii();
     // Unquoted, as the routing core reads the value a browser sends back.
     let value = crate::routing::parse::unquote(pair[eq + 1..].trim_ascii());
     let (mut max_age, mut expires) = (None, None);
-    for attr in parts {
-        let attr = attr.trim_ascii();
-        let (key, v) = match attr.iter().position(|&b| b == b'=') {
-            Some(i) => (attr[..i].trim_ascii(), attr[i + 1..].trim_ascii()),
-            None => (attr, &b""[..]),
-        };
+    for (key, v) in set_cookie_attrs(header) {
         if key.eq_ignore_ascii_case(b"max-age") {
             // RFC 6265 §5.2.2: a value that is not a number is ignored.
             if let Some(n) = std::str::from_utf8(v)
@@ -184,15 +178,15 @@ pub fn parse_set_cookie_at(header: &[u8], now: u64) -> Option<(&[u8], &[u8], boo
     (!name.is_empty()).then_some((name, value, expired))
 }
 
-/// A `Set-Cookie` header's `Path` attribute.
-pub fn set_cookie_path(header: &[u8]) -> Option<&[u8]> {
-    header.split(|&b| b == b';').skip(1).find_map(|attr| {
+/// A `Set-Cookie` header's attributes after its `name=value`, as
+/// (name, value) pairs trimmed (a flag's value is empty).
+pub fn set_cookie_attrs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header.split(|&b| b == b';').skip(1).map(|attr| {
         let attr = attr.trim_ascii();
-        let eq = attr.iter().position(|&b| b == b'=')?;
-        attr[..eq]
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"path")
-            .then(|| attr[eq + 1..].trim_ascii())
+        match attr.iter().position(|&b| b == b'=') {
+            Some(eq) => (attr[..eq].trim_ascii(), attr[eq + 1..].trim_ascii()),
+            None => (attr, &attr[attr.len()..]),
+        }
     })
 }
 
@@ -375,17 +369,17 @@ mod tests {
     }
 
     #[test]
-    fn set_cookie_paths() {
+    fn set_cookie_attributes() {
+        let attrs: Vec<_> = set_cookie_attrs(b"TGC=x; path = /cas/ ; Secure; Max-Age=60").collect();
         assert_eq!(
-            set_cookie_path(b"TGC=x; Path=/cas; Secure"),
-            Some(&b"/cas"[..])
+            attrs,
+            [
+                (&b"path"[..], &b"/cas/"[..]),
+                (b"Secure", b""),
+                (b"Max-Age", b"60")
+            ]
         );
-        assert_eq!(
-            set_cookie_path(b"TGC=x; path = /cas/ "),
-            Some(&b"/cas/"[..])
-        );
-        assert_eq!(set_cookie_path(b"TGC=x; Secure"), None);
-        assert_eq!(set_cookie_path(b"Path=/x"), None);
+        assert_eq!(set_cookie_attrs(b"Path=/x").count(), 0);
     }
 
     #[test]

@@ -297,9 +297,9 @@ impl Proxy {
                     let followed = self
                         .learn(pool_id, node, resp.headers(), sent_cookies.as_ref())
                         .filter(|_| self.route_cookie(pool_id))
-                        .map(|path| path.map(<[u8]>::to_vec));
-                    if let Some(path) = followed {
-                        self.add_route_cookie(pool_id, node, path.as_deref(), resp.headers_mut());
+                        .map(|(set, expired)| (set.to_vec(), expired));
+                    if let Some((set, expired)) = followed {
+                        self.add_route_cookie(pool_id, node, (&set, expired), resp.headers_mut());
                     }
                     if let Some(rules) = rules {
                         response_rules(rules, resp.headers_mut());
@@ -431,40 +431,48 @@ fn no_node() -> Response<ProxyBody> {
 }
 
 impl Proxy {
-    /// Learns the pool's TGT and session cookies a node sets; forgets the
-    /// ones it expires.
     /// Learns (or forgets) the pool's TGT and session cookies a node's
-    /// response sets; the `Path` of the first one learned, for the route
-    /// cookie that follows it.
+    /// response sets. Returns the `Set-Cookie` the route cookie follows: a
+    /// TGT cookie rather than the session's, one set rather than one
+    /// expired (`true`: expired).
     fn learn<'h>(
         &self,
         pool_id: PoolId,
         node: NodeId,
         headers: &'h HeaderMap,
         sent: Option<&header::HeaderValue>,
-    ) -> Option<Option<&'h [u8]>> {
+    ) -> Option<(&'h [u8], bool)> {
         let pool = self.table.pool(pool_id)?;
-        let mut followed = None;
+        let mut followed: Option<(&[u8], bool, bool)> = None;
         for set in headers.get_all(header::SET_COOKIE) {
             let Some((name, value, expired)) = learned::parse_set_cookie(set.as_bytes()) else {
                 continue;
             };
-            if *name != *pool.session_cookie && !pool.tgc_cookies.iter().any(|c| **c == *name) {
+            let tgc = pool.tgc_cookies.iter().any(|c| **c == *name);
+            if *name != *pool.session_cookie && !tgc {
                 continue;
             }
             if expired {
-                let Some(sent) = sent else { continue };
-                let sent = [("cookie", sent.as_bytes())];
-                if let Some(old) = crate::routing::parse::cookie(&sent[..], name) {
-                    self.learned.forget(pool_id, name, old);
+                if let Some(sent) = sent {
+                    let sent = [("cookie", sent.as_bytes())];
+                    if let Some(old) = crate::routing::parse::cookie(&sent[..], name) {
+                        self.learned.forget(pool_id, name, old);
+                    }
                 }
             } else if !value.is_empty() {
                 self.learned
                     .learn(pool_id, name, value, node, Instant::now());
-                followed.get_or_insert(learned::set_cookie_path(set.as_bytes()));
+            } else {
+                continue;
+            }
+            // (set, TGT cookie) ranks above (expired, session cookie).
+            let better = followed
+                .is_none_or(|(_, was_expired, was_tgc)| (!expired, tgc) > (!was_expired, was_tgc));
+            if better {
+                followed = Some((set.as_bytes(), expired, tgc));
             }
         }
-        followed
+        followed.map(|(set, expired, _)| (set, expired))
     }
 
     /// Whether the pool has a route cookie.
@@ -475,12 +483,15 @@ impl Proxy {
     }
 
     /// Adds the pool's route cookie (`[pool.route_cookie]`) naming `node`
-    /// to a response that set a TGT or session cookie with `path`.
+    /// to a response that sets (or expires) the cookie `followed`: one
+    /// cookie per pool (its path is the pool's prefix), living as long as
+    /// the cookie it follows (its `Max-Age`, `Expires` and `SameSite`;
+    /// `Lax` by default).
     fn add_route_cookie(
         &self,
         pool_id: PoolId,
         node: NodeId,
-        path: Option<&[u8]>,
+        followed: (&[u8], bool),
         headers: &mut HeaderMap,
     ) {
         let (Some(pool), Some(info)) = (self.table.pool(pool_id), self.table.node(node)) else {
@@ -489,17 +500,36 @@ impl Proxy {
         let Some(rc) = &pool.route_cookie else {
             return;
         };
-        let Some(sealed) = rc.seal(&pool.name, &info.name) else {
-            return;
+        let path = std::str::from_utf8(&pool.prefix).unwrap_or("/");
+        let name = String::from_utf8_lossy(&rc.name);
+        let cookie = match followed {
+            (_, true) => format!(
+                "{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path={path}; Secure; HttpOnly; SameSite=Lax"
+            ),
+            (set, false) => {
+                let Some(sealed) = rc.seal(&pool.name, &info.name) else {
+                    return;
+                };
+                let mut cookie = format!("{name}={sealed}; Path={path}; Secure; HttpOnly");
+                let mut same_site = false;
+                for (key, value) in learned::set_cookie_attrs(set) {
+                    let keep = ["max-age", "expires", "samesite"]
+                        .iter()
+                        .any(|k| key.eq_ignore_ascii_case(k.as_bytes()));
+                    if keep && value.iter().all(|b| b.is_ascii_graphic() || *b == b' ') && !value.contains(&b';') {
+                        same_site |= key.eq_ignore_ascii_case(b"samesite");
+                        cookie.push_str("; ");
+                        cookie.push_str(&String::from_utf8_lossy(key));
+                        cookie.push('=');
+                        cookie.push_str(&String::from_utf8_lossy(value));
+                    }
+                }
+                if !same_site {
+                    cookie.push_str("; SameSite=Lax");
+                }
+                cookie
+            }
         };
-        let path = path
-            .and_then(|p| std::str::from_utf8(p).ok())
-            .filter(|p| p.starts_with('/') && !p.contains([';', ',']))
-            .unwrap_or_else(|| std::str::from_utf8(&pool.prefix).unwrap_or("/"));
-        let cookie = format!(
-            "{}={sealed}; Path={path}; Secure; HttpOnly; SameSite=Lax",
-            String::from_utf8_lossy(&rc.name)
-        );
         if let Ok(v) = header::HeaderValue::from_str(&cookie) {
             headers.append(header::SET_COOKIE, v);
         }

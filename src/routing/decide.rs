@@ -306,9 +306,6 @@ where
         let i = applicable.trailing_zeros() as usize;
         applicable &= applicable - 1;
         let entry = &ENTRIES[i];
-        if matches!(entry.source, Source::RestTgt) && rest_tgt(req.path, &pool.prefix).is_none() {
-            continue; // not a REST ticket path
-        }
         let id = i as EntryId;
         let mut attempt = |name: &'r [u8], value: Option<&'r [u8]>, cookie: usize| {
             let result = match value {

@@ -308,14 +308,6 @@ pub static ENTRIES: &[Entry] = &[
         quiet: false,
     },
     Entry {
-        name: "route-cookie",
-        rule: Rule::Session,
-        methods: Methods::ANY,
-        paths: Paths::Any,
-        source: Source::RouteCookie,
-        quiet: true,
-    },
-    Entry {
         name: "session-cookie",
         rule: Rule::Session,
         methods: Methods::ANY,
@@ -332,12 +324,20 @@ pub static ENTRIES: &[Entry] = &[
         quiet: false,
     },
     Entry {
+        name: "route-cookie",
+        rule: Rule::Session,
+        methods: Methods::ANY,
+        paths: Paths::Any,
+        source: Source::RouteCookie,
+        quiet: true,
+    },
+    Entry {
         name: "bigip-cookie",
         rule: Rule::Session,
         methods: Methods::ANY,
         paths: Paths::Any,
         source: Source::BigipCookie,
-        quiet: false,
+        quiet: true,
     },
 ];
 

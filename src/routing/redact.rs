@@ -27,7 +27,7 @@ pub fn redact(value: &[u8], pool: Option<&PoolInfo>) -> String {
 
 /// Query parameters whose values are credentials (CAS tickets, SAML
 /// artifacts, OAuth codes and tokens, a password sent the wrong way).
-const SECRET_PARAMS: [&str; 11] = [
+const SECRET_PARAMS: [&str; 13] = [
     "ticket",
     "pgt",
     "pgtId",
@@ -39,6 +39,8 @@ const SECRET_PARAMS: [&str; 11] = [
     "token",
     "password",
     "RelayState",
+    "state",
+    "delegatedclientid",
 ];
 
 /// A request target (path and query) fit for a log: the values of

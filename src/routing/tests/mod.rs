@@ -416,7 +416,7 @@ fn the_route_cookie_names_its_node_when_it_opens() {
             (Some("cas2"), Some(Rule::Session), Some(How::RouteCookie))
         );
     }
-    // A readable TGC comes first; a jvmRoute comes after.
+    // A readable TGC and a jvmRoute come first.
     assert_eq!(
         route(
             &format!("CASTGC=TGT-1-a-cas1; CASFRONT_ROUTE={v}"),
@@ -433,7 +433,7 @@ fn the_route_cookie_names_its_node_when_it_opens() {
         )
         .0
         .as_deref(),
-        Some("cas2")
+        Some("cas4")
     );
     // Another key, another pool's, forged: falls through, counted.
     let other = route_cookie::RouteCookie::new(ROUTE_COOKIE, &[[8; 32]])
@@ -473,7 +473,6 @@ fn fall_through_causes_are_recorded() {
             ("tgc-cookie", Cause::Unusable(cas1)),
             ("session-cookie", Cause::UnknownRoute),
             ("session-path", Cause::NoValue),
-            ("bigip-cookie", Cause::NoValue),
         ]
     );
     assert_eq!(
