@@ -22,7 +22,11 @@
 //!
 //! Every response carries `X-Cas-Node: <name>`.
 
+mod extras;
 mod modern;
+
+pub use extras::Generated;
+use extras::{echo_headers, stream, upload};
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -235,82 +239,6 @@ pub async fn spawn_on(spec: NodeSpec, addr: SocketAddr) -> std::io::Result<Runni
 /// A node's response body: whole, or generated while it is sent.
 pub type NodeBody = http_body_util::Either<Full<Bytes>, Generated>;
 type Resp = Response<NodeBody>;
-
-/// A body of `n` zero bytes, made 64 KiB at a time as it is sent.
-pub struct Generated(u64);
-
-impl Generated {
-    pub fn new(n: u64) -> Generated {
-        Generated(n)
-    }
-}
-
-static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-
-impl hyper::body::Body for Generated {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        if self.0 == 0 {
-            return std::task::Poll::Ready(None);
-        }
-        let n = self.0.min(ZEROS.len() as u64);
-        self.0 -= n;
-        let chunk = Bytes::from_static(&ZEROS[..n as usize]);
-        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0 == 0
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.0)
-    }
-}
-
-/// `GET /stream?bytes=N`: N bytes, generated.
-fn stream(n: u64) -> Resp {
-    let mut resp = Response::new(http_body_util::Either::Right(Generated(n)));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/octet-stream"),
-    );
-    resp
-}
-
-/// `POST /upload`: counts the bytes received without keeping them.
-async fn upload(state: &State, req: Request<Incoming>) -> Resp {
-    let mut body = req.into_body();
-    let mut n: u64 = 0;
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
-            Err(_) => {
-                note(&state.heard, format!("upload broken after {n}"));
-                return text(StatusCode::BAD_REQUEST, "upload broken\n");
-            }
-        }
-    }
-    note(&state.heard, format!("upload {n} complete"));
-    text(StatusCode::OK, &format!("{n}\n"))
-}
-
-/// `GET /headers`: the request headers as the node received them.
-fn echo_headers(req: &Request<Incoming>) -> Resp {
-    let mut out = format!("{:?} {}\n", req.version(), req.uri());
-    for (name, value) in req.headers() {
-        out.push_str(&format!(
-            "{name}: {}\n",
-            String::from_utf8_lossy(value.as_bytes())
-        ));
-    }
-    text(StatusCode::OK, &out)
-}
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let framing = |name| {
