@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
         headers: &cookies[..],
         body,
         cert: None,
+        body_cut: false,
     };
     let d = route(
         t,

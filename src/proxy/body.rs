@@ -25,6 +25,12 @@ pub struct Replay {
 }
 
 impl RequestBody {
+    /// Whether the body goes on past the prefix that was read (the prefix
+    /// stopped at its cap or its wait).
+    pub fn cut(&self) -> bool {
+        matches!(self, RequestBody::Replayed(Replay { rest: Some(_), .. }))
+    }
+
     /// No body (requests casfront makes itself, such as health checks).
     pub fn empty() -> RequestBody {
         RequestBody::Replayed(Replay {

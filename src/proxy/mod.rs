@@ -268,7 +268,7 @@ impl Proxy {
         // closed one pooled connection may have closed them all.
         let mut again = 0u8;
         loop {
-            let body = wants_body.then_some(&prefix[..]);
+            let body = wants_body.then(|| (&prefix[..], req.body().cut()));
             let chosen = self.connect(&req, method, body, cert, again > 0, out).await;
             let (pool_id, node, pool, conn) = match chosen {
                 Ok(chosen) => chosen,
@@ -352,7 +352,8 @@ impl Proxy {
         &self,
         req: &Request<RequestBody>,
         method: Method,
-        body: Option<&[u8]>,
+        // The body prefix, and whether the body goes on past it.
+        body: Option<(&[u8], bool)>,
         cert: Option<&CertIdentity>,
         fresh: bool,
         out: &mut Outcome,
@@ -364,8 +365,8 @@ impl Proxy {
                 let headers = HeaderView(req.headers());
                 let mut view =
                     RequestView::new(method, target.as_bytes(), &headers).with_cert(cert);
-                if let Some(body) = body {
-                    view = view.with_body(body);
+                if let Some((body, cut)) = body {
+                    view = view.with_body(body).cut(cut);
                 }
                 // The counter moves only when `any` picks: advancing it on
                 // every request would alias with the requests of a login.

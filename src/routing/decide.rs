@@ -221,6 +221,16 @@ pub fn value_of<'r, H: Headers + ?Sized>(
     }
 }
 
+/// Whether `value`, a slice of the body prefix, runs to the prefix's end
+/// while the body went on.
+fn cut_short<H: Headers + ?Sized>(req: &RequestView<'_, H>, value: &[u8]) -> bool {
+    req.body_cut
+        && req.body.is_some_and(|b| {
+            let end = b.as_ptr_range().end;
+            value.as_ptr_range().end == end
+        })
+}
+
 /// Where delegated authentication brings its `TST-` id back to `/login`.
 fn delegated(query: &[u8]) -> (&'static [u8], Option<&[u8]>) {
     const NAMES: [&[u8]; 4] = [
@@ -310,6 +320,11 @@ where
         let mut attempt = |name: &'r [u8], value: Option<&'r [u8]>, cookie: usize| {
             let result = match value {
                 None | Some(b"") => Err(Cause::NoValue),
+                // A form value running to the end of a prefix that stopped
+                // short of the body may be cut (`-cas12` read as `-cas1`).
+                Some(v) if matches!(entry.source, Source::FormTicket(..)) && cut_short(req, v) => {
+                    Err(Cause::TooLong)
+                }
                 Some(v) => cx.resolve(entry.source, name, v),
             };
             match result {

@@ -192,6 +192,9 @@ pub struct RequestView<'r, H: Headers + ?Sized> {
     /// The names of the connection's verified client certificate, for the
     /// pools that route by one (`client_cert_match`).
     pub cert: Option<&'r cert::CertIdentity>,
+    /// The body goes on past `body` (the prefix stopped at its cap): a
+    /// form value that reaches its end may be cut short.
+    pub body_cut: bool,
 }
 
 impl<'r, H: Headers + ?Sized> RequestView<'r, H> {
@@ -208,12 +211,19 @@ impl<'r, H: Headers + ?Sized> RequestView<'r, H> {
             headers,
             body: None,
             cert: None,
+            body_cut: false,
         }
     }
 
     /// The same view with the client certificate's names.
     pub fn with_cert(mut self, cert: Option<&'r cert::CertIdentity>) -> Self {
         self.cert = cert;
+        self
+    }
+
+    /// The same view, its body prefix `cut` short of the whole body.
+    pub fn cut(mut self, cut: bool) -> Self {
+        self.body_cut = cut;
         self
     }
 

@@ -453,6 +453,36 @@ fn the_route_cookie_names_its_node_when_it_opens() {
 }
 
 #[test]
+fn a_form_value_at_the_end_of_a_cut_prefix_is_not_trusted() {
+    let t = table();
+    let none: &[(&str, &str)] = &[];
+    let run = |body: &'static [u8], cut: bool| {
+        let view = RequestView::new(Method::Post, b"/cas/oidc/token", none)
+            .with_body(body)
+            .cut(cut);
+        let d = route(&t, &view, &AllHealthy, &NothingLearned, 0);
+        let falls: Vec<Cause> = d.falls.iter().map(|f| f.cause).collect();
+        (
+            d.node.map(|n| t.node(n).unwrap().name.clone()),
+            d.rule,
+            falls,
+        )
+    };
+    // Whole body: routed. Cut after the value's end: routed too.
+    assert_eq!(run(b"code=OC-1-abc-cas2", false).0.as_deref(), Some("cas2"));
+    assert_eq!(
+        run(b"code=OC-1-abc-cas2&x=1", true).0.as_deref(),
+        Some("cas2")
+    );
+    // Cut inside the value (`-cas2` may be `-cas22...`): a counted fall-through.
+    let (_, rule, falls) = run(b"code=OC-1-abc-cas2", true);
+    assert_eq!(
+        (rule, falls.first()),
+        (Some(Rule::Any), Some(&Cause::TooLong))
+    );
+}
+
+#[test]
 fn fall_through_causes_are_recorded() {
     let t = table();
     let cas1 = t.node_by_name("cas1").unwrap();
