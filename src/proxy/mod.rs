@@ -2,6 +2,10 @@
 //! the chosen node's pool, fail over when no connection to that node can be
 //! made (nothing was sent, so any method may go elsewhere), and answer
 //! 404/502/503/504 with short bodies that never name a node's address.
+//! On the way, the client certificate headers are set (after every header
+//! rule, so none can forge them); on the way back, the TGT and session
+//! cookies a node sets are learned and, with `[pool.route_cookie]`,
+//! followed by casfront's sealed route cookie.
 //! Node states come from [`crate::health`].
 //! Submodules: [`upstream`] (per-node connection pools), [`forward`] (header
 //! rewriting), [`body`] (request bodies, with a replayed prefix),
