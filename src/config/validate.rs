@@ -154,7 +154,26 @@ fn pool(
     let health = sections::health(s.health, prefix.as_deref().unwrap_or("/"), d);
     let upstream = sections::upstream(s.upstream, d);
     let headers = edge::headers(s.headers, d);
+    let route_span = s.route_cookie.as_ref().map(Spanned::span);
     let route_cookie = sections::route_cookie(s.route_cookie, base, d);
+    // The route cookie must not shadow a cookie the nodes set.
+    if let (Some(Some(rc)), Some(span)) = (&route_cookie, route_span) {
+        let taken = tgc_cookies.iter().flatten().any(|c| *c == rc.name)
+            || session_cookie.as_deref() == Some(rc.name.as_str())
+            || raw
+                .as_ref()
+                .and_then(|p| p.bigip_cookie.as_ref())
+                .is_some_and(|b| *b.get_ref() == rc.name);
+        if taken {
+            d.error(
+                span,
+                format!(
+                    "the route cookie's name `{}` is already one of this pool's cookies",
+                    rc.name
+                ),
+            );
+        }
+    }
     if s.nodes.is_empty() {
         d.error(s.span.clone(), "a pool needs at least one [[pool.node]]");
     }
