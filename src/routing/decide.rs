@@ -199,18 +199,12 @@ pub fn value_of<'r, H: Headers + ?Sized>(
             Some(name) => (name, cookie(req.headers, name)),
             None => (b"", None),
         },
-        Source::FormTicket(p, when) => {
-            let asked = when.is_none_or(|w| {
-                req.query
-                    .is_some_and(|q| query_param(q, w.as_bytes()).is_some())
-            });
-            (
-                p.as_bytes(),
-                req.body
-                    .filter(|_| asked)
-                    .and_then(|b| query_param(b, p.as_bytes())),
-            )
-        }
+        Source::FormTicket(p, _) => (
+            p.as_bytes(),
+            req.body
+                .filter(|_| source.reads_body(req.query))
+                .and_then(|b| query_param(b, p.as_bytes())),
+        ),
         Source::RestTgt => (b"/v1/tickets/", rest_tgt(req.path, &pool.prefix)),
         Source::Delegated => req.query.map_or((b"", None), delegated),
         Source::RouteCookie => match &pool.route_cookie {

@@ -46,9 +46,17 @@ pub enum Source {
 }
 
 impl Source {
-    /// Whether the entry reads the request body's prefix.
-    pub const fn reads_body(self) -> bool {
-        matches!(self, Source::SamlArtifact | Source::FormTicket(..))
+    /// Whether the entry reads the request body's prefix for a request
+    /// with this query: a form entry with a `when` condition only if the
+    /// query has that parameter.
+    pub fn reads_body(self, query: Option<&[u8]>) -> bool {
+        match self {
+            Source::SamlArtifact | Source::FormTicket(_, None) => true,
+            Source::FormTicket(_, Some(when)) => {
+                query.is_some_and(|q| super::parse::query_param(q, when.as_bytes()).is_some())
+            }
+            _ => false,
+        }
     }
 }
 

@@ -12,50 +12,44 @@ pub const MAX_TICKET_LEN: usize = 512;
 /// A stack buffer for a decoded value.
 pub type DecodeBuf = [u8; MAX_TICKET_LEN];
 
+/// The `name=value` pairs of a query string (or a form body), in order;
+/// a name with no `=` has an empty value. Values stay raw (encoded).
+fn pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut rest = Some(query);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        let end = memchr::memchr(b'&', r).unwrap_or(r.len());
+        let pair = &r[..end];
+        rest = r.get(end + 1..);
+        Some(match find(b'=', pair) {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        })
+    })
+}
+
+/// Whether the pair name `k` is `name` (after percent-decoding `k`, as
+/// servlet containers do; `escaped`: `k` has `%` or `+`).
+fn key_is(k: &[u8], name: &[u8], escaped: bool) -> bool {
+    k.len() == name.len() && starts_with(k, name) || escaped && decoded_eq(k, name, true)
+}
+
 /// The first `name=value` pair of a query string whose name is exactly
 /// `name` (after percent-decoding the name, as servlet containers do).
 /// Returns the raw, still-encoded value; a name with no `=` has an empty value.
 pub fn query_param<'q>(query: &'q [u8], name: &[u8]) -> Option<&'q [u8]> {
-    let mut rest = query;
-    loop {
-        let end = memchr::memchr(b'&', rest).unwrap_or(rest.len());
-        let pair = &rest[..end];
-        let (k, v) = match find(b'=', pair) {
-            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-            None => (pair, &pair[pair.len()..]),
-        };
-        if starts_with(k, name) && k.len() == name.len()
-            || has_escape(k) && decoded_eq(k, name, true)
-        {
-            return Some(v);
-        }
-        rest = rest.get(end + 1..)?;
-    }
+    pairs(query).find_map(|(k, v)| key_is(k, name, has_escape(k)).then_some(v))
 }
 
 /// The first value of each of `names` in one pass over a query string
 /// (`found[i]` for `names[i]`; names compared as [`query_param`] does).
 pub fn query_params<'q>(query: &'q [u8], names: &[&[u8]], found: &mut [Option<&'q [u8]>]) {
-    let mut rest = query;
-    loop {
-        let end = memchr::memchr(b'&', rest).unwrap_or(rest.len());
-        let pair = &rest[..end];
-        let (k, v) = match find(b'=', pair) {
-            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-            None => (pair, &pair[pair.len()..]),
-        };
+    for (k, v) in pairs(query) {
         let escaped = has_escape(k);
         for (name, slot) in names.iter().zip(found.iter_mut()) {
-            if slot.is_none()
-                && (k.len() == name.len() && starts_with(k, name)
-                    || escaped && decoded_eq(k, name, true))
-            {
+            if slot.is_none() && key_is(k, name, escaped) {
                 *slot = Some(v);
             }
-        }
-        match rest.get(end + 1..) {
-            Some(r) => rest = r,
-            None => return,
         }
     }
 }

@@ -222,7 +222,7 @@ impl RoutingTable {
     ) -> bool {
         let mut reading = super::ENTRIES
             .iter()
-            .filter(|e| e.source.reads_body() && e.methods.contains(method))
+            .filter(|e| e.methods.contains(method) && e.source.reads_body(query))
             .peekable();
         if reading.peek().is_none() {
             return false;
