@@ -41,7 +41,14 @@ pub struct PoolCertRule {
 }
 
 impl PoolCertRule {
+    /// Per pool; empty when no pool requires a certificate anywhere, so
+    /// that a request checks nothing.
     pub fn of(config: &Config) -> Vec<PoolCertRule> {
+        let used =
+            |p: &crate::config::Pool| p.client_cert.required || !p.client_cert.paths.is_empty();
+        if !config.pools.iter().any(used) {
+            return Vec::new();
+        }
         config
             .pools
             .iter()
@@ -50,10 +57,6 @@ impl PoolCertRule {
                 paths: p.client_cert.paths.clone(),
             })
             .collect()
-    }
-
-    fn used(&self) -> bool {
-        self.required || !self.paths.is_empty()
     }
 
     fn needs(&self, path: &str) -> bool {
@@ -118,7 +121,7 @@ impl Proxy {
         if let Err(refused) = checked {
             return Some(self.too_many(refused));
         }
-        if self.cert_rules.iter().any(PoolCertRule::used) {
+        if !self.cert_rules.is_empty() {
             return self.check_cert(parts.uri.path(), client);
         }
         None

@@ -298,12 +298,11 @@ impl Proxy {
                     self.handles.upstream(node, sent_at.elapsed());
                     let mut resp = resp.map(Either::Left);
                     prepare_response(&mut resp);
-                    let followed = self
+                    let route = self
                         .learn(pool_id, node, resp.headers(), sent_cookies.as_ref())
-                        .filter(|_| self.route_cookie(pool_id))
-                        .map(|(set, expired)| (set.to_vec(), expired));
-                    if let Some((set, expired)) = followed {
-                        self.add_route_cookie(pool_id, node, (&set, expired), resp.headers_mut());
+                        .and_then(|followed| self.route_cookie(pool_id, node, followed));
+                    if let Some(route) = route {
+                        resp.headers_mut().append(header::SET_COOKIE, route);
                     }
                     if let Some(rules) = rules {
                         response_rules(rules, resp.headers_mut());
@@ -480,64 +479,47 @@ impl Proxy {
         followed.map(|(set, expired, _)| (set, expired))
     }
 
-    /// Whether the pool has a route cookie.
-    fn route_cookie(&self, pool_id: PoolId) -> bool {
-        self.table
-            .pool(pool_id)
-            .is_some_and(|p| p.route_cookie.is_some())
-    }
-
-    /// Adds the pool's route cookie (`[pool.route_cookie]`) naming `node`
-    /// to a response that sets (or expires) the cookie `followed`: one
-    /// cookie per pool (its path is the pool's prefix), living as long as
-    /// the cookie it follows (its `Max-Age`, `Expires` and `SameSite`;
-    /// `Lax` by default).
-    fn add_route_cookie(
+    /// The pool's route cookie (`[pool.route_cookie]`) naming `node`, for
+    /// a response that sets (or expires) the cookie `followed`: one cookie
+    /// per pool (its path is the pool's prefix), living as long as the
+    /// cookie it follows (its `Max-Age`, `Expires` and `SameSite`; `Lax`
+    /// by default). `None` when the pool has none.
+    fn route_cookie(
         &self,
         pool_id: PoolId,
         node: NodeId,
-        followed: (&[u8], bool),
-        headers: &mut HeaderMap,
-    ) {
-        let (Some(pool), Some(info)) = (self.table.pool(pool_id), self.table.node(node)) else {
-            return;
-        };
-        let Some(rc) = &pool.route_cookie else {
-            return;
-        };
+        (set, expired): (&[u8], bool),
+    ) -> Option<header::HeaderValue> {
+        let pool = self.table.pool(pool_id)?;
+        let rc = pool.route_cookie.as_ref()?;
         let path = std::str::from_utf8(&pool.prefix).unwrap_or("/");
         let name = String::from_utf8_lossy(&rc.name);
-        let cookie = match followed {
-            (_, true) => format!(
+        if expired {
+            let gone = format!(
                 "{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path={path}; Secure; HttpOnly; SameSite=Lax"
-            ),
-            (set, false) => {
-                let Some(sealed) = rc.seal(&pool.name, &info.name) else {
-                    return;
-                };
-                let mut cookie = format!("{name}={sealed}; Path={path}; Secure; HttpOnly");
-                let mut same_site = false;
-                for (key, value) in learned::set_cookie_attrs(set) {
-                    let keep = ["max-age", "expires", "samesite"]
-                        .iter()
-                        .any(|k| key.eq_ignore_ascii_case(k.as_bytes()));
-                    if keep && value.iter().all(|b| b.is_ascii_graphic() || *b == b' ') && !value.contains(&b';') {
-                        same_site |= key.eq_ignore_ascii_case(b"samesite");
-                        cookie.push_str("; ");
-                        cookie.push_str(&String::from_utf8_lossy(key));
-                        cookie.push('=');
-                        cookie.push_str(&String::from_utf8_lossy(value));
-                    }
-                }
-                if !same_site {
-                    cookie.push_str("; SameSite=Lax");
-                }
-                cookie
-            }
-        };
-        if let Ok(v) = header::HeaderValue::from_str(&cookie) {
-            headers.append(header::SET_COOKIE, v);
+            );
+            return header::HeaderValue::from_str(&gone).ok();
         }
+        let sealed = rc.seal(&pool.name, &self.table.node(node)?.name)?;
+        let mut cookie = format!("{name}={sealed}; Path={path}; Secure; HttpOnly");
+        let mut same_site = false;
+        for (key, value) in learned::set_cookie_attrs(set) {
+            let keep = ["max-age", "expires", "samesite"]
+                .iter()
+                .any(|k| key.eq_ignore_ascii_case(k.as_bytes()));
+            // A value a header may not carry is left out, not the cookie.
+            if keep && value.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                same_site |= key.eq_ignore_ascii_case(b"samesite");
+                cookie.push_str("; ");
+                cookie.push_str(&String::from_utf8_lossy(key));
+                cookie.push('=');
+                cookie.push_str(&String::from_utf8_lossy(value));
+            }
+        }
+        if !same_site {
+            cookie.push_str("; SameSite=Lax");
+        }
+        header::HeaderValue::from_str(&cookie).ok()
     }
 
     /// The learned cookie table (tests, metrics).

@@ -129,7 +129,6 @@ async fn connection(
     let Some(_per_ip) = admit(&gate, &info, &limits, &metrics) else {
         return;
     };
-    let cert_names = proxy.cert_names().clone();
     drop(proxy);
     let listener_tls = live.tls();
     let handshake = handshake(&listener_tls, stream);
@@ -140,7 +139,14 @@ async fn connection(
     let session = tls.get_ref().1;
     if let Some(verifier) = &listener_tls.client {
         let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-        let cert = ClientCert::examine(verifier, session.peer_certificates(), resumed, &cert_names);
+        // The configuration in force now says what nodes are told.
+        let names = live.proxy();
+        let cert = ClientCert::examine(
+            verifier,
+            session.peer_certificates(),
+            resumed,
+            names.cert_names(),
+        );
         metrics.client_cert(cert.status);
         // A resumed session brings back its certificate unchecked.
         if asked && verifier.auth() == ClientAuth::Required && cert.status != Status::Verified {
