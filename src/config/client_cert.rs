@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::diag::Diags;
 use super::edge::header_name;
 use super::raw::{RawClientCert, RawPool, RawTls, Str};
-use super::values::{file, host_name};
+use super::values::{each, file, host_name};
 use crate::routing::cert::CertMatch;
 
 /// `[tls] client_auth`: whether the TLS handshake asks for a certificate.
@@ -130,14 +130,7 @@ pub(super) fn trust(t: &RawTls, base: &Path, d: &mut Diags) -> Option<ClientTrus
         Some(f) => file(f, base, d).map(Some),
         None => Some(None),
     };
-    let crls: Option<Vec<PathBuf>> = t
-        .client_crl
-        .iter()
-        .flat_map(|l| l.get_ref())
-        .map(|f| file(f, base, d))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect();
+    let crls = each(t.client_crl.as_ref(), d, |f, d| file(f, base, d));
     match (auth, &t.client_ca, &t.client_auth) {
         (Some(ClientAuth::Optional | ClientAuth::Required), None, Some(v)) => d.error(
             v.span(),
@@ -152,14 +145,9 @@ pub(super) fn trust(t: &RawTls, base: &Path, d: &mut Diags) -> Option<ClientTrus
     if let (Some(crl), None) = (&t.client_crl, &t.client_ca) {
         d.error(crl.span(), "`client_crl` is set without `client_ca`");
     }
-    let names: Option<Vec<String>> = t
-        .client_auth_names
-        .iter()
-        .flat_map(|l| l.get_ref())
-        .map(|n| host_name(n, "client_auth_names entry", false, d))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect();
+    let names = each(t.client_auth_names.as_ref(), d, |n, d| {
+        host_name(n, "client_auth_names entry", false, d)
+    });
     if let (Some(l), Some(ClientAuth::Off)) = (&t.client_auth_names, auth) {
         if !l.get_ref().is_empty() {
             d.error(
@@ -247,14 +235,9 @@ pub(super) fn pool(
     auth: Option<ClientAuth>,
     d: &mut Diags,
 ) -> Option<PoolCert> {
-    let paths: Option<Vec<String>> = p
-        .client_cert_paths
-        .iter()
-        .flat_map(|l| l.get_ref())
-        .map(|v| cert_path(v, prefix, d))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect();
+    let paths = each(p.client_cert_paths.as_ref(), d, |v, d| {
+        cert_path(v, prefix, d)
+    });
     let matches = match &p.client_cert_match {
         None => Some(None),
         Some(v) => match CertMatch::parse(v.get_ref()) {

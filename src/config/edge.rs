@@ -129,12 +129,7 @@ fn set(map: Option<&RawHeaderMap>, d: &mut Diags) -> Option<Vec<(HeaderName, Hea
 }
 
 fn remove(list: Option<&Spanned<Vec<Str>>>, d: &mut Diags) -> Option<Vec<HeaderName>> {
-    let names: Vec<Option<HeaderName>> = list
-        .iter()
-        .flat_map(|l| l.get_ref())
-        .map(|n| header_name(n, d))
-        .collect();
-    names.into_iter().collect()
+    super::values::each(list, d, header_name)
 }
 
 pub(super) fn header_name(v: &Str, d: &mut Diags) -> Option<HeaderName> {

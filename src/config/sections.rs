@@ -14,7 +14,7 @@ use super::raw::{
     RawCertificate, RawHealth, RawLearned, RawLimits, RawListen, RawLog, RawRouteCookie, RawTls,
     RawUpstream,
 };
-use super::values::{addr, cidr, cookie_name, duration, file, host_name, size, threshold};
+use super::values::{addr, cidr, cookie_name, duration, each, file, host_name, size, threshold};
 use super::IpNet;
 use super::{
     defaults, Certificate, Health, LearnedCookies, Limits, Listen, Log, LogFormat, RouteCookieKeys,
@@ -30,14 +30,7 @@ pub fn listen(raw: Option<Spanned<RawListen>>, d: &mut Diags) -> Option<Listen> 
     };
     let trusted_proxies = cidrs(l.trusted_proxies.as_ref(), d);
     let proxy_protocol = cidrs(l.proxy_protocol.as_ref(), d);
-    let hosts: Option<Vec<String>> = l
-        .hosts
-        .iter()
-        .flat_map(|l| l.get_ref())
-        .map(|h| host_name(h, "host", true, d))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect();
+    let hosts = each(l.hosts.as_ref(), d, |h, d| host_name(h, "host", true, d));
     Some(Listen {
         https: https?,
         http: http?,
@@ -49,12 +42,7 @@ pub fn listen(raw: Option<Spanned<RawListen>>, d: &mut Diags) -> Option<Listen> 
 
 /// A list of addresses and CIDR blocks; every bad one is reported.
 fn cidrs(list: Option<&Spanned<Vec<Str>>>, d: &mut Diags) -> Option<Vec<IpNet>> {
-    let nets: Vec<Option<IpNet>> = list
-        .iter()
-        .flat_map(|l| l.get_ref())
-        .map(|p| cidr(p, d))
-        .collect();
-    nets.into_iter().collect()
+    each(list, d, cidr)
 }
 
 /// `[tls] cert`/`key` is the default certificate; each
@@ -117,14 +105,9 @@ pub fn tls(
 fn certificate(c: &RawCertificate, base: &Path, d: &mut Diags) -> Option<Certificate> {
     let cert = c.cert.as_ref().and_then(|v| file(v, base, d));
     let key = c.key.as_ref().and_then(|v| file(v, base, d));
-    let names: Option<Vec<String>> = c
-        .names
-        .iter()
-        .flat_map(|l| l.get_ref())
-        .map(|n| host_name(n, "certificate name", true, d))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect();
+    let names = each(c.names.as_ref(), d, |n, d| {
+        host_name(n, "certificate name", true, d)
+    });
     if let Some(l) = c.names.as_ref().filter(|l| l.get_ref().is_empty()) {
         d.error(
             l.span(),

@@ -136,6 +136,21 @@ pub fn addr(v: &Str, d: &mut Diags) -> Option<SocketAddr> {
     }
 }
 
+/// Each value of a list key checked by `check` (every bad one reported);
+/// `None` if any is bad, an empty list when the key is absent.
+pub fn each<T>(
+    list: Option<&Spanned<Vec<Str>>>,
+    d: &mut Diags,
+    mut check: impl FnMut(&Str, &mut Diags) -> Option<T>,
+) -> Option<Vec<T>> {
+    let checked: Vec<Option<T>> = list
+        .iter()
+        .flat_map(|l| l.get_ref())
+        .map(|v| check(v, d))
+        .collect();
+    checked.into_iter().collect()
+}
+
 pub fn file(v: &Str, base: &Path, d: &mut Diags) -> Option<PathBuf> {
     if v.get_ref().is_empty() {
         d.error(v.span(), "file path is empty");
