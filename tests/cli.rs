@@ -113,6 +113,13 @@ fn explain_with_headers_states_and_body() {
     );
 }
 
+/// The command exited 2 with `says` in its error.
+fn fails_saying(out: &std::process::Output, says: &str) {
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(says), "{err}");
+}
+
 #[test]
 fn explain_rejects_bad_arguments_clearly() {
     for (args, says) in [
@@ -125,10 +132,7 @@ fn explain_rejects_bad_arguments_clearly() {
     ] {
         let mut all = vec!["explain", "-c", EXAMPLE];
         all.extend(args);
-        let out = casfront(&all);
-        assert_eq!(out.status.code(), Some(2));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(says), "{err}");
+        fails_saying(&casfront(&all), says);
     }
 }
 
@@ -185,10 +189,7 @@ fn explain_assumes_learned_cookies() {
         ("TGC=x", "is not `NAME=VALUE=NODE`"),
         ("TGC=x=nobody", "unknown node `nobody`"),
     ] {
-        let out = run(&["--learned", bad]);
-        assert_eq!(out.status.code(), Some(2));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(says), "{err}");
+        fails_saying(&run(&["--learned", bad]), says);
     }
 }
 
@@ -202,12 +203,7 @@ fn suffix_decodes_an_f5_cookie_and_explain_routes_by_it() {
         "--bigip-cookie",
         "rd5o00000000000000000000ffff0a00000co8443",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("is not an F5 IPv4 persistence cookie"),
-        "{err}"
-    );
+    fails_saying(&out, "is not an F5 IPv4 persistence cookie");
     // The example's cas pool reads BIGipServercas_pool; cas2 is 10.0.0.12:8443.
     let out = casfront(&[
         "explain",

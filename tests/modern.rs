@@ -123,6 +123,8 @@ struct Fleet {
 }
 
 const SERVICE_Q: &str = "https%3A%2F%2Fapp.example.edu%2F";
+/// The login page for the service (form, or single sign-on).
+const LOGIN: &str = "/cas/login?service=https%3A%2F%2Fapp.example.edu%2F";
 
 fn key_file(byte: u8) -> String {
     let hex: String = std::iter::repeat_n(format!("{byte:02x}"), 32).collect();
@@ -218,30 +220,14 @@ impl Fleet {
             (step - 1) % n
         };
         let mut failed = 0;
-        let r = self
-            .send(
-                next(),
-                jar,
-                "GET",
-                &format!("/cas/login?service={SERVICE_Q}"),
-                "",
-            )
-            .await;
+        let r = self.send(next(), jar, "GET", LOGIN, "").await;
         failed += usize::from(r.status != 200);
         let form = format!("username={user}&password={user}&service={SERVICE_Q}");
         let r = self.send(next(), jar, "POST", "/cas/login", &form).await;
         failed += usize::from(r.status != 302);
         failed += self.validate_last(&r, user, next()).await;
         // Single sign-on: the TGC (opaque) must reach its node.
-        let sso = self
-            .send(
-                next(),
-                jar,
-                "GET",
-                &format!("/cas/login?service={SERVICE_Q}"),
-                "",
-            )
-            .await;
+        let sso = self.send(next(), jar, "GET", LOGIN, "").await;
         failed += usize::from(sso.status != 302);
         failed + self.validate_last(&sso, user, next()).await
     }
@@ -306,15 +292,7 @@ async fn two_instances_share_nothing_but_the_route_cookie_key() {
     };
     for (i, jar) in jars.iter_mut().enumerate() {
         // Single sign-on with a route cookie sealed under the old key.
-        let r = fresh
-            .send(
-                i % 2,
-                jar,
-                "GET",
-                &format!("/cas/login?service={SERVICE_Q}"),
-                "",
-            )
-            .await;
+        let r = fresh.send(i % 2, jar, "GET", LOGIN, "").await;
         assert_eq!(r.status, 302, "early{i}: {}", r.body);
         failed += fresh
             .validate_last(&r, &format!("early{i}"), (i + 1) % 2)
@@ -445,8 +423,10 @@ async fn rest_and_oauth_flows_reach_the_issuing_node() {
             .send(0, &mut jar, "GET", &format!("/cas/oauth2.0/authorize?response_type=code&client_id=rp&redirect_uri={redirect}"), "")
             .await;
         assert_eq!(r.status, 302, "{}", r.body);
+        let issuer = r.header("x-cas-node").unwrap().to_owned();
         let location = r.header("location").unwrap();
         let code = location.split("code=").nth(1).unwrap().to_owned();
+        assert!(code.ends_with(&format!("-{issuer}")), "{code}");
         let form = format!(
             "grant_type=authorization_code&code={code}&redirect_uri={redirect}&client_id=rp"
         );
@@ -459,7 +439,12 @@ async fn rest_and_oauth_flows_reach_the_issuing_node() {
                 &form,
             )
             .await;
-        assert_eq!(t.status, 200, "{}", t.body);
+        assert_eq!(
+            (t.status, t.header("x-cas-node")),
+            (200, Some(issuer.as_str())),
+            "{}",
+            t.body
+        );
         assert!(
             t.body.contains(&format!("\"user\":\"{user}\"")),
             "{}",
@@ -474,6 +459,10 @@ async fn rest_and_oauth_flows_reach_the_issuing_node() {
                 &form,
             )
             .await;
-        assert_eq!(again.status, 400);
+        // Refused by the node that issued it: once means once.
+        assert_eq!(
+            (again.status, again.header("x-cas-node")),
+            (400, Some(issuer.as_str()))
+        );
     }
 }

@@ -60,10 +60,33 @@ pub struct DemoClient {
     pub key_pem: String,
 }
 
+/// A smart-card-like client certificate's parameters for `cn`: O=Example
+/// University, OU=People, usage clientAuth, an email and a Microsoft UPN
+/// subject alternative name (the demo and the tests both issue these).
+pub fn client_params(cn: &str) -> Result<rcgen::CertificateParams, rcgen::Error> {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, SanType};
+    let mut leaf = CertificateParams::new(Vec::<String>::new())?;
+    leaf.distinguished_name = DistinguishedName::new();
+    leaf.distinguished_name
+        .push(DnType::OrganizationName, "Example University");
+    leaf.distinguished_name
+        .push(DnType::OrganizationalUnitName, "People");
+    leaf.distinguished_name.push(DnType::CommonName, cn);
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    leaf.subject_alt_names = vec![
+        SanType::Rfc822Name(format!("{cn}@example.edu").try_into()?),
+        SanType::OtherName((
+            vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
+            format!("{cn}@EXAMPLE.EDU").into(),
+        )),
+    ];
+    Ok(leaf)
+}
+
 pub fn client_pki() -> Result<DemoClient, rcgen::Error> {
     use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-        ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
+        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa,
+        KeyPair,
     };
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name = DistinguishedName::new();
@@ -73,23 +96,8 @@ pub fn client_pki() -> Result<DemoClient, rcgen::Error> {
         .push(DnType::CommonName, "casfront demo client CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
-    let mut leaf = CertificateParams::new(Vec::<String>::new())?;
-    leaf.distinguished_name = DistinguishedName::new();
-    leaf.distinguished_name
-        .push(DnType::OrganizationName, "Example University");
-    leaf.distinguished_name
-        .push(DnType::OrganizationalUnitName, "People");
-    leaf.distinguished_name.push(DnType::CommonName, "alice");
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    leaf.subject_alt_names = vec![
-        SanType::Rfc822Name("alice@example.edu".try_into()?),
-        SanType::OtherName((
-            vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
-            "alice@EXAMPLE.EDU".into(),
-        )),
-    ];
     let key = KeyPair::generate()?;
-    let cert = leaf.signed_by(&key, &issuer)?;
+    let cert = client_params("alice")?.signed_by(&key, &issuer)?;
     Ok(DemoClient {
         ca_pem: issuer.pem(),
         cert_pem: cert.pem(),

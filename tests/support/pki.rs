@@ -47,27 +47,10 @@ impl Ca {
 }
 
 impl Ca {
-    /// A client certificate for `cn` (OU=People, O=Example University,
-    /// usage clientAuth, an email and a UPN name), changed by `tweak`.
+    /// A client certificate for `cn` as the demo issues them
+    /// ([`casfront::demo::client_params`]), changed by `tweak`.
     pub fn client_cert(&self, cn: &str, tweak: impl FnOnce(&mut CertificateParams)) -> Leaf {
-        use rcgen::{DistinguishedName, DnType, ExtendedKeyUsagePurpose, SanType};
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "Example University");
-        params
-            .distinguished_name
-            .push(DnType::OrganizationalUnitName, "People");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.subject_alt_names = vec![
-            SanType::Rfc822Name(format!("{cn}@example.edu").try_into().unwrap()),
-            SanType::OtherName((
-                vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
-                format!("{cn}@EXAMPLE.EDU").into(),
-            )),
-        ];
+        let mut params = casfront::demo::client_params(cn).unwrap();
         tweak(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
