@@ -134,3 +134,47 @@ echo "resident memory after the run: casfront $(ps -o rss= -p "$casfront_pid") K
 for t in "${targets[@]}"; do
     [ "$(errors "$t")" = 0 ] || { echo "$t answered with errors: the figures above do not count" >&2; exit 1; }
 done
+
+# The same comparison with casfront's own load generator (casfront bench
+# --target), alternating front ends, ROUNDS rounds each:
+# - flow: the CAS login flow (form, POST, ST validation with a PGT, /proxy,
+#   PT validation, single sign-on, second validation), CONNS/2 users;
+# - handshakes: a new TLS connection (full handshake, no resumption) per
+#   request;
+# - idle: IDLE connections opened, one request each, then held: resident
+#   memory while they are.
+# Each reports the front end's CPU per 1000 requests (and its memory).
+IDLE=${IDLE:-2000}
+PHASE_TIME=${PHASE_TIME:-5s}
+field() { python3 -c "import json,sys; s=json.load(sys.stdin)['scenarios'][0]; v=s['$1']; print('-' if v is None else (round(v,2) if isinstance(v,float) else v))"; }
+for phase in flow handshakes idle; do
+    for round in $(seq "$ROUNDS"); do
+        for t in casfront haproxy; do
+            case $phase in
+                flow) extra=(--users "$((CONNS / 2))") ;;
+                handshakes) extra=(--handshakes --users 16) ;;
+                idle) extra=(--idle "$IDLE") ;;
+            esac
+            taskset -c "$LOAD_CPU" "$bin" bench --target "${url[$t]}/cas" --ca "$dir/cert.pem" --no-nodes \
+                --watch-pid "${pid[$t]}" --duration "$PHASE_TIME" --warmup 1s --json "${extra[@]}" \
+                >"$dir/$phase.$t.$round.json" 2>/dev/null
+            j="$dir/$phase.$t.$round.json"
+            echo "$phase $t $(field requests_per_s <"$j") $(field p99_ms <"$j") $(field errors <"$j") $(field cpu_ms_per_1k <"$j") $(field rss_mib <"$j") $(field idle_connections <"$j")" >>"$dir/phases"
+            printf 'round %s %-10s %-9s %9s req/s  p99 %6s ms  errors %s  CPU %6s ms/1k  RSS %6s MiB  idle %s\n' \
+                "$round" "$phase" "$t" $(tail -1 "$dir/phases" | cut -d' ' -f3-)
+        done
+    done
+done
+pcol() { awk -v p="$1" -v t="$2" -v c="$3" '$1==p && $2==t {print $c}' "$dir/phases" | median; }
+echo
+echo "casfront bench --target, median of $ROUNDS rounds of $PHASE_TIME:"
+printf '%-11s %-9s %10s %8s %12s %8s\n' phase target req/s p99_ms cpu_ms/1k rss_MiB
+for phase in flow handshakes idle; do
+    for t in casfront haproxy; do
+        printf '%-11s %-9s %10s %8s %12s %8s\n' "$phase" "$t" "$(pcol $phase $t 3)" "$(pcol $phase $t 4)" "$(pcol $phase $t 6)" "$(pcol $phase $t 7)"
+    done
+done
+echo "casfront/haproxy: login flow throughput $(ratio "$(pcol flow casfront 3)" "$(pcol flow haproxy 3)")x, p99 $(ratio "$(pcol flow casfront 4)" "$(pcol flow haproxy 4)")x, CPU per request $(ratio "$(pcol flow casfront 6)" "$(pcol flow haproxy 6)")x"
+echo "casfront/haproxy: handshakes/s $(ratio "$(pcol handshakes casfront 3)" "$(pcol handshakes haproxy 3)")x, CPU per handshake $(ratio "$(pcol handshakes casfront 6)" "$(pcol handshakes haproxy 6)")x"
+echo "casfront/haproxy: resident memory with $IDLE idle TLS connections $(ratio "$(pcol idle casfront 7)" "$(pcol idle haproxy 7)")x"
+awk '$5 != 0 && $5 != "-" {bad=1; print "errors in: " $0 > "/dev/stderr"} END {exit bad}' "$dir/phases"

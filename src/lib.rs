@@ -11,6 +11,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod bench;
 pub mod client_cert;
 pub mod config;
 pub mod demo;

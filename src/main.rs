@@ -93,6 +93,9 @@ enum Command {
         #[arg(long)]
         modern: bool,
     },
+    /// Measure what ticket routing costs and saves: demo nodes, a front
+    /// end and a load generator; prints a table (or JSON) per scenario.
+    Bench(casfront::bench::BenchArgs),
     /// Print a node name as CAS would put it in ticket ids, or decode an
     /// F5 persistence cookie.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["f5", "bigip_cookie"])))]
@@ -192,6 +195,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let out = explain::explain(&table, &req)?;
             println!("{}", serde_json::to_string(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            runtime()?.block_on(casfront::bench::run(&args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Suffix { f5, bigip_cookie } => {

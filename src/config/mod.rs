@@ -280,6 +280,9 @@ pub struct Pool {
     pub client_cert: PoolCert,
     /// An F5 `BIGipServer<pool>` cookie to route by (a cut-over from an F5).
     pub bigip_cookie: Option<String>,
+    /// `ticket_routing = false`: every request by the `any` rule alone, as
+    /// a front end that reads no tickets would send it (benchmarks).
+    pub ticket_routing: bool,
     /// `[pool.route_cookie]`: casfront's own sealed route cookie.
     pub route_cookie: Option<RouteCookieKeys>,
     pub nodes: Vec<Node>,

@@ -164,6 +164,7 @@ pub struct RawPool {
     pub client_cert_paths: Option<Spanned<Vec<Str>>>,
     pub client_cert_match: Option<Str>,
     pub bigip_cookie: Option<Str>,
+    pub ticket_routing: Option<bool>,
 }
 
 impl Section for RawPool {

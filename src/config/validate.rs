@@ -143,6 +143,7 @@ fn pool(
         Some(_) => None,
         None => Some(None),
     });
+    let ticket_routing = raw.as_ref().map(|p| p.ticket_routing.unwrap_or(true));
     let host_override = raw.as_ref().map(|p| match &p.host_override {
         Some(h) => authority(h, "host_override", d).map(Some),
         None => Some(None),
@@ -215,6 +216,7 @@ fn pool(
         headers: headers?,
         client_cert: client_cert??,
         bigip_cookie: bigip_cookie??,
+        ticket_routing: ticket_routing?,
         route_cookie: route_cookie?,
         nodes: complete?,
     })

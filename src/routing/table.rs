@@ -48,8 +48,10 @@ pub struct PoolInfo {
 
 /// The entry masks of a pool: an entry applies to a method and endpoint,
 /// unless the pool turned it off (`tgc_cookies = []`, no `bigip_cookie`,
-/// no `[pool.route_cookie]`).
+/// no `[pool.route_cookie]`) or turned them all off (`ticket_routing =
+/// false`).
 fn entry_masks(
+    all: bool,
     tgc: bool,
     bigip: bool,
     route_cookie: bool,
@@ -61,7 +63,8 @@ fn entry_masks(
         for (e, slot) in masks[m].iter_mut().enumerate() {
             let endpoint = (e < super::extract::ENDPOINTS.len()).then_some(e);
             for (i, entry) in ENTRIES.iter().enumerate() {
-                let off = matches!(entry.source, Source::TgcCookie) && !tgc
+                let off = !all
+                    || matches!(entry.source, Source::TgcCookie) && !tgc
                     || matches!(entry.source, Source::BigipCookie) && !bigip
                     || matches!(entry.source, Source::RouteCookie) && !route_cookie;
                 if !off && entry.methods.contains(method) && entry.paths.matches(endpoint) {
@@ -152,6 +155,7 @@ impl RoutingTable {
                 bigip_cookie: pool.bigip_cookie.as_ref().map(|c| c.as_bytes().into()),
                 members,
                 entries: entry_masks(
+                    pool.ticket_routing,
                     !pool.tgc_cookies.is_empty(),
                     pool.bigip_cookie.is_some(),
                     pool.route_cookie.is_some(),

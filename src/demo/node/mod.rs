@@ -22,6 +22,7 @@
 //!
 //! Every response carries `X-Cas-Node: <name>`.
 
+pub mod cluster;
 mod extras;
 mod modern;
 
@@ -62,6 +63,11 @@ pub struct NodeSpec {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// CAS 4.1+ as a cluster without shared keys sees it ([`modern`]).
     pub modern: bool,
+    /// How it shares tickets with the other nodes ([`cluster`]); `None`:
+    /// it does not (as `local`, with no peering).
+    pub cluster: Option<Arc<cluster::Peering>>,
+    /// How long a TGT or PGT lives (8 hours, as CAS's default).
+    pub tgt_lifetime: Duration,
 }
 
 impl NodeSpec {
@@ -74,6 +80,8 @@ impl NodeSpec {
             prefix: "/cas".into(),
             tls: None,
             modern: false,
+            cluster: None,
+            tgt_lifetime: TGT_LIFETIME,
         }
     }
 
@@ -257,7 +265,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
         framing(header::TRANSFER_ENCODING)
     );
     note(&state.heard, line);
-    let mut resp = route(&state, req).await;
+    let (mut resp, hops) = cluster::serving(&state, route(&state, req)).await;
+    if hops > 0 {
+        let before = cluster::hops_of(resp.headers());
+        cluster::set_hops(&mut resp, before + hops);
+    }
     if let Ok(v) = header::HeaderValue::from_str(&state.spec.name) {
         resp.headers_mut().insert("x-cas-node", v);
     }
@@ -285,6 +297,21 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
         })
         .unwrap_or_default();
     let q = |k: &str| query.get(k).cloned().unwrap_or_default();
+    // The ticket a request names, for a cluster that forwards it.
+    let ticket = match endpoint.as_str() {
+        "/validate"
+        | "/serviceValidate"
+        | "/p3/serviceValidate"
+        | "/proxyValidate"
+        | "/p3/proxyValidate" => Some(q("ticket")),
+        "/proxy" => Some(q("pgt")),
+        "/login" if req.method() == Method::GET => modern::tgt_of(state, &req),
+        _ => None,
+    };
+    let req = match cluster::intercept(state, &endpoint, ticket.as_deref(), req).await {
+        Ok(resp) => return resp,
+        Err(req) => req,
+    };
     match (req.method().clone(), endpoint.as_str()) {
         (Method::GET | Method::HEAD, "/login") => login_form(state, &req, &q("service")),
         (Method::POST, "/login") => login_post(state, req).await,
@@ -365,7 +392,12 @@ async fn login_post(state: &State, req: Request<Incoming>) -> Resp {
     let session = cookie(&req, "JSESSIONID").or_else(|| path_session(req.uri().path()));
     let known = session
         .as_ref()
-        .is_some_and(|s| lock(&state.sessions).remove(s));
+        .is_some_and(|s| lock(&state.sessions).remove(s))
+        || state
+            .spec
+            .cluster
+            .as_ref()
+            .is_some_and(|p| p.strategy != cluster::Strategy::Local);
     let Ok(body) = Limited::new(req.into_body(), MAX_FORM).collect().await else {
         return text(StatusCode::PAYLOAD_TOO_LARGE, "form too large\n");
     };
@@ -508,14 +540,21 @@ impl State {
         let lifetime = if matches!(kind, Kind::St { .. } | Kind::Pt { .. }) {
             ST_LIFETIME
         } else {
-            TGT_LIFETIME
+            self.spec.tgt_lifetime
         };
+        let now = Instant::now();
         let ticket = Ticket {
             kind,
             user: user.into(),
-            expires: Instant::now() + lifetime,
+            expires: now + lifetime,
         };
-        lock(&self.tickets).insert(id.clone(), ticket);
+        cluster::issued(&id, &ticket);
+        let mut tickets = lock(&self.tickets);
+        // Expired tickets go now and then (a benchmark issues millions).
+        if n % 8192 == 0 {
+            tickets.retain(|_, t| t.expires > now);
+        }
+        tickets.insert(id.clone(), ticket);
         id
     }
 
@@ -531,6 +570,9 @@ impl State {
     fn redeem(&self, id: &str, service: &str, proxies: bool) -> Option<Ticket> {
         let mut tickets = lock(&self.tickets);
         let t = tickets.remove(id)?;
+        if matches!(t.kind, Kind::St { .. } | Kind::Pt { .. }) {
+            cluster::deleted(id);
+        }
         let ok = t.expires > Instant::now()
             && match &t.kind {
                 Kind::St { service: s } => s == service,

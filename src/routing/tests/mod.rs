@@ -572,4 +572,29 @@ fn decisions_do_not_depend_on_header_case() {
     }
 }
 
+#[test]
+fn without_ticket_routing_every_request_goes_round_robin() {
+    let parsed = config::parse(CONFIG, Path::new("."));
+    let mut cfg = parsed.config.unwrap();
+    cfg.pools[0].ticket_routing = false;
+    let t = RoutingTable::new(&cfg);
+    let h = [("Cookie", "CASTGC=TGT-1-a-cas2; JSESSIONID=x.jr4")];
+    let targets: [&[u8]; 3] = [
+        b"/cas/serviceValidate?service=s&ticket=ST-1-a-cas2",
+        b"/cas/proxy?targetService=s&pgt=PGT-1-a-cas2",
+        b"/cas/login",
+    ];
+    for target in targets {
+        let view = RequestView::new(Method::Get, target, &h[..]);
+        let nodes: Vec<String> = (0..4)
+            .map(|pick| {
+                let d = route(&t, &view, &AllHealthy, &NothingLearned, pick);
+                assert_eq!(d.rule, Some(Rule::Any));
+                t.node(d.node.unwrap()).unwrap().name.clone()
+            })
+            .collect();
+        assert_eq!(nodes, ["cas1", "cas2", "n3", "cas4"]);
+    }
+}
+
 mod props;
