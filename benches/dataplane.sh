@@ -37,7 +37,7 @@ trap cleanup EXIT
 # One ECDSA P-256 certificate for both front ends.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout "$dir/key.pem" -out "$dir/cert.pem" -days 2 -subj /CN=localhost \
-    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE 2>/dev/null
 cat "$dir/cert.pem" "$dir/key.pem" >"$dir/combined.pem"
 cp "$here/anchors/casfront.toml" "$dir/"
 # The HAProxy anchor logs nothing; ACCESS_LOG=true measures casfront's log.
