@@ -142,7 +142,12 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Logged<B> {
 /// Installs the process's log output on stdout as `[log]` says. Keep the
 /// guard: dropping it flushes and stops the writer thread.
 pub fn init(log: &Log) -> Option<tracing_appender::non_blocking::WorkerGuard> {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    // 16,384 lines waiting for stdout (half a second of access lines at
+    // 30,000 requests/s; more are dropped, never waited for). The default,
+    // 128,000, keeps 4 MiB resident from the start.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(16_384)
+        .finish(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_writer(writer)
         .with_max_level(log.level)

@@ -56,6 +56,7 @@ pub fn draw(path: &Path, outcomes: &[Outcome]) -> anyhow::Result<()> {
             .y_desc(y)
             .x_labels(((hi - lo) as usize).max(1) + 1)
             .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(err)?;
         for (i, (name, points)) in series.iter().enumerate() {
@@ -82,7 +83,7 @@ pub fn draw(path: &Path, outcomes: &[Outcome]) -> anyhow::Result<()> {
         Ok(())
     };
     panel(&panels[0], "Throughput", "requests/s", |p| p.1)?;
-    panel(&panels[1], "Latency p99", "ms", |p| p.2)?;
+    panel(&panels[1], "Latency p99", "µs", |p| p.2 * 1000.0)?;
     root.present().map_err(err)?;
     Ok(())
 }

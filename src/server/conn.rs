@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::sending::Sends;
+use super::sending::{Sending, Sends};
 use crate::access_log::{Entry, Logged};
 use crate::config::Limits;
 use crate::live::Live;
@@ -45,17 +45,19 @@ pub async fn serve<I>(
     let streams = h2.then(|| Arc::new(Streams::new(limits.h2_max_resets)));
     let sends = Arc::new(Sends::new());
     let (counted, watched) = (streams.clone(), sends.clone());
+    // Boxed, the request's future is allocated while it runs: hyper keeps
+    // a slot of the service future's size per connection, idle or not.
     let svc = service_fn(move |req| {
         let (proxy, client) = (live.proxy(), client.clone());
         let guard = counted.as_ref().map(|s| Streams::open(s.clone()));
         let sends = watched.clone();
-        async move {
+        Box::pin(async move {
             let resp = respond(proxy, req, &client).await;
             if let Some(mut g) = guard {
                 g.answered = true;
             }
             Ok::<_, Infallible>(resp.map(|body| sends.watch(body)))
-        }
+        })
     });
     let send = SendWatch {
         sends: &sends,
@@ -65,21 +67,12 @@ pub async fn serve<I>(
     // Over it, hyper answers 431 and closes the connection.
     let max_header_bytes = limits.max_header_bytes;
     match streams {
+        // Boxed: an HTTP/2 connection's state is several times an HTTP/1
+        // one's, and an unboxed branch would size every connection's task.
         Some(streams) => {
-            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(limits.h2_max_streams)
-                // A peer that stops answering PINGs is gone.
-                .keep_alive_interval(limits.idle_timeout)
-                .keep_alive_timeout(limits.handshake_timeout)
-                .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
-                .serve_connection(io, svc);
-            let watch = Watch {
-                streams: &streams,
-                idle: limits.idle_timeout,
-                linger: limits.handshake_timeout,
-            };
-            match drive(conn, stop, Some(watch), send).await {
+            let h2 = serve_h2(io, svc, streams, limits.clone(), stop, sends.clone());
+            let closed = Box::pin(h2).await;
+            match closed {
                 Closed::Resets => metrics.refused(Refusal::H2Resets),
                 Closed::Stalled => metrics.refused(Refusal::SendTimeout),
                 _ => {}
@@ -96,6 +89,44 @@ pub async fn serve<I>(
             }
         }
     }
+}
+
+async fn serve_h2<I, S>(
+    io: TokioIo<I>,
+    svc: S,
+    streams: Arc<Streams>,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+    sends: Arc<Sends>,
+) -> Closed
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S::Future: Send + 'static,
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<Sending<Logged<ProxyBody>>>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+{
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams)
+        // A peer that stops answering PINGs is gone.
+        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_timeout(limits.handshake_timeout)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .serve_connection(io, svc);
+    let watch = Watch {
+        streams: &streams,
+        idle: limits.idle_timeout,
+        linger: limits.handshake_timeout,
+    };
+    let send = SendWatch {
+        sends: &sends,
+        timeout: limits.send_timeout,
+    };
+    drive(conn, stop, Some(watch), send).await
 }
 
 /// One request: the proxy's response, wrapped for the access log.

@@ -177,7 +177,8 @@ pub(super) async fn serving(
     let Some(peering) = state.spec.cluster.as_ref() else {
         return (serve.await, 0);
     };
-    if peering.strategy != Strategy::Replicate {
+    if peering.strategy != Strategy::Replicate || peering.others(&state.spec.name).next().is_none()
+    {
         return (serve.await, 0);
     }
     let (resp, ops) = OPS

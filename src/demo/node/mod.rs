@@ -20,7 +20,11 @@
 //! - Modern mode ([`modern`]): an opaque signed `TGC` only this node
 //!   accepts, REST tickets and an OAuth code exchange.
 //!
-//! Every response carries `X-Cas-Node: <name>`.
+//! - In a cluster ([`cluster`]): `POST`/`DELETE {prefix}/_replica` take a
+//!   peer's replicated ticket or its deletion.
+//!
+//! Every response carries `X-Cas-Node: <name>`, and `X-Demo-Hops: <n>`
+//! when serving it took node-to-node round trips.
 
 pub mod cluster;
 mod extras;
