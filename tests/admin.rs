@@ -115,7 +115,14 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_is_exported_and_counts() {
-    let mut cluster = Cluster::start(3, "127.0.0.1:0".parse().unwrap())
+    // Session ids without a jvmRoute: the learned table keeps them.
+    let specs = (1..=3)
+        .map(|i| casfront::demo::node::NodeSpec {
+            jvm_route: String::new(),
+            ..casfront::demo::node::NodeSpec::named(&format!("cas{i}"))
+        })
+        .collect();
+    let mut cluster = Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), |c| c)
         .await
         .unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

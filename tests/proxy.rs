@@ -402,6 +402,18 @@ async fn learned_sessions_keep_a_login_on_its_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_that_route_by_themselves_are_not_learned() {
+    // A jvmRoute session id and a readable CASTGC ticket id name their
+    // node: routing never reads the table for them, so it stays empty.
+    let env = Env::start().await;
+    for i in 0..5 {
+        let (node, _tgc, st) = env.login(&format!("fay{i}")).await;
+        assert!(st.ends_with(&format!("-{node}")));
+    }
+    assert!(env.cluster.proxy.learned().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_clients_are_proxied_as_http11() {
     let env = Env::start().await;
     let (node, tgc, _st) = env.login("erin").await;

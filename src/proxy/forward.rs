@@ -91,9 +91,7 @@ pub fn prepare_request<B>(req: &mut Request<B>, client: &ClientInfo) {
         forward_trusted(headers, client);
         return;
     }
-    for name in FORWARDING {
-        headers.remove(name);
-    }
+    remove_present(headers, &FORWARDING);
     headers.insert(XFF, client.forwarded_for.clone());
     headers.insert(XFP, HeaderValue::from_static("https"));
     if let Some(host) = headers.get(header::HOST).cloned() {
@@ -162,34 +160,71 @@ pub fn prepare_response<B>(resp: &mut Response<B>) {
 /// Connection and the headers it names, Keep-Alive, TE, Upgrade,
 /// Transfer-Encoding (hyper frames the body itself) and every `Proxy-*`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // The values are shared buffers: copying one allocates nothing (nor
-    // does collecting none), and removing by `&str` looks the name up
-    // without making a `HeaderName`.
-    if let Some(first) = headers.get(header::CONNECTION).cloned() {
-        let more: Vec<HeaderValue> = (headers.get_all(header::CONNECTION).iter())
-            .skip(1)
-            .cloned()
-            .collect();
-        for v in std::iter::once(&first).chain(&more) {
-            remove_named(headers, v);
+    // One pass over the names finds what is there (usually nothing): a
+    // removal by name hashes it even when it is absent.
+    let mut proxy = false;
+    let found = present(headers, &HOP_BY_HOP, |k| proxy |= k.starts_with("proxy-"));
+    if found[0] {
+        // The values are shared buffers: copying one allocates nothing (nor
+        // does collecting none), and removing by `&str` looks the name up
+        // without making a `HeaderName`.
+        if let Some(first) = headers.get(header::CONNECTION).cloned() {
+            let more: Vec<HeaderValue> = (headers.get_all(header::CONNECTION).iter())
+                .skip(1)
+                .cloned()
+                .collect();
+            for v in std::iter::once(&first).chain(&more) {
+                remove_named(headers, v);
+            }
         }
     }
-    for name in [
-        header::CONNECTION,
-        header::TE,
-        header::UPGRADE,
-        header::TRANSFER_ENCODING,
-    ] {
-        headers.remove(name);
+    for (name, _) in HOP_BY_HOP.iter().zip(found).filter(|(_, f)| *f) {
+        headers.remove(*name);
     }
-    headers.remove("keep-alive");
-    let proxy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy {
-        headers.remove(name);
+    if proxy {
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Connection first: the names it lists are removed before it is.
+const HOP_BY_HOP: [&str; 5] = [
+    "connection",
+    "te",
+    "upgrade",
+    "transfer-encoding",
+    "keep-alive",
+];
+
+/// Which of `names` the map holds, in one pass over its (lowercase) names;
+/// `other` sees each name that is none of them.
+fn present<const N: usize>(
+    headers: &HeaderMap,
+    names: &[&str; N],
+    mut other: impl FnMut(&str),
+) -> [bool; N] {
+    let mut found = [false; N];
+    for k in headers.keys() {
+        let k = k.as_str();
+        match names.iter().position(|n| *n == k) {
+            Some(i) => found[i] = true,
+            None => other(k),
+        }
+    }
+    found
+}
+
+/// Removes those of `names` the map holds.
+fn remove_present<const N: usize>(headers: &mut HeaderMap, names: &[&str; N]) {
+    let found = present(headers, names, |_| {});
+    for (name, _) in names.iter().zip(found).filter(|(_, f)| *f) {
+        headers.remove(*name);
     }
 }
 

@@ -464,8 +464,11 @@ impl Proxy {
                     }
                 }
             } else if !value.is_empty() {
-                self.learned
-                    .learn(pool_id, name, value, node, Instant::now());
+                // A jvmRoute or a readable TGT id routes by itself.
+                if !crate::routing::names_its_node(&self.table, pool_id, tgc, name, value) {
+                    self.learned
+                        .learn(pool_id, name, value, node, Instant::now());
+                }
             } else {
                 continue;
             }

@@ -380,6 +380,33 @@ where
     d
 }
 
+/// Whether a TGT cookie (`tgc`) or session cookie value names its node by
+/// itself (a readable ticket id's suffix, a jvmRoute): routing never looks
+/// such a value up in the learned table, so learning it would be wasted.
+pub fn names_its_node(
+    table: &RoutingTable,
+    pool_id: PoolId,
+    tgc: bool,
+    name: &[u8],
+    value: &[u8],
+) -> bool {
+    let Some(pool) = table.pool(pool_id) else {
+        return false;
+    };
+    let r = Resolver {
+        pool_id,
+        pool,
+        states: &super::AllHealthy,
+        learned: &super::NothingLearned,
+    };
+    let source = if tgc {
+        Source::TgcCookie
+    } else {
+        Source::SessionCookie
+    };
+    r.resolve(source, name, value).is_ok()
+}
+
 struct Resolver<'a, S: ?Sized, L: ?Sized> {
     pool_id: PoolId,
     pool: &'a PoolInfo,

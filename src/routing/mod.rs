@@ -24,7 +24,9 @@ mod decide;
 #[cfg(test)]
 mod tests;
 
-pub use decide::{route, value_of, Cause, Decision, Fall, Falls, How, MAX_FALLS, MAX_TGC_COOKIES};
+pub use decide::{
+    names_its_node, route, value_of, Cause, Decision, Fall, Falls, How, MAX_FALLS, MAX_TGC_COOKIES,
+};
 pub use extract::{Entry, EntryId, Source, ENTRIES};
 pub use table::{NodeInfo, PoolInfo, RoutingTable};
 

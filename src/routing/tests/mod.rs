@@ -597,4 +597,22 @@ fn without_ticket_routing_every_request_goes_round_robin() {
     }
 }
 
+#[test]
+fn values_that_name_their_node_need_no_learning() {
+    let t = table();
+    let id = |name: &str| t.pools().iter().position(|p| p.name == name).unwrap() as PoolId;
+    let (cas, idp) = (id("cas"), id("idp"));
+    let names = |pool, tgc, cookie: &str, value: &str| {
+        names_its_node(&t, pool, tgc, cookie.as_bytes(), value.as_bytes())
+    };
+    // A readable TGT id with a known suffix, a known jvmRoute.
+    assert!(names(cas, true, "CASTGC", "TGT-1-abc-cas2"));
+    assert!(names(cas, false, "JSESSIONID", "8F3A2B.jr4"));
+    // Opaque, unknown or routeless values are learned.
+    assert!(!names(cas, true, "TGC", "eyJhbGciOiJIUzI1NiJ9.eyJ0Z3Qi"));
+    assert!(!names(cas, true, "CASTGC", "TGT-1-abc-nowhere"));
+    assert!(!names(cas, false, "JSESSIONID", "8F3A2B.nowhere"));
+    assert!(!names(idp, false, "JSESSIONID", "8F3A2B"));
+}
+
 mod props;
