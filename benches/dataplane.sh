@@ -157,7 +157,8 @@ for phase in flow handshakes idle; do
             esac
             taskset -c "$LOAD_CPU" "$bin" bench --target "${url[$t]}/cas" --ca "$dir/cert.pem" --no-nodes \
                 --watch-pid "${pid[$t]}" --duration "$PHASE_TIME" --warmup 1s --json "${extra[@]}" \
-                >"$dir/$phase.$t.$round.json" 2>/dev/null
+                >"$dir/$phase.$t.$round.json" 2>"$dir/bench.err" ||
+                { echo "casfront bench failed ($phase, $t):" >&2; cat "$dir/bench.err" >&2; exit 1; }
             j="$dir/$phase.$t.$round.json"
             echo "$phase $t $(field requests_per_s <"$j") $(field p99_ms <"$j") $(field errors <"$j") $(field cpu_ms_per_1k <"$j") $(field rss_mib <"$j") $(field idle_connections <"$j")" >>"$dir/phases"
             printf 'round %s %-10s %-9s %9s req/s  p99 %6s ms  errors %s  CPU %6s ms/1k  RSS %6s MiB  idle %s\n' \
@@ -177,4 +178,5 @@ done
 echo "casfront/haproxy: login flow throughput $(ratio "$(pcol flow casfront 3)" "$(pcol flow haproxy 3)")x, p99 $(ratio "$(pcol flow casfront 4)" "$(pcol flow haproxy 4)")x, CPU per request $(ratio "$(pcol flow casfront 6)" "$(pcol flow haproxy 6)")x"
 echo "casfront/haproxy: handshakes/s $(ratio "$(pcol handshakes casfront 3)" "$(pcol handshakes haproxy 3)")x, CPU per handshake $(ratio "$(pcol handshakes casfront 6)" "$(pcol handshakes haproxy 6)")x"
 echo "casfront/haproxy: resident memory with $IDLE idle TLS connections $(ratio "$(pcol idle casfront 7)" "$(pcol idle haproxy 7)")x"
+# Errors (for idle: connections that did not open) void the comparison.
 awk '$5 != 0 && $5 != "-" {bad=1; print "errors in: " $0 > "/dev/stderr"} END {exit bad}' "$dir/phases"

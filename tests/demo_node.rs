@@ -212,3 +212,33 @@ async fn proxy_ticket(node: std::net::SocketAddr, pgt: &str, target: &str) -> St
         .unwrap();
     pt.to_owned()
 }
+
+#[tokio::test]
+async fn a_forwarding_cluster_forwards_once() {
+    use casfront::demo::node::cluster::{Peering, Strategy};
+    use std::time::Duration;
+    // Two nodes that (wrongly) share a suffix: a ticket neither knows is
+    // forwarded once, then answered, never bounced back and forth.
+    let peering = Peering::new(Strategy::Forward, Duration::ZERO);
+    let spec = |name: &str| NodeSpec {
+        suffix: "same".into(),
+        cluster: Some(peering.clone()),
+        ..NodeSpec::named(name)
+    };
+    let nodes = vec![
+        spawn(spec("cas1")).await.unwrap(),
+        spawn(spec("cas2")).await.unwrap(),
+    ];
+    peering.connect(&nodes);
+    let r = send(
+        nodes[0].addr,
+        "GET",
+        &format!("/cas/serviceValidate?service={SERVICE}&ticket=ST-1-abc-same"),
+        &[],
+        "",
+    )
+    .await;
+    assert!(r.body.contains("INVALID_TICKET"), "{}", r.body);
+    assert_eq!(r.header("x-demo-hops"), Some("1"));
+    assert_eq!(r.header("x-cas-node"), Some("cas1"));
+}

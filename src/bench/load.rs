@@ -187,7 +187,11 @@ impl Conn<'_> {
     }
 }
 
-/// Runs one user until `end`, recording what completes after `from`.
+/// How long a request may take before it counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one user until `end`, recording the requests it starts from `from`
+/// until `end` (a login counts when all of its requests did).
 pub async fn user(
     target: Arc<Target>,
     work: Workload,
@@ -200,6 +204,7 @@ pub async fn user(
         target: &target,
         tally: &mut tally,
         from,
+        end,
     };
     match work {
         Workload::Flow => {
@@ -215,8 +220,9 @@ pub async fn user(
             while Instant::now() < end {
                 n += 1;
                 let name = format!("u{id}x{n}");
+                let started = Instant::now();
                 if let Some(hops) = flow(&mut u, &mut browser, &mut app, &name).await {
-                    if Instant::now() >= from {
+                    if started >= from {
                         u.tally.logins += 1;
                         u.tally.hops += u64::from(hops);
                     }
@@ -255,6 +261,8 @@ struct User<'a> {
     target: &'a Target,
     tally: &'a mut Tally,
     from: Instant,
+    /// Nothing starts after it (a login under way stops there, uncounted).
+    end: Instant,
 }
 
 impl User<'_> {
@@ -288,7 +296,16 @@ impl User<'_> {
     ) -> Option<Reply> {
         let what = req.uri().path().to_owned();
         let start = Instant::now();
-        let reply = conn.send(req).await;
+        if start >= self.end {
+            return None;
+        }
+        let reply = match tokio::time::timeout(REQUEST_TIMEOUT, conn.send(req)).await {
+            Ok(r) => r,
+            Err(_) => {
+                conn.sender = None;
+                Err(format!("no answer in {}s", REQUEST_TIMEOUT.as_secs()))
+            }
+        };
         let done = Instant::now();
         let counted = start >= self.from;
         if counted {
@@ -317,7 +334,7 @@ impl User<'_> {
     /// whatever the answer, then whether it was a success.
     async fn validate(&mut self, conn: &mut Conn<'_>, target: &str, ticket: &str) -> Option<Reply> {
         let req = self.request(&Method::GET, target, &[], Bytes::new());
-        let counted = Instant::now() >= self.from;
+        let counted = (self.from..self.end).contains(&Instant::now());
         let reply = self.exchange(conn, req, |_| Ok(())).await?;
         if counted {
             self.answered(&reply, ticket);
@@ -371,7 +388,10 @@ fn first_line(body: &[u8]) -> String {
         .split(' ')
         .take(12)
         .map(|w| {
-            let ticketish = w.len() > 16 && w.contains('-');
+            let ticketish = w.len() > 16 && w.contains('-')
+                || ["ST-", "PT-", "PGT-", "TGT-", "OC-", "AT-", "RT-"]
+                    .iter()
+                    .any(|p| w.starts_with(p));
             if ticketish {
                 crate::routing::redact::redact(w.as_bytes(), None)
             } else {
@@ -496,9 +516,9 @@ async fn flow(
     Some(hops)
 }
 
-/// Opens `n` connections, each with one request answered, keeps them open
-/// for `hold`, then calls `sample` while they still are; answers how many
-/// opened and what `sample` did.
+/// Opens `n` connections, each with one request answered (within
+/// [`REQUEST_TIMEOUT`]), keeps them open for `hold`, then calls `sample`
+/// while they still are; answers how many opened and what `sample` did.
 pub async fn idle<T>(
     target: Arc<Target>,
     n: usize,
@@ -519,7 +539,10 @@ pub async fn idle<T>(
                 .header(header::HOST, target.authority.as_str())
                 .body(Full::new(Bytes::new()));
             let ok = match req {
-                Ok(req) => conn.send(req).await.is_ok(),
+                Ok(req) => matches!(
+                    tokio::time::timeout(REQUEST_TIMEOUT, conn.send(req)).await,
+                    Ok(Ok(_))
+                ),
                 Err(_) => false,
             };
             let _ = opened.send(ok).await;

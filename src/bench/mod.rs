@@ -85,8 +85,9 @@ pub struct BenchArgs {
     /// A new connection, with a full TLS handshake, for every request.
     #[arg(long)]
     pub handshakes: bool,
-    /// Instead of load: open this many connections, hold them for
-    /// --duration, report the watched process's memory.
+    /// Instead of load: open this many connections (one request each),
+    /// hold them for --warmup plus --duration, report the watched
+    /// process's memory while they are open.
     #[arg(long, value_name = "N")]
     pub idle: Option<usize>,
     /// Report this process's CPU time per request and its resident memory
@@ -192,6 +193,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Vec<Outcome>> {
     if args.target.is_none() && (args.ca.is_some() || args.no_nodes || args.node_port != 0) {
         bail!("--ca, --no-nodes and --node-port go with --target");
     }
+    if args.target.is_some() && args.strategy.len() > 1 {
+        bail!("--target measures one --strategy at a time");
+    }
+    if (args.handshakes || args.idle.is_some()) && args.mode.contains(&Mode::Direct) {
+        bail!("--handshakes and --idle measure TLS: not with --mode direct (plain HTTP)");
+    }
     let work = args.workload()?;
     // Bounded: shorten the scenarios to fit --max-time.
     let each = args.max_time.as_secs_f64() / scenarios.len().max(1) as f64;
@@ -215,8 +222,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
     for s in &scenarios {
         bar.set_message(s.label());
-        let o = scenario(args, s, &work, measure, &bar).await?;
-        outcomes.push(o);
+        outcomes.push(scenario(args, s, &work, measure, &bar).await?);
     }
     bar.finish_and_clear();
     if args.json {
@@ -234,8 +240,18 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Vec<Outcome>> {
 /// What a scenario runs against, kept alive while it runs.
 struct Setup {
     target: Target,
-    _nodes: Vec<RunningNode>,
+    nodes: Vec<RunningNode>,
     _cluster: Option<Cluster>,
+}
+
+impl Setup {
+    /// Stops the nodes: their ports are free when this returns (the next
+    /// scenario may listen on them again).
+    async fn stop(self) {
+        for n in self.nodes {
+            n.stop().await;
+        }
+    }
 }
 
 async fn setup(args: &BenchArgs, s: &Scenario) -> anyhow::Result<Setup> {
@@ -260,7 +276,7 @@ async fn setup(args: &BenchArgs, s: &Scenario) -> anyhow::Result<Setup> {
             };
             Ok(Setup {
                 target,
-                _nodes: vec![n],
+                nodes: vec![n],
                 _cluster: None,
             })
         }
@@ -277,13 +293,17 @@ async fn setup(args: &BenchArgs, s: &Scenario) -> anyhow::Result<Setup> {
                         1,
                     )
                 };
-                format!("{c}[rate_limit]\nrequests_per_second = 0\nlogin_per_minute = 0\n")
+                // All the load comes from one address.
+                format!(
+                    "{c}[rate_limit]\nrequests_per_second = 0\nlogin_per_minute = 0\n\
+                     [limits]\nmax_connections_per_ip = 100000\n"
+                )
             })
             .await?;
             if let Some(p) = &peering {
                 p.connect(&cluster.nodes);
             }
-            let tls = client_tls(Some(&cluster.cert_pem), None, false)?;
+            let tls = client_tls(Some(&cluster.cert_pem), None, args.handshakes)?;
             let target = Target {
                 addr: cluster.addr,
                 authority: format!("localhost:{}", cluster.addr.port()),
@@ -292,7 +312,7 @@ async fn setup(args: &BenchArgs, s: &Scenario) -> anyhow::Result<Setup> {
             };
             Ok(Setup {
                 target,
-                _nodes: Vec::new(),
+                nodes: Vec::new(),
                 _cluster: Some(cluster),
             })
         }
@@ -318,7 +338,7 @@ async fn setup(args: &BenchArgs, s: &Scenario) -> anyhow::Result<Setup> {
             let target = target_of(url, args.ca.as_deref(), args.handshakes).await?;
             Ok(Setup {
                 target,
-                _nodes: nodes,
+                nodes,
                 _cluster: None,
             })
         }
@@ -404,7 +424,8 @@ async fn scenario(
         })
         .await;
         tick.abort();
-        return Ok(Outcome::idle(s, args, opened, rss.flatten()));
+        setup.stop().await;
+        return Ok(Outcome::idle(s, args, hold, n, opened, rss.flatten()));
     }
     let from = Instant::now() + args.warmup;
     let end = from + measure;
@@ -427,6 +448,7 @@ async fn scenario(
         tally.merge(t?);
     }
     tick.abort();
+    setup.stop().await;
     Ok(Outcome::new(s, args, work, measure, tally, cpu, rss))
 }
 

@@ -46,7 +46,8 @@ pub fn predicted_affinity(front: &Front, nodes: usize) -> Option<f64> {
 
 /// Node-to-node round trips per login, in theory: forwarding takes one per
 /// ticket request that reaches another node ((N-1)/N of them in round
-/// robin), replication two per service ticket whatever the front end.
+/// robin, none behind casfront); replication one per ticket issued and one
+/// per ST or PT used up (two per service ticket), whatever the front end.
 pub fn predicted_hops(front: &Front, strategy: Strategy, nodes: usize) -> Option<f64> {
     let n = nodes as f64;
     match (front, strategy) {
@@ -154,19 +155,23 @@ impl Outcome {
         }
     }
 
-    pub fn idle(s: &Scenario, args: &BenchArgs, opened: usize, rss_mib: Option<f64>) -> Outcome {
-        let mut o = Outcome::new(
-            s,
-            args,
-            &Workload::Handshakes,
-            Duration::from_secs(1),
-            Tally::new(),
-            None,
-            rss_mib,
-        );
+    /// `wanted` connections held for `hold`, `opened` of them answered
+    /// (the others are errors).
+    pub fn idle(
+        s: &Scenario,
+        args: &BenchArgs,
+        hold: Duration,
+        wanted: usize,
+        opened: usize,
+        rss_mib: Option<f64>,
+    ) -> Outcome {
+        let mut o = Outcome::new(s, args, &Workload::Flow, hold, Tally::new(), None, rss_mib);
         o.workload = "idle";
-        o.seconds = (args.warmup + args.duration).as_secs_f64();
+        o.requests = wanted as u64;
         o.requests_per_s = 0.0;
+        o.errors = wanted.saturating_sub(opened) as u64;
+        o.affinity_predicted = None;
+        o.hops_predicted = None;
         o.idle_connections = Some(opened);
         o
     }

@@ -59,10 +59,6 @@ pub async fn serve<I>(
             Ok::<_, Infallible>(resp.map(|body| sends.watch(body)))
         })
     });
-    let send = SendWatch {
-        sends: &sends,
-        timeout: limits.send_timeout,
-    };
     let io = TokioIo::new(io);
     // Over it, hyper answers 431 and closes the connection.
     let max_header_bytes = limits.max_header_bytes;
@@ -84,6 +80,10 @@ pub async fn serve<I>(
                 .header_read_timeout(limits.header_read_timeout)
                 .max_buf_size(max_header_bytes)
                 .serve_connection(io, svc);
+            let send = SendWatch {
+                sends: &sends,
+                timeout: limits.send_timeout,
+            };
             if drive(conn, stop, None, send).await == Closed::Stalled {
                 metrics.refused(Refusal::SendTimeout);
             }

@@ -4,10 +4,11 @@
 //! - [`Strategy::Local`]: a ticket lives only on the node that issued it; a
 //!   validation that reaches another node fails, and so does a login POST
 //!   whose web flow another node started.
-//! - [`Strategy::Forward`]: a node that receives a request naming another
-//!   node's ticket (ST, PT, PGT, the TGT cookie) sends it to that node, as
-//!   CushyFrontEndFilter does, and answers with its response: one
-//!   node-to-node round trip.
+//! - [`Strategy::Forward`]: a node that receives a GET naming another
+//!   node's ticket (a validation's ST or PT, `/proxy`'s PGT, the login
+//!   page's TGT cookie) sends it to that node, as CushyFrontEndFilter does,
+//!   and answers with its response: one node-to-node round trip, never two
+//!   (a forwarded request is not forwarded again).
 //! - [`Strategy::Replicate`]: every ticket is sent to every other node when
 //!   it is issued, and a one-time ticket (ST, PT) deleted everywhere when it
 //!   is used, each synchronously (a replicated ticket registry): one round
@@ -128,9 +129,17 @@ impl Peering {
             .find(|p| p.name != me && !p.suffix.is_empty() && p.suffix == end)
     }
 
-    /// One round trip to `peer`: the latency, then the request.
+    /// One round trip to `peer`: the latency, then the request (5 s at
+    /// most).
     async fn call(&self, peer: &Peer, req: Request<Full<Bytes>>) -> Option<Response<Bytes>> {
         self.delay.wait(self.latency).await;
+        tokio::time::timeout(Duration::from_secs(5), self.exchange(peer, req))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn exchange(&self, peer: &Peer, req: Request<Full<Bytes>>) -> Option<Response<Bytes>> {
         let mut sender = loop {
             let Some(mut s) = lock(&peer.idle).pop() else {
                 break connect(peer.addr).await?;
@@ -253,7 +262,7 @@ fn decode(body: &str) -> Option<(String, Ticket)> {
         "PT" => Kind::Pt { service },
         _ => return None,
     };
-    let expires = Instant::now() + Duration::from_millis(left.parse().ok()?);
+    let expires = Instant::now().checked_add(Duration::from_millis(left.parse().ok()?))?;
     Some((
         id.into(),
         Ticket {
@@ -302,14 +311,16 @@ pub(super) async fn intercept(
     let Some(owner) = peering.owner(&state.spec.name, ticket) else {
         return Err(req);
     };
-    if lock(&state.tickets).contains_key(ticket) {
+    // Never a second time: two nodes with one suffix must not ping-pong.
+    if lock(&state.tickets).contains_key(ticket) || req.headers().contains_key(FORWARDED) {
         return Err(req);
     }
     // Forward as received: method, target, cookies.
     let mut out = Request::builder()
         .method(req.method().clone())
         .uri(req.uri().clone())
-        .header(header::HOST, owner.addr.to_string());
+        .header(header::HOST, owner.addr.to_string())
+        .header(FORWARDED, state.spec.name.as_str());
     for v in req.headers().get_all(header::COOKIE) {
         out = out.header(header::COOKIE, v.clone());
     }
@@ -331,6 +342,9 @@ pub(super) async fn intercept(
     set_hops(&mut resp, hops);
     Ok(resp)
 }
+
+/// Marks a request one node forwarded to another.
+const FORWARDED: &str = "x-demo-forwarded-by";
 
 /// The round trips a response says it took.
 pub fn hops_of(headers: &header::HeaderMap) -> u32 {

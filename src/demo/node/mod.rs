@@ -1,12 +1,14 @@
 //! A small CAS-like node for the demo, the integration tests and the bench
 //! harness. Like a CAS node without a shared ticket registry, it knows only
-//! the tickets it issued: a ticket validated on another node fails.
+//! the tickets it issued: a ticket validated on another node fails (unless
+//! its cluster forwards or replicates them: [`cluster`]).
 //!
 //! - `GET  {prefix}/login`: with a valid `CASTGC` of this node and a
 //!   `service`, 302 to the service with a new ST; else the login form, with
 //!   a `JSESSIONID=<id>.<jvmRoute>` session (the login web flow's state).
 //! - `POST {prefix}/login`: needs this node's session (cookie or
-//!   `;jsessionid=`), as vanilla CAS does; `username` = `password` logs in,
+//!   `;jsessionid=`), as vanilla CAS does (any session in a forwarding or
+//!   replicating cluster); `username` = `password` logs in,
 //!   sets `CASTGC` (a TGT id ending in the node's suffix) and, with a
 //!   `service`, 302 to it with an ST.
 //! - `{prefix}/validate` (CAS 1.0), `/serviceValidate`, `/p3/serviceValidate`
