@@ -25,8 +25,7 @@ use load::{Tally, Target, Workload};
 use report::{Front, Outcome};
 
 /// The front end a scenario measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// casfront with its routing rules.
     Affinity,
