@@ -151,21 +151,15 @@ fn suffix_prints_the_f5_md5() {
 #[test]
 fn explain_assumes_learned_cookies() {
     let jws = "eyJhbGciOiJIUzUxMiJ9.e30.c2ln";
-    let run = |extra: &[&str]| {
-        let cookie = format!("Cookie: TGC={jws}");
-        let mut args = vec!["explain", "-c", EXAMPLE, "--header", &cookie];
+    let cookie = format!("Cookie: TGC={jws}");
+    fn with<'a>(cookie: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["--header", cookie];
         args.extend_from_slice(extra);
         args.push("/cas/login");
-        casfront(&args)
-    };
-    let learned = format!("TGC={jws}=cas2");
-    let out = run(&["--learned", &learned]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        args
+    }
+    let run = |extra: &[&str]| explain(&with(&cookie, extra));
+    let v = run(&["--learned", &format!("TGC={jws}=cas2")]);
     assert_eq!(
         (v["node"].as_str(), v["rule"].as_str()),
         (Some("cas2"), Some("tgc"))
@@ -177,19 +171,19 @@ fn explain_assumes_learned_cookies() {
     // The value never appears whole.
     assert!(!v["note"].as_str().unwrap().contains(jws), "{v}");
     // Without it, the opaque TGC is not learned and `any` decides.
-    let v: serde_json::Value = serde_json::from_slice(&run(&[]).stdout).unwrap();
+    let v = run(&[]);
     assert_eq!(v["rule"].as_str(), Some("any"));
     assert!(v["note"].as_str().unwrap().contains("not learned"), "{v}");
     // A node of another pool is not learned for this one.
-    let v: serde_json::Value =
-        serde_json::from_slice(&run(&["--learned", &format!("TGC={jws}=registry1")]).stdout)
-            .unwrap();
+    let v = run(&["--learned", &format!("TGC={jws}=registry1")]);
     assert_eq!(v["rule"].as_str(), Some("any"));
     for (bad, says) in [
         ("TGC=x", "is not `NAME=VALUE=NODE`"),
         ("TGC=x=nobody", "unknown node `nobody`"),
     ] {
-        fails_saying(&run(&["--learned", bad]), says);
+        let mut args = vec!["explain", "-c", EXAMPLE];
+        args.extend(with(&cookie, &["--learned", bad]));
+        fails_saying(&casfront(&args), says);
     }
 }
 
@@ -205,20 +199,11 @@ fn suffix_decodes_an_f5_cookie_and_explain_routes_by_it() {
     ]);
     fails_saying(&out, "is not an F5 IPv4 persistence cookie");
     // The example's cas pool reads BIGipServercas_pool; cas2 is 10.0.0.12:8443.
-    let out = casfront(&[
-        "explain",
-        "-c",
-        EXAMPLE,
+    let v = explain(&[
         "--header",
         "Cookie: BIGipServercas_pool=201326602.64288.0000",
         "/cas/login",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (v["node"].as_str(), v["rule"].as_str()),
         (Some("cas2"), Some("session")),

@@ -430,15 +430,14 @@ async fn rest_and_oauth_flows_reach_the_issuing_node() {
         let form = format!(
             "grant_type=authorization_code&code={code}&redirect_uri={redirect}&client_id=rp"
         );
-        let t = fleet
-            .send(
-                0,
-                &mut Jar::default(),
-                "POST",
-                "/cas/oauth2.0/accessToken",
-                &form,
-            )
-            .await;
+        // Each redemption from a browser of its own.
+        let redeem = || async {
+            let path = "/cas/oauth2.0/accessToken";
+            fleet
+                .send(0, &mut Jar::default(), "POST", path, &form)
+                .await
+        };
+        let t = redeem().await;
         assert_eq!(
             (t.status, t.header("x-cas-node")),
             (200, Some(issuer.as_str())),
@@ -450,15 +449,7 @@ async fn rest_and_oauth_flows_reach_the_issuing_node() {
             "{}",
             t.body
         );
-        let again = fleet
-            .send(
-                0,
-                &mut Jar::default(),
-                "POST",
-                "/cas/oauth2.0/accessToken",
-                &form,
-            )
-            .await;
+        let again = redeem().await;
         // Refused by the node that issued it: once means once.
         assert_eq!(
             (again.status, again.header("x-cas-node")),

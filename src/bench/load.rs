@@ -12,12 +12,11 @@ use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use super::mix::MixRequest;
-use crate::demo::node::cluster::hops_of;
+use crate::demo::node::cluster::{hops_of, http1};
 
 /// Where the load goes: `http(s)://host:port/prefix`.
 #[derive(Clone)]
@@ -45,24 +44,11 @@ impl Target {
     async fn connect(&self) -> std::io::Result<Sender> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
-        let err = std::io::Error::other;
         match &self.tls {
-            None => {
-                let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                    .await
-                    .map_err(err)?;
-                tokio::spawn(conn);
-                Ok(s)
-            }
+            None => http1(tcp).await,
             Some((config, name)) => {
-                let tls = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name.clone(), tcp)
-                    .await?;
-                let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                    .await
-                    .map_err(err)?;
-                tokio::spawn(conn);
-                Ok(s)
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                http1(connector.connect(name.clone(), tcp).await?).await
             }
         }
     }
@@ -405,10 +391,8 @@ fn first_line(body: &[u8]) -> String {
 /// `name=value` of the first `Set-Cookie` for `name`.
 fn set_cookie(r: &Reply, name: &str) -> Option<String> {
     r.headers.get_all(header::SET_COOKIE).iter().find_map(|v| {
-        let v = v.to_str().ok()?;
-        let pair = v.split(';').next()?.trim();
-        let (n, _) = pair.split_once('=')?;
-        (n == name).then(|| pair.to_owned())
+        let (n, value, _) = crate::proxy::learned::parse_set_cookie(v.as_bytes())?;
+        (n == name.as_bytes()).then(|| format!("{name}={}", String::from_utf8_lossy(value)))
     })
 }
 

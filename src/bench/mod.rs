@@ -393,12 +393,7 @@ fn client_tls(
         (None, None) => rustls_native_certs::load_native_certs().certs,
     };
     roots.add_parsable_certificates(certs);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut config = crate::proxy::upstream::http1_client(roots)?;
     if fresh {
         config.resumption = rustls::client::Resumption::disabled();
     }
@@ -448,7 +443,7 @@ async fn scenario(
     }
     tick.abort();
     setup.stop().await;
-    Ok(Outcome::new(s, args, work, measure, tally, cpu, rss))
+    Ok(Outcome::new(s, args, Some(work), measure, tally, cpu, rss))
 }
 
 /// Moves the bar along for `d`.

@@ -108,7 +108,7 @@ impl Outcome {
     pub fn new(
         s: &Scenario,
         args: &BenchArgs,
-        work: &Workload,
+        work: Option<&Workload>,
         measured: Duration,
         t: Tally,
         cpu: Option<Duration>,
@@ -116,16 +116,17 @@ impl Outcome {
     ) -> Outcome {
         let secs = measured.as_secs_f64();
         let q = |p: f64| t.latency.value_at_quantile(p) as f64 / 1000.0;
-        let flow = matches!(work, Workload::Flow);
+        let flow = matches!(work, Some(Workload::Flow));
         Outcome {
             scenario: s.label(),
             front: s.front.clone(),
             strategy: s.strategy,
             nodes: s.nodes,
             workload: match work {
-                Workload::Flow => "login-flow",
-                Workload::Mix(_) => "mix",
-                Workload::Handshakes => "handshakes",
+                Some(Workload::Flow) => "login-flow",
+                Some(Workload::Mix(_)) => "mix",
+                Some(Workload::Handshakes) => "handshakes",
+                None => "idle",
             },
             users: args.users,
             seconds: secs,
@@ -165,13 +166,9 @@ impl Outcome {
         opened: usize,
         rss_mib: Option<f64>,
     ) -> Outcome {
-        let mut o = Outcome::new(s, args, &Workload::Flow, hold, Tally::new(), None, rss_mib);
-        o.workload = "idle";
+        let mut o = Outcome::new(s, args, None, hold, Tally::new(), None, rss_mib);
         o.requests = wanted as u64;
-        o.requests_per_s = 0.0;
         o.errors = wanted.saturating_sub(opened) as u64;
-        o.affinity_predicted = None;
-        o.hops_predicted = None;
         o.idle_connections = Some(opened);
         o
     }

@@ -159,11 +159,20 @@ impl Peering {
 async fn connect(addr: SocketAddr) -> Option<SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    http1(stream).await.ok()
+}
+
+/// An HTTP/1.1 client connection over `io`, driven by a task of its own
+/// (node-to-node calls and the bench's load generator).
+pub async fn http1<I>(io: I) -> std::io::Result<SendRequest<Full<Bytes>>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
-        .ok()?;
+        .map_err(std::io::Error::other)?;
     tokio::spawn(conn);
-    Some(sender)
+    Ok(sender)
 }
 
 /// What a node did to its tickets while serving one request, for
