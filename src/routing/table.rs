@@ -224,26 +224,34 @@ impl RoutingTable {
         query: Option<&[u8]>,
         cert: Option<&super::cert::CertIdentity>,
     ) -> bool {
-        let mut reading = super::ENTRIES
+        // No entry of this method reads a body (every GET): no path lookup.
+        if !super::ENTRIES
             .iter()
-            .filter(|e| e.methods.contains(method) && e.source.reads_body(query))
-            .peekable();
-        if reading.peek().is_none() {
+            .any(|e| e.methods.contains(method) && e.source.reads_body(query))
+        {
             return false;
         }
-        let Some((_, _, rel)) = self.pool_for(path, cert) else {
+        let Some((_, pool, rel)) = self.pool_for(path, cert) else {
             return false;
         };
-        let endpoint = super::extract::endpoint_of(rel);
-        reading.any(|e| {
+        let endpoint = super::extract::endpoint_of(rel).unwrap_or(super::extract::ENDPOINTS.len());
+        // The entries the routing loop would visit in this pool (none with
+        // `ticket_routing = false`).
+        let mut applicable = pool.entries[method.bit().trailing_zeros() as usize][endpoint];
+        while applicable != 0 {
+            let e = &super::ENTRIES[applicable.trailing_zeros() as usize];
+            applicable &= applicable - 1;
             let asked = match e.source {
                 super::Source::FormTicket(_, Some(when)) => {
                     query.is_some_and(|q| super::parse::query_param(q, when.as_bytes()).is_some())
                 }
                 _ => true,
             };
-            asked && e.paths.matches(endpoint)
-        })
+            if asked && e.source.reads_body(query) {
+                return true;
+            }
+        }
+        false
     }
 
     /// The pool whose prefix is the longest to match `path` on a segment
@@ -301,6 +309,20 @@ mod tests {
             None
         ));
         assert!(!t.wants_body(Method::Post, b"/cas/login", Some(b"service=x"), None));
+    }
+
+    #[test]
+    fn a_pool_that_does_not_route_by_ticket_reads_no_body() {
+        let parsed = crate::config::parse(crate::routing::tests::CONFIG, std::path::Path::new("."));
+        let mut cfg = parsed
+            .config
+            .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
+        cfg.pools[0].ticket_routing = false;
+        let t = super::RoutingTable::new(&cfg);
+        assert!(!t.wants_body(Method::Post, b"/cas/samlValidate", None, None));
+        assert!(!t.wants_body(Method::Post, b"/cas/oidc/token", None, None));
+        let saml2 = Some(&b"client_name=SAML2Client"[..]);
+        assert!(!t.wants_body(Method::Post, b"/cas/login", saml2, None));
     }
 
     #[test]
