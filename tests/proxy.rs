@@ -443,3 +443,132 @@ async fn http2_clients_are_proxied_as_http11() {
     );
     assert_eq!(r.body.matches("\ncookie:").count(), 1, "{}", r.body);
 }
+
+/// A node (plain HTTP/1.1, keep-alive) that answers `/cas/slow` after
+/// `hold` and anything else (health checks) at once; counts how many
+/// `/cas/slow` requests it held at once, at most, and their connections.
+struct CountingNode {
+    addr: SocketAddr,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+    slow_connections: Arc<std::sync::Mutex<std::collections::HashSet<SocketAddr>>>,
+}
+
+impl CountingNode {
+    async fn start(hold: Duration) -> CountingNode {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let node = CountingNode {
+            addr: listener.local_addr().unwrap(),
+            busy: Default::default(),
+            most: Default::default(),
+            slow_connections: Default::default(),
+        };
+        let (busy, most, seen) = (
+            node.busy.clone(),
+            node.most.clone(),
+            node.slow_connections.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((s, peer)) = listener.accept().await {
+                let (busy, most, seen) = (busy.clone(), most.clone(), seen.clone());
+                let svc = hyper::service::service_fn(move |req: http::Request<_>| {
+                    let (busy, most, seen) = (busy.clone(), most.clone(), seen.clone());
+                    async move {
+                        if req.uri().path() == "/cas/slow" {
+                            seen.lock().unwrap().insert(peer);
+                            let now = busy.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            tokio::time::sleep(hold).await;
+                            busy.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        let body = http_body_util::Full::new(bytes::Bytes::from_static(b"ok\n"));
+                        Ok::<_, std::convert::Infallible>(http::Response::new(body))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc),
+                );
+            }
+        });
+        node
+    }
+}
+
+/// Starts casfront in front of `node` with `upstream` as its
+/// `[pool.upstream]`, and sends `n` `GET /cas/slow` at once, each on a
+/// client connection of its own: their statuses.
+async fn slow_burst(
+    node: &CountingNode,
+    upstream: &str,
+    n: usize,
+) -> (Vec<u16>, Arc<casfront::proxy::Proxy>, support::Serving) {
+    let mut cfg = casfront::demo::cluster_config("127.0.0.1:0".parse().unwrap(), &[node.addr]);
+    cfg.push_str(&format!(
+        "[pool.upstream]\n{upstream}{}",
+        support::NO_RATE_LIMIT
+    ));
+    let cfg = support::config_of(&cfg);
+    let cert = casfront::demo::self_signed().unwrap();
+    let tls = casfront::server::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
+    let (addr, proxy, serving) = support::front(&cfg, tls).await;
+    let client = tls_trusting(&cert.cert_pem);
+    let burst = (0..n).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            send_tls(&client, addr, "localhost", "GET", "/cas/slow", &[], "").await
+        })
+    });
+    let mut statuses = Vec::new();
+    for r in burst.collect::<Vec<_>>() {
+        statuses.push(r.await.unwrap().status);
+    }
+    (statuses, proxy, serving)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_queues_a_burst_on_that_many_node_connections() {
+    use std::sync::atomic::Ordering;
+    let node = CountingNode::start(Duration::from_millis(200)).await;
+    let (statuses, proxy, _serving) =
+        slow_burst(&node, "max_connections = 2\nqueue_timeout = \"10s\"\n", 8).await;
+    assert_eq!(statuses, [200; 8], "every queued request is served");
+    assert_eq!(
+        node.most.load(Ordering::SeqCst),
+        2,
+        "never more than 2 at once at the node"
+    );
+    assert!(node.slow_connections.lock().unwrap().len() <= 2);
+    let pool = proxy.pool(0).unwrap();
+    assert!(pool.idle_count() <= 2);
+
+    // Without the cap the same burst reaches the node all at once.
+    let free = CountingNode::start(Duration::from_millis(200)).await;
+    let (statuses, _proxy, _serving) = slow_burst(&free, "", 8).await;
+    assert_eq!(statuses, [200; 8]);
+    assert_eq!(free.most.load(Ordering::SeqCst), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_answers_503_after_queue_timeout_and_stays_up() {
+    let node = CountingNode::start(Duration::from_millis(1500)).await;
+    let (mut statuses, proxy, _serving) =
+        slow_burst(&node, "max_connections = 1\nqueue_timeout = \"200ms\"\n", 3).await;
+    statuses.sort();
+    assert_eq!(statuses, [200, 503, 503]);
+    // Counted among the node's errors (the two queue failures), and busy
+    // is not down: the node still takes requests.
+    let (_, errors, _) = proxy.handles().node_summary(0);
+    assert_eq!(errors, 2);
+    use casfront::routing::{NodeState, NodeStates};
+    assert_eq!(proxy.health().state(0), NodeState::Healthy);
+    let text = proxy
+        .metrics()
+        .encode(proxy.table(), |n| proxy.health().state(n), 0);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("kind=\"queue\"") && l.ends_with(" 2")),
+        "{text}"
+    );
+}

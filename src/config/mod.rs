@@ -189,6 +189,12 @@ pub struct Upstream {
     pub idle_timeout: Duration,
     /// Idle connections kept per node.
     pub max_idle: usize,
+    /// Connections per node, busy, idle or opening (0: no cap); a request
+    /// past it waits for one.
+    pub max_connections: usize,
+    /// How long a request waits for a connection under `max_connections`;
+    /// then 503.
+    pub queue_timeout: Duration,
     /// How long a node whose connection failed stays down.
     pub down_cooldown: Duration,
 }
@@ -200,6 +206,8 @@ impl Default for Upstream {
             response_timeout: Duration::from_secs(defaults::RESPONSE_TIMEOUT_SECS),
             idle_timeout: Duration::from_secs(defaults::IDLE_TIMEOUT_SECS),
             max_idle: defaults::MAX_IDLE,
+            max_connections: 0,
+            queue_timeout: Duration::from_secs(defaults::QUEUE_TIMEOUT_SECS),
             down_cooldown: Duration::from_secs(defaults::DOWN_COOLDOWN_SECS),
         }
     }
@@ -381,6 +389,7 @@ pub mod defaults {
     pub const IDLE_TIMEOUT_SECS: u64 = 15;
     pub const TOMCAT_KEEP_ALIVE_SECS: u64 = 20;
     pub const MAX_IDLE: usize = 64;
+    pub const QUEUE_TIMEOUT_SECS: u64 = 5;
     pub const DOWN_COOLDOWN_SECS: u64 = 10;
     pub const LEARNED_CAPACITY: usize = 100_000;
     pub const LEARNED_TTL_SECS: u64 = 30 * 60;

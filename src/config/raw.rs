@@ -210,6 +210,8 @@ pub struct RawUpstream {
     pub response_timeout: Option<Str>,
     pub idle_timeout: Option<Str>,
     pub max_idle: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub queue_timeout: Option<Str>,
     pub down_cooldown: Option<Str>,
 }
 

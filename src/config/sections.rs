@@ -331,6 +331,30 @@ pub fn upstream(raw: Option<Spanned<RawUpstream>>, d: &mut Diags) -> Option<Upst
         def.max_idle,
         d,
     );
+    let max_connections = size(
+        r.and_then(|u| u.max_connections.as_ref()),
+        "max_connections",
+        0..=100_000,
+        def.max_connections,
+        d,
+    );
+    let queue_timeout = duration(
+        r.and_then(|u| u.queue_timeout.as_ref()),
+        def.queue_timeout,
+        d,
+    );
+    if let (Some(cap), Some(idle), Some(at)) = (
+        max_connections,
+        max_idle,
+        r.and_then(|u| u.max_connections.as_ref()),
+    ) {
+        if cap > 0 && idle > cap {
+            d.warn(
+                at.span(),
+                format!("max_idle ({idle}) is above max_connections ({cap}): at most {cap} connections per node are kept"),
+            );
+        }
+    }
     let down_cooldown = duration(
         r.and_then(|u| u.down_cooldown.as_ref()),
         def.down_cooldown,
@@ -349,6 +373,8 @@ pub fn upstream(raw: Option<Spanned<RawUpstream>>, d: &mut Diags) -> Option<Upst
         response_timeout: response_timeout?,
         idle_timeout: idle_timeout?,
         max_idle: max_idle?,
+        max_connections: max_connections?,
+        queue_timeout: queue_timeout?,
         down_cooldown: down_cooldown?,
     })
 }

@@ -332,7 +332,7 @@ fn upstream_and_learned_sections() {
             "7:12: `capacity` must be between 2 and 100000000, not 1",
             "8:7: invalid duration `soon`: expected number at 0 (write e.g. \"2s\" or \"500ms\")",
             "15:12: `max_idle` must be between 0 and 10000, not -1",
-            "16:1: unknown key `retries`; expected one of: connect_timeout, response_timeout, idle_timeout, max_idle, down_cooldown",
+            "16:1: unknown key `retries`; expected one of: connect_timeout, response_timeout, idle_timeout, max_idle, max_connections, queue_timeout, down_cooldown",
         ]
     );
     assert_eq!(
@@ -351,6 +351,27 @@ fn upstream_and_learned_sections() {
             c.pools[0].upstream.max_idle
         ),
         (Duration::from_secs(300), Duration::from_millis(250), 0)
+    );
+    // No cap by default; a cap below max_idle warns; a negative one is an error.
+    assert_eq!(c.pools[0].upstream.max_connections, 0);
+    assert_eq!(c.pools[0].upstream.queue_timeout, Duration::from_secs(5));
+    let capped = ok.replace(
+        "max_idle = 0\n",
+        "max_idle = 8\nmax_connections = 4\nqueue_timeout = \"750ms\"\n",
+    );
+    assert_eq!(
+        warnings(&capped)[1..],
+        ["15:19: max_idle (8) is above max_connections (4): at most 4 connections per node are kept"]
+    );
+    let c = parse_str(&capped).config.unwrap();
+    let u = &c.pools[0].upstream;
+    assert_eq!(
+        (u.max_connections, u.queue_timeout),
+        (4, Duration::from_millis(750))
+    );
+    assert_eq!(
+        errors(&capped.replace("max_connections = 4", "max_connections = -2")),
+        ["15:19: `max_connections` must be between 0 and 100000, not -2"]
     );
 }
 

@@ -97,8 +97,10 @@ pub enum Failure {
     Send = 1,
     /// No response within `response_timeout`.
     Timeout = 2,
+    /// No connection under `max_connections` came free in `queue_timeout`.
+    Queue = 3,
 }
-const FAILURES: [&str; 3] = ["connect", "send", "timeout"];
+const FAILURES: [&str; 4] = ["connect", "send", "timeout", "queue"];
 
 /// What casfront refused at the edge, before any node saw it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -175,9 +177,14 @@ fn label_tables_follow_the_enums() {
     for (i, c) in causes.into_iter().enumerate() {
         assert_eq!(cause_index(c), i, "{c:?} is {}", CAUSES[i]);
     }
-    for (i, f) in [Failure::Connect, Failure::Send, Failure::Timeout]
-        .into_iter()
-        .enumerate()
+    for (i, f) in [
+        Failure::Connect,
+        Failure::Send,
+        Failure::Timeout,
+        Failure::Queue,
+    ]
+    .into_iter()
+    .enumerate()
     {
         assert_eq!(f as usize, i);
     }
@@ -271,7 +278,7 @@ impl Metrics {
         );
         r.register(
             names::UPSTREAM_FAILURES,
-            "Requests a node did not answer: connect, send or timeout",
+            "Requests a node did not answer: connect, send, timeout, or queue (none of its max_connections came free)",
             m.failures.clone(),
         );
         r.register(
@@ -514,7 +521,7 @@ impl Handles {
     }
 
     /// For the status page: `node`'s requests (answers), errors (its 5xx
-    /// answers and its failures: connects, sends, timeouts) and latency
+    /// answers and its failures: connects, sends, timeouts, queue timeouts) and latency
     /// histogram.
     pub fn node_summary(&self, node: NodeId) -> (u64, u64, Option<&Histogram>) {
         let per_node = RULES.len() * CLASSES.len();

@@ -417,6 +417,15 @@ impl Proxy {
             };
             match pool.checkout(fresh).await {
                 Ok(conn) => return Ok((pool_id, node, pool, conn)),
+                Err(UpstreamError::Busy(_)) => {
+                    // At its `max_connections` for `queue_timeout`: busy,
+                    // not down; its tickets belong to it, so no other node.
+                    self.handles.failure(node, Failure::Queue);
+                    return Err(local(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "casfront: the CAS node is busy; try again\n",
+                    ));
+                }
                 Err(_) => {
                     self.handles.failure(node, Failure::Connect);
                     self.health.mark_down(node);

@@ -3,7 +3,9 @@
 //! connect (one timeout covers TCP and TLS), send; a connection is returned to the
 //! pool when its response body has been read to the end. Idle connections
 //! are capped per node and expire before Tomcat's keep-alive (20 s) would
-//! close them. https nodes are verified with their pool's CA bundle
+//! close them; with `max_connections` all of a node's connections are
+//! capped, and a request past the cap waits for one to come free (a
+//! semaphore permit lives in each connection's task). https nodes are verified with their pool's CA bundle
 //! (`upstream_ca`, else the system's roots) under the node's `server_name`
 //! (else its url's host) — see [`client_tls`].
 
@@ -21,6 +23,7 @@ use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 
 use super::body::RequestBody;
@@ -59,6 +62,9 @@ pub enum UpstreamError {
     },
     #[error("no response from {0} in time")]
     ResponseTimeout(String),
+    /// Nothing was sent: the node is at `max_connections`, not failing.
+    #[error("no connection to {0} came free in time (max_connections)")]
+    Busy(String),
 }
 
 impl UpstreamError {
@@ -195,16 +201,24 @@ pub struct NodePool {
     settings: Upstream,
     tls: Option<NodeTls>,
     idle: Mutex<Vec<Idle>>,
+    /// `max_connections` permits, one held by each connection's task.
+    slots: Option<Arc<Semaphore>>,
+    /// Told when a connection goes back to `idle`.
+    returned: Notify,
 }
 
 impl NodePool {
     /// `addr` is `host:port`; `tls` is set for an https node.
     pub fn new(addr: String, settings: Upstream, tls: Option<NodeTls>) -> Arc<NodePool> {
+        let slots = (settings.max_connections > 0)
+            .then(|| Arc::new(Semaphore::new(settings.max_connections)));
         Arc::new(NodePool {
             addr,
             settings,
             tls,
             idle: Mutex::new(Vec::new()),
+            slots,
+            returned: Notify::new(),
         })
     }
 
@@ -212,7 +226,22 @@ impl NodePool {
     /// a new one. Nothing has been sent when this fails, so another node
     /// may take the request.
     pub async fn checkout(&self, fresh: bool) -> Result<Conn, UpstreamError> {
-        if let Some(mut sender) = (!fresh).then(|| self.take_idle()).flatten() {
+        let mut idle = (!fresh).then(|| self.take_idle()).flatten();
+        let slot = match &self.slots {
+            None => None,
+            Some(_) if idle.is_some() => None,
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => match self.queue(slots, fresh).await? {
+                    Slot::Idle(sender) => {
+                        idle = Some(sender);
+                        None
+                    }
+                    Slot::Permit(permit) => Some(permit),
+                },
+            },
+        };
+        if let Some(mut sender) = idle {
             // Its previous exchange may still be finishing in its task.
             if sender.ready().await.is_ok() {
                 return Ok(Conn {
@@ -220,11 +249,45 @@ impl NodePool {
                     pooled: true,
                 });
             }
+            // Closed under us: its permit comes back as its task ends.
+            return Box::pin(self.checkout(true)).await;
         }
         Ok(Conn {
-            sender: self.connect().await?,
+            sender: self.connect(slot).await?,
             pooled: false,
         })
+    }
+
+    /// At `max_connections`: waits for an idle connection (unless `fresh`)
+    /// or a permit, at most `queue_timeout`.
+    async fn queue(&self, slots: &Arc<Semaphore>, fresh: bool) -> Result<Slot, UpstreamError> {
+        let deadline = tokio::time::Instant::now() + self.settings.queue_timeout;
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            // Registered before looking, so that no return is missed.
+            returned.as_mut().enable();
+            if let Some(sender) = self.take_idle() {
+                if !fresh {
+                    return Ok(Slot::Idle(sender));
+                }
+                // A new connection is wanted: closing an idle one frees
+                // its permit (once its task has ended).
+                drop(sender);
+            }
+            tokio::select! {
+                permit = slots.clone().acquire_owned() => {
+                    // The semaphore is never closed.
+                    if let Ok(permit) = permit {
+                        return Ok(Slot::Permit(permit));
+                    }
+                }
+                _ = returned => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(UpstreamError::Busy(self.addr.clone()));
+                }
+            }
+        }
     }
 
     /// Sends `req` on `conn`; gives the request back when it may be sent
@@ -301,6 +364,8 @@ impl NodePool {
                 sender,
                 since: Instant::now(),
             });
+            drop(idle);
+            self.returned.notify_one();
         }
     }
 
@@ -319,7 +384,8 @@ impl NodePool {
         timeout: std::time::Duration,
     ) -> Option<http::StatusCode> {
         let exchange = async {
-            let mut sender = self.open().await.ok()?;
+            // Not under `max_connections`: a check must not queue.
+            let mut sender = self.open(None).await.ok()?;
             let mut req = Request::new(RequestBody::empty());
             *req.uri_mut() = http::Uri::from(path.clone());
             req.headers_mut().insert(http::header::HOST, host.clone());
@@ -335,14 +401,22 @@ impl NodePool {
 
     /// TCP, TLS for an https node, and the HTTP/1.1 handshake, all under
     /// the connect timeout.
-    async fn connect(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
-        match tokio::time::timeout(self.settings.connect_timeout, self.open()).await {
+    async fn connect(
+        &self,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<SendRequest<RequestBody>, UpstreamError> {
+        match tokio::time::timeout(self.settings.connect_timeout, self.open(slot)).await {
             Err(_) => Err(UpstreamError::ConnectTimeout(self.addr.clone())),
             Ok(r) => r,
         }
     }
 
-    async fn open(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
+    /// `slot`: the `max_connections` permit the connection's task holds
+    /// until the connection closes.
+    async fn open(
+        &self,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<SendRequest<RequestBody>, UpstreamError> {
         let addr = self.addr.clone();
         let stream = match TcpStream::connect(&self.addr).await {
             Err(source) => return Err(UpstreamError::Connect { addr, source }),
@@ -357,7 +431,7 @@ impl NodePool {
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(handshake)?;
-            tokio::spawn(conn);
+            tokio::spawn(hold(conn, slot));
             return Ok(sender);
         };
         let stream = tls
@@ -368,9 +442,22 @@ impl NodePool {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(handshake)?;
-        tokio::spawn(conn);
+        tokio::spawn(hold(conn, slot));
         Ok(sender)
     }
+}
+
+/// A node connection's task: drives `conn` until it closes, holding its
+/// `max_connections` permit meanwhile.
+async fn hold<F: std::future::Future>(conn: F, slot: Option<OwnedSemaphorePermit>) {
+    let _slot = slot;
+    let _ = conn.await;
+}
+
+/// What a request waiting under `max_connections` gets.
+enum Slot {
+    Idle(SendRequest<RequestBody>),
+    Permit(OwnedSemaphorePermit),
 }
 
 /// A response body that returns its connection to the pool once read to
