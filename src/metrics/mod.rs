@@ -521,8 +521,8 @@ impl Handles {
     }
 
     /// For the status page: `node`'s requests (answers), errors (its 5xx
-    /// answers and its failures: connects, sends, timeouts, queue timeouts) and latency
-    /// histogram.
+    /// answers and its failures: connects, sends, timeouts, queue
+    /// timeouts) and latency histogram.
     pub fn node_summary(&self, node: NodeId) -> (u64, u64, Option<&Histogram>) {
         let per_node = RULES.len() * CLASSES.len();
         let start = usize::from(node) * per_node;

@@ -2,7 +2,7 @@
 //! found to a node (ticket suffix, jvmRoute, learned table), records why each
 //! applicable entry fell through, and ends with the `any` rule.
 
-use super::extract::{endpoint_of, EntryId, Source, ENDPOINTS, ENTRIES};
+use super::extract::{EntryId, Source, ENTRIES};
 use super::parse::{
     cookie, cookies, path_param, query_param, query_params, ticket_prefix_end, with_decoded,
 };
@@ -303,9 +303,7 @@ where
         states,
         learned,
     };
-    let endpoint = endpoint_of(rel).unwrap_or(ENDPOINTS.len());
-    let method = req.method.bit().trailing_zeros() as usize;
-    let mut applicable = pool.entries[method][endpoint];
+    let mut applicable = pool.applicable(req.method, rel);
     while applicable != 0 {
         let i = applicable.trailing_zeros() as usize;
         applicable &= applicable - 1;

@@ -46,6 +46,15 @@ pub struct PoolInfo {
     pub(crate) entries: [[u32; super::extract::ENDPOINTS.len() + 1]; 4],
 }
 
+impl PoolInfo {
+    /// The entries (a bit mask over `ENTRIES`) that apply to `method` on
+    /// the pool-relative path `rel`.
+    pub(crate) fn applicable(&self, method: super::Method, rel: &[u8]) -> u32 {
+        let endpoint = super::extract::endpoint_of(rel).unwrap_or(super::extract::ENDPOINTS.len());
+        self.entries[method.bit().trailing_zeros() as usize][endpoint]
+    }
+}
+
 /// The entry masks of a pool: an entry applies to a method and endpoint,
 /// unless the pool turned it off (`tgc_cookies = []`, no `bigip_cookie`,
 /// no `[pool.route_cookie]`) or turned them all off (`ticket_routing =
@@ -234,10 +243,9 @@ impl RoutingTable {
         let Some((_, pool, rel)) = self.pool_for(path, cert) else {
             return false;
         };
-        let endpoint = super::extract::endpoint_of(rel).unwrap_or(super::extract::ENDPOINTS.len());
-        // The entries the routing loop would visit in this pool (none with
+        // The entries the routing loop would visit (none with
         // `ticket_routing = false`).
-        let mut applicable = pool.entries[method.bit().trailing_zeros() as usize][endpoint];
+        let mut applicable = pool.applicable(method, rel);
         while applicable != 0 {
             let e = &super::ENTRIES[applicable.trailing_zeros() as usize];
             applicable &= applicable - 1;
