@@ -1,8 +1,9 @@
 //! Arbitrary bytes as a request into `route`: the input is split on NUL
 //! into method, path, query, cookie headers and body, so the fuzzer
 //! reaches every parser that reads client bytes (path, query parameters,
-//! path parameters, cookies, the SAML artifact). Checks that `route` never
-//! panics and only returns a configured node usable for its rule.
+//! path parameters, cookies, the SAML artifact). Checks that `route` and
+//! `wants_body` never panic and that `route` only returns a configured node
+//! usable for its rule.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -53,6 +54,8 @@ fuzz_target!(|data: &[u8]| {
         cert: None,
         body_cut: false,
     };
+    // Whether the proxy would wait for a body prefix: never panics either.
+    let _ = t.wants_body(method, path, query, None);
     let d = route(
         t,
         &view,

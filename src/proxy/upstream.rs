@@ -261,7 +261,12 @@ impl NodePool {
     /// At `max_connections`: waits for an idle connection (unless `fresh`)
     /// or a permit, at most `queue_timeout`.
     async fn queue(&self, slots: &Arc<Semaphore>, fresh: bool) -> Result<Slot, UpstreamError> {
-        let deadline = tokio::time::Instant::now() + self.settings.queue_timeout;
+        let deadline = tokio::time::sleep(self.settings.queue_timeout);
+        tokio::pin!(deadline);
+        // One acquire for the whole wait: it keeps its place in the
+        // semaphore's line while returned idle connections are looked at.
+        let permit = slots.clone().acquire_owned();
+        tokio::pin!(permit);
         loop {
             let returned = self.returned.notified();
             tokio::pin!(returned);
@@ -276,14 +281,14 @@ impl NodePool {
                 drop(sender);
             }
             tokio::select! {
-                permit = slots.clone().acquire_owned() => {
+                permit = &mut permit => {
                     // The semaphore is never closed.
-                    if let Ok(permit) = permit {
-                        return Ok(Slot::Permit(permit));
-                    }
+                    return permit
+                        .map(Slot::Permit)
+                        .map_err(|_| UpstreamError::Busy(self.addr.clone()));
                 }
                 _ = returned => {}
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut deadline => {
                     return Err(UpstreamError::Busy(self.addr.clone()));
                 }
             }
