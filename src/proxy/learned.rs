@@ -143,14 +143,20 @@ impl Learned for LearnedTable {
 /// (which wins, RFC 6265 §5.3), an `Expires` date in the past, as CAS
 /// writes them on logout (`Max-Age=0; Expires=Thu, 01 Jan 1970 ...`).
 pub fn parse_set_cookie(header: &[u8]) -> Option<(&[u8], &[u8], bool)> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    parse_set_cookie_at(header, now)
+    // The clock is read only for an `Expires` without `Max-Age`.
+    parse_set_cookie_with(header, || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    })
 }
 
 /// The same at `now` (seconds since the Unix epoch).
 pub fn parse_set_cookie_at(header: &[u8], now: u64) -> Option<(&[u8], &[u8], bool)> {
+    parse_set_cookie_with(header, || now)
+}
+
+fn parse_set_cookie_with(header: &[u8], now: impl FnOnce() -> u64) -> Option<(&[u8], &[u8], bool)> {
     let pair = header.split(|&b| b == b';').next()?;
     let eq = pair.iter().position(|&b| b == b'=')?;
     let name = pair[..eq].trim_ascii();
@@ -172,7 +178,7 @@ pub fn parse_set_cookie_at(header: &[u8], now: u64) -> Option<(&[u8], &[u8], boo
     }
     let expired = match (max_age, expires) {
         (Some(n), _) => n <= 0,
-        (None, Some(at)) => at <= now,
+        (None, Some(at)) => at <= now(),
         (None, None) => false,
     };
     (!name.is_empty()).then_some((name, value, expired))
