@@ -163,7 +163,7 @@ async fn a_flood_from_one_address_is_capped_while_another_is_served() {
 async fn slowloris_is_cut_while_normal_clients_are_served() {
     let cluster = cluster(|c| {
         format!(
-            "{c}[limits]\nheader_read_timeout = \"4s\"\nhandshake_timeout = \"4s\"\n\
+            "{c}[limits]\nheader_read_timeout = \"6s\"\nhandshake_timeout = \"6s\"\n\
              max_connections_per_ip = 1000\n{}",
             support::NO_RATE_LIMIT
         )
@@ -192,11 +192,12 @@ async fn slowloris_is_cut_while_normal_clients_are_served() {
     // The timed requests start once every slow connection is open and
     // sending (200 TLS handshakes of a debug build on both ends take a
     // loaded machine up to a second: that burst is not what is measured).
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Well inside the 6 s they are held for.
+    let deadline = Instant::now() + Duration::from_secs(4);
     while slow.open.load(Ordering::Relaxed) < 300 {
         assert!(
             Instant::now() < deadline,
-            "the slow connections did not open"
+            "the slow connections did not open in 4 s"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -210,7 +211,7 @@ async fn slowloris_is_cut_while_normal_clients_are_served() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     // The measurement means something only if the slow ones were all still
-    // held throughout it (they are cut 4 s after they open).
+    // held throughout it (they are cut 6 s after they open).
     let held = started.elapsed();
     assert_eq!(
         slow.cut.load(Ordering::Relaxed),
@@ -219,9 +220,9 @@ async fn slowloris_is_cut_while_normal_clients_are_served() {
     );
     for s in tasks {
         let lasted = s.await.unwrap();
-        // Cut at 4 s; slack for a loaded machine, far from "never".
+        // Cut at 6 s; slack for a loaded machine, far from "never".
         assert!(
-            lasted < Duration::from_secs(8),
+            lasted < Duration::from_secs(10),
             "a slow connection lasted {lasted:?}"
         );
     }

@@ -343,10 +343,13 @@ pub fn upstream(raw: Option<Spanned<RawUpstream>>, d: &mut Diags) -> Option<Upst
         def.queue_timeout,
         d,
     );
-    if let (Some(cap), Some(idle), Some(at)) = (
+    // Only when both were set: the default max_idle (64) above a small cap
+    // is no mistake of the reader's.
+    if let (Some(cap), Some(idle), Some(at), Some(_)) = (
         max_connections,
         max_idle,
         r.and_then(|u| u.max_connections.as_ref()),
+        r.and_then(|u| u.max_idle.as_ref()),
     ) {
         if cap > 0 && idle > cap {
             d.warn(

@@ -17,6 +17,7 @@ pub mod body;
 pub mod carry;
 pub mod forward;
 pub mod learned;
+mod spare;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -361,9 +362,9 @@ impl Proxy {
         fresh: bool,
         out: &mut Outcome,
     ) -> Result<(PoolId, NodeId, &Arc<NodePool>, Conn), Response<ProxyBody>> {
-        let mut failed = 0usize;
+        let (mut failed, mut busy) = (0usize, 0usize);
         loop {
-            let (pool_id, node) = {
+            let (pool_id, node, size, any) = {
                 let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 let headers = HeaderView(req.headers());
                 let mut view =
@@ -378,7 +379,7 @@ impl Proxy {
                 if d.entry.is_none() {
                     self.counter.fetch_add(1, Ordering::Relaxed);
                 }
-                if failed == 0 && !fresh {
+                if failed == 0 && busy == 0 && !fresh {
                     if let Some(p) = d.pool {
                         self.handles.falls(p, &d.falls);
                     }
@@ -406,7 +407,10 @@ impl Proxy {
                         return Err(no_node());
                     }
                     (Some(_), None) => return Err(no_node()),
-                    (Some(p), Some(n)) => (p, n),
+                    (Some(p), Some(n)) => {
+                        let size = self.table.pool(p).map_or(0, |p| p.nodes.len());
+                        (p, n, size, d.entry.is_none())
+                    }
                 }
             };
             let Some(pool) = self.pools.get(usize::from(node)) else {
@@ -415,11 +419,17 @@ impl Proxy {
                     "casfront: internal error\n",
                 ));
             };
-            match pool.checkout(fresh).await {
+            // A request for any node does not wait for a full one while
+            // another may be free (the round-robin counter moved on); the
+            // last one it tries, it waits for.
+            let wait = !any || busy + 1 >= size;
+            match pool.checkout(fresh, wait).await {
                 Ok(conn) => return Ok((pool_id, node, pool, conn)),
+                Err(UpstreamError::Busy(_)) if !wait => busy += 1,
                 Err(UpstreamError::Busy(_)) => {
                     // At its `max_connections` for `queue_timeout`: busy,
-                    // not down; its tickets belong to it, so no other node.
+                    // not down. A ticket's or session's node is the only
+                    // one that can take its request.
                     self.handles.failure(node, Failure::Queue);
                     return Err(local(
                         StatusCode::SERVICE_UNAVAILABLE,

@@ -4,15 +4,15 @@
 //! pool when its response body has been read to the end. Idle connections
 //! are capped per node and expire before Tomcat's keep-alive (20 s) would
 //! close them; with `max_connections` all of a node's connections are
-//! capped, and a request past the cap waits for one to come free (a
-//! semaphore permit lives in each connection's task). https nodes are verified with their pool's CA bundle
+//! capped (a semaphore permit lives in each connection's task), and a
+//! request past the cap waits, in line, for one to come free
+//! ([`super::spare`]) or for a permit. https nodes are verified with their pool's CA bundle
 //! (`upstream_ca`, else the system's roots) under the node's `server_name`
 //! (else its url's host) — see [`client_tls`].
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -23,10 +23,11 @@ use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 
 use super::body::RequestBody;
+use super::spare::{Spare, Taken};
 use crate::config::{Node, Pool, Upstream};
 
 /// Why a request could not be sent or answered.
@@ -80,11 +81,6 @@ impl UpstreamError {
         source.is_user()
             && std::error::Error::source(source).is_some_and(|cause| cause.is::<hyper::Error>())
     }
-}
-
-struct Idle {
-    sender: SendRequest<RequestBody>,
-    since: Instant,
 }
 
 /// A connection taken from the pool or just made.
@@ -200,11 +196,9 @@ pub struct NodePool {
     addr: String,
     settings: Upstream,
     tls: Option<NodeTls>,
-    idle: Mutex<Vec<Idle>>,
+    spare: Spare,
     /// `max_connections` permits, one held by each connection's task.
     slots: Option<Arc<Semaphore>>,
-    /// Told when a connection goes back to `idle`.
-    returned: Notify,
 }
 
 impl NodePool {
@@ -216,81 +210,89 @@ impl NodePool {
             addr,
             settings,
             tls,
-            idle: Mutex::new(Vec::new()),
+            spare: Spare::default(),
             slots,
-            returned: Notify::new(),
         })
     }
 
     /// An idle connection when one is usable (and `fresh` is false), else
-    /// a new one. Nothing has been sent when this fails, so another node
-    /// may take the request.
-    pub async fn checkout(&self, fresh: bool) -> Result<Conn, UpstreamError> {
-        let mut idle = (!fresh).then(|| self.take_idle()).flatten();
+    /// a new one; at `max_connections`, whichever comes first within
+    /// `queue_timeout` ([`UpstreamError::Busy`] after; at once unless
+    /// `wait`). Nothing has been sent when this fails.
+    pub async fn checkout(&self, fresh: bool, wait: bool) -> Result<Conn, UpstreamError> {
+        if !fresh {
+            if let Some(mut sender) = self.spare.take(self.settings.idle_timeout) {
+                // Its previous exchange may still be finishing in its task.
+                if sender.ready().await.is_ok() {
+                    return Ok(Conn {
+                        sender,
+                        pooled: true,
+                    });
+                }
+                // Closed under us (its permit comes back as its task ends).
+            }
+        }
         let slot = match &self.slots {
             None => None,
-            Some(_) if idle.is_some() => None,
             Some(slots) => match slots.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
+                Err(_) if !wait => return Err(UpstreamError::Busy(self.addr.clone())),
                 Err(_) => match self.queue(slots, fresh).await? {
                     Slot::Idle(sender) => {
-                        idle = Some(sender);
-                        None
+                        return Ok(Conn {
+                            sender,
+                            pooled: true,
+                        })
                     }
                     Slot::Permit(permit) => Some(permit),
                 },
             },
         };
-        if let Some(mut sender) = idle {
-            // Its previous exchange may still be finishing in its task.
-            if sender.ready().await.is_ok() {
-                return Ok(Conn {
-                    sender,
-                    pooled: true,
-                });
-            }
-            // Closed under us: its permit comes back as its task ends.
-            return Box::pin(self.checkout(true)).await;
-        }
         Ok(Conn {
             sender: self.connect(slot).await?,
             pooled: false,
         })
     }
 
-    /// At `max_connections`: waits for an idle connection (unless `fresh`)
-    /// or a permit, at most `queue_timeout`.
+    /// At `max_connections`: waits in line for a connection another
+    /// request frees, or for a permit (one closes), at most
+    /// `queue_timeout`. `fresh` wants a new connection: one it is handed
+    /// is closed, freeing a permit.
     async fn queue(&self, slots: &Arc<Semaphore>, fresh: bool) -> Result<Slot, UpstreamError> {
+        let busy = || UpstreamError::Busy(self.addr.clone());
         let deadline = tokio::time::sleep(self.settings.queue_timeout);
         tokio::pin!(deadline);
-        // One acquire for the whole wait: it keeps its place in the
-        // semaphore's line while returned idle connections are looked at.
+        // One acquire for the whole wait, to keep its place in line.
         let permit = slots.clone().acquire_owned();
         tokio::pin!(permit);
+        let mut first = false;
         loop {
-            let returned = self.returned.notified();
-            tokio::pin!(returned);
-            // Registered before looking, so that no return is missed.
-            returned.as_mut().enable();
-            if let Some(sender) = self.take_idle() {
-                if !fresh {
-                    return Ok(Slot::Idle(sender));
-                }
-                // A new connection is wanted: closing an idle one frees
-                // its permit (once its task has ended).
+            let mut sender = match self.spare.take_or_wait(self.settings.idle_timeout, first) {
+                Taken::Now(sender) => sender,
+                Taken::Later(mut handed) => tokio::select! {
+                    sender = &mut handed => match sender {
+                        Ok(sender) => sender,
+                        Err(_) => continue,
+                    },
+                    permit = &mut permit => {
+                        // A connection handed over meanwhile is closed:
+                        // its permit goes back to the line.
+                        return permit.map(Slot::Permit).map_err(|_| busy());
+                    }
+                    _ = &mut deadline => return Err(busy()),
+                },
+            };
+            first = true;
+            if fresh {
                 drop(sender);
+                continue;
             }
+            // Its previous exchange may still be finishing in its task.
             tokio::select! {
-                permit = &mut permit => {
-                    // The semaphore is never closed.
-                    return permit
-                        .map(Slot::Permit)
-                        .map_err(|_| UpstreamError::Busy(self.addr.clone()));
-                }
-                _ = returned => {}
-                _ = &mut deadline => {
-                    return Err(UpstreamError::Busy(self.addr.clone()));
-                }
+                ready = sender.ready() => if ready.is_ok() {
+                    return Ok(Slot::Idle(sender));
+                },
+                _ = &mut deadline => return Err(busy()),
             }
         }
     }
@@ -344,39 +346,14 @@ impl NodePool {
         }
     }
 
-    /// The most recently used idle connection that is still open and young
-    /// enough; older ones are dropped (closing them).
-    fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while let Some(i) = idle.pop() {
-            if i.since.elapsed() < self.settings.idle_timeout && !i.sender.is_closed() {
-                return Some(i.sender);
-            }
-        }
-        None
-    }
-
+    /// A connection free again: to a waiting request, else idle.
     fn put_idle(&self, sender: SendRequest<RequestBody>) {
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < self.settings.max_idle {
-            idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
-            drop(idle);
-            self.returned.notify_one();
-        }
+        self.spare.put(sender, self.settings.max_idle);
     }
 
     /// Idle connections now pooled (for tests and metrics).
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+        self.spare.idle_count()
     }
 
     /// An active health check: `GET path` with `host` on a new connection
