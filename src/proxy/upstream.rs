@@ -256,8 +256,7 @@ impl NodePool {
 
     /// At `max_connections`: waits in line for a connection another
     /// request frees, or for a permit (one closes), at most
-    /// `queue_timeout`. `fresh` wants a new connection: one it is handed
-    /// is closed, freeing a permit.
+    /// `queue_timeout`; `fresh`, for a permit only.
     async fn queue(&self, slots: &Arc<Semaphore>, fresh: bool) -> Result<Slot, UpstreamError> {
         let busy = || UpstreamError::Busy(self.addr.clone());
         let deadline = tokio::time::sleep(self.settings.queue_timeout);
@@ -265,6 +264,14 @@ impl NodePool {
         // One acquire for the whole wait, to keep its place in line.
         let permit = slots.clone().acquire_owned();
         tokio::pin!(permit);
+        if fresh {
+            // A pooled connection failed under the request: its permit
+            // comes back as its task ends. Idle ones are left alone.
+            return tokio::select! {
+                permit = &mut permit => permit.map(Slot::Permit).map_err(|_| busy()),
+                _ = &mut deadline => Err(busy()),
+            };
+        }
         let mut first = false;
         loop {
             let mut sender = match self.spare.take_or_wait(self.settings.idle_timeout, first) {
@@ -283,10 +290,6 @@ impl NodePool {
                 },
             };
             first = true;
-            if fresh {
-                drop(sender);
-                continue;
-            }
             // Its previous exchange may still be finishing in its task.
             tokio::select! {
                 ready = sender.ready() => if ready.is_ok() {
