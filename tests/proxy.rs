@@ -502,6 +502,29 @@ impl CountingNode {
     }
 }
 
+/// casfront in front of `nodes` (cas1, cas2, ...) with `upstream` as its
+/// `[pool.upstream]`: where it listens, the proxy, a client trusting it.
+async fn front_with_upstream(
+    nodes: &[SocketAddr],
+    upstream: &str,
+) -> (
+    SocketAddr,
+    Arc<casfront::proxy::Proxy>,
+    support::Serving,
+    Arc<rustls::ClientConfig>,
+) {
+    let mut cfg = casfront::demo::cluster_config("127.0.0.1:0".parse().unwrap(), nodes);
+    cfg.push_str(&format!(
+        "[pool.upstream]\n{upstream}{}",
+        support::NO_RATE_LIMIT
+    ));
+    let cfg = support::config_of(&cfg);
+    let cert = casfront::demo::self_signed().unwrap();
+    let tls = casfront::server::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
+    let (addr, proxy, serving) = support::front(&cfg, tls).await;
+    (addr, proxy, serving, tls_trusting(&cert.cert_pem))
+}
+
 /// Starts casfront in front of `node` with `upstream` as its
 /// `[pool.upstream]`, and sends `n` `GET /cas/slow` at once, each on a
 /// client connection of its own: their statuses, and how long the
@@ -516,16 +539,7 @@ async fn slow_burst(
     Arc<casfront::proxy::Proxy>,
     support::Serving,
 ) {
-    let mut cfg = casfront::demo::cluster_config("127.0.0.1:0".parse().unwrap(), &[node.addr]);
-    cfg.push_str(&format!(
-        "[pool.upstream]\n{upstream}{}",
-        support::NO_RATE_LIMIT
-    ));
-    let cfg = support::config_of(&cfg);
-    let cert = casfront::demo::self_signed().unwrap();
-    let tls = casfront::server::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
-    let (addr, proxy, serving) = support::front(&cfg, tls).await;
-    let client = tls_trusting(&cert.cert_pem);
+    let (addr, proxy, serving, client) = front_with_upstream(&[node.addr], upstream).await;
     let burst = (0..n).map(|_| {
         let client = client.clone();
         tokio::spawn(async move {
@@ -603,17 +617,9 @@ async fn a_request_for_any_node_passes_a_full_one_by() {
     // cas1 holds its request past the test's two others.
     let one = CountingNode::start(Duration::from_secs(3)).await;
     let two = CountingNode::start(Duration::from_millis(300)).await;
-    let mut cfg =
-        casfront::demo::cluster_config("127.0.0.1:0".parse().unwrap(), &[one.addr, two.addr]);
-    cfg.push_str(&format!(
-        "[pool.upstream]\nmax_connections = 1\nqueue_timeout = \"10s\"\n{}",
-        support::NO_RATE_LIMIT
-    ));
-    let cfg = support::config_of(&cfg);
-    let cert = casfront::demo::self_signed().unwrap();
-    let tls = casfront::server::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
-    let (addr, _proxy, _serving) = support::front(&cfg, tls).await;
-    let client = tls_trusting(&cert.cert_pem);
+    let upstream = "max_connections = 1\nqueue_timeout = \"10s\"\n";
+    let (addr, _proxy, _serving, client) =
+        front_with_upstream(&[one.addr, two.addr], upstream).await;
     // cas1 busy with its own ticket's request (its only connection).
     let owned = {
         let client = client.clone();

@@ -38,7 +38,8 @@ use crate::health::Health;
 use crate::metrics::{Failure, Handles, Metrics};
 use crate::routing::cert::CertIdentity;
 use crate::routing::{
-    route, Cause, EntryId, Headers, How, Method, NodeId, PoolId, RequestView, RoutingTable, Rule,
+    route, Cause, Decision, EntryId, Headers, How, Method, NodeId, NodeState, NodeStates, PoolId,
+    RequestView, RoutingTable, Rule,
 };
 use body::{read_prefix, RequestBody};
 use forward::{prepare_request, prepare_response, request_rules, response_rules, ClientInfo};
@@ -82,6 +83,8 @@ pub struct Outcome {
 pub struct Proxy {
     table: RoutingTable,
     pools: Vec<Arc<NodePool>>,
+    /// Some pool has `max_connections`: routing sees its full nodes.
+    capped: bool,
     health: Health,
     learned: Arc<LearnedTable>,
     counter: AtomicU64,
@@ -149,6 +152,7 @@ impl Proxy {
         let health = Health::new(&settings);
         Ok(Proxy {
             table,
+            capped: config.pools.iter().any(|p| p.upstream.max_connections > 0),
             pools,
             health,
             learned: Arc::new(LearnedTable::new(
@@ -362,9 +366,9 @@ impl Proxy {
         fresh: bool,
         out: &mut Outcome,
     ) -> Result<(PoolId, NodeId, &Arc<NodePool>, Conn), Response<ProxyBody>> {
-        let (mut failed, mut busy) = (0usize, 0usize);
+        let mut failed = 0usize;
         loop {
-            let (pool_id, node, size, any) = {
+            let (pool_id, node) = {
                 let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 let headers = HeaderView(req.headers());
                 let mut view =
@@ -375,11 +379,11 @@ impl Proxy {
                 // The counter moves only when `any` picks: advancing it on
                 // every request would alias with the requests of a login.
                 let pick = self.counter.load(Ordering::Relaxed);
-                let d = route(&self.table, &view, &self.health, &*self.learned, pick);
+                let d = self.route(&view, pick);
                 if d.entry.is_none() {
                     self.counter.fetch_add(1, Ordering::Relaxed);
                 }
-                if failed == 0 && busy == 0 && !fresh {
+                if failed == 0 && !fresh {
                     if let Some(p) = d.pool {
                         self.handles.falls(p, &d.falls);
                     }
@@ -407,10 +411,7 @@ impl Proxy {
                         return Err(no_node());
                     }
                     (Some(_), None) => return Err(no_node()),
-                    (Some(p), Some(n)) => {
-                        let size = self.table.pool(p).map_or(0, |p| p.nodes.len());
-                        (p, n, size, d.entry.is_none())
-                    }
+                    (Some(p), Some(n)) => (p, n),
                 }
             };
             let Some(pool) = self.pools.get(usize::from(node)) else {
@@ -419,17 +420,11 @@ impl Proxy {
                     "casfront: internal error\n",
                 ));
             };
-            // A request for any node does not wait for a full one while
-            // another may be free (the round-robin counter moved on); the
-            // last one it tries, it waits for.
-            let wait = !any || busy + 1 >= size;
-            match pool.checkout(fresh, wait).await {
+            match pool.checkout(fresh).await {
                 Ok(conn) => return Ok((pool_id, node, pool, conn)),
-                Err(UpstreamError::Busy(_)) if !wait => busy += 1,
                 Err(UpstreamError::Busy(_)) => {
                     // At its `max_connections` for `queue_timeout`: busy,
-                    // not down. A ticket's or session's node is the only
-                    // one that can take its request.
+                    // not down.
                     self.handles.failure(node, Failure::Queue);
                     return Err(local(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -442,6 +437,48 @@ impl Proxy {
                     failed += 1;
                 }
             }
+        }
+    }
+}
+
+impl Proxy {
+    /// The routing decision. Under `max_connections`, a full node counts
+    /// as draining: it keeps its tickets and sessions, and the `any` rule
+    /// passes it by; only when every node is full (or down) does a request
+    /// for any node go to one to wait there.
+    fn route<'r, H: Headers + ?Sized>(
+        &'r self,
+        view: &RequestView<'r, H>,
+        pick: u64,
+    ) -> Decision<'r> {
+        if self.capped {
+            let full = Capacity {
+                health: &self.health,
+                pools: &self.pools,
+            };
+            let d = route(&self.table, view, &full, &*self.learned, pick);
+            if d.node.is_some() || d.pool.is_none() {
+                return d;
+            }
+        }
+        route(&self.table, view, &self.health, &*self.learned, pick)
+    }
+}
+
+/// Node states with full nodes (at `max_connections`, nothing idle) as
+/// draining.
+struct Capacity<'a> {
+    health: &'a Health,
+    pools: &'a [Arc<NodePool>],
+}
+
+impl NodeStates for Capacity<'_> {
+    fn state(&self, node: NodeId) -> NodeState {
+        match self.health.state(node) {
+            NodeState::Healthy if self.pools.get(usize::from(node)).is_some_and(|p| p.full()) => {
+                NodeState::Draining
+            }
+            s => s,
         }
     }
 }

@@ -217,9 +217,9 @@ impl NodePool {
 
     /// An idle connection when one is usable (and `fresh` is false), else
     /// a new one; at `max_connections`, whichever comes first within
-    /// `queue_timeout` ([`UpstreamError::Busy`] after; at once unless
-    /// `wait`). Nothing has been sent when this fails.
-    pub async fn checkout(&self, fresh: bool, wait: bool) -> Result<Conn, UpstreamError> {
+    /// `queue_timeout` ([`UpstreamError::Busy`] after). Nothing has been
+    /// sent when this fails.
+    pub async fn checkout(&self, fresh: bool) -> Result<Conn, UpstreamError> {
         if !fresh {
             if let Some(mut sender) = self.spare.take(self.settings.idle_timeout) {
                 // Its previous exchange may still be finishing in its task.
@@ -236,7 +236,6 @@ impl NodePool {
             None => None,
             Some(slots) => match slots.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
-                Err(_) if !wait => return Err(UpstreamError::Busy(self.addr.clone())),
                 Err(_) => match self.queue(slots, fresh).await? {
                     Slot::Idle(sender) => {
                         return Ok(Conn {
@@ -347,6 +346,14 @@ impl NodePool {
             addr: self.addr.clone(),
             source,
         }
+    }
+
+    /// At `max_connections` with nothing idle: a new request would wait.
+    pub fn full(&self) -> bool {
+        self.slots
+            .as_ref()
+            .is_some_and(|s| s.available_permits() == 0)
+            && self.spare.idle_count() == 0
     }
 
     /// A connection free again: to a waiting request, else idle.
