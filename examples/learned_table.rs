@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use casfront::proxy::learned::LearnedTable;
+use casfront::learned::LearnedTable;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -18,51 +18,57 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::config::{Log, LogFormat};
-use crate::proxy::{Outcome, Proxy};
+use crate::generation::Generation;
+use crate::pipeline::Disposition;
 use crate::routing::redact;
 
 /// One request's line, filled as the request goes.
-pub struct Entry {
+pub struct AccessLine {
     start: Instant,
     client: SocketAddr,
     method: http::Method,
     /// A shared buffer: kept without a copy, redacted only when written.
     target: Option<http::uri::PathAndQuery>,
     status: u16,
-    outcome: Outcome,
+    disposition: Disposition,
     bytes: u64,
     complete: bool,
-    proxy: Arc<Proxy>,
+    /// The generation that served it: its pools' and nodes' names.
+    generation: Arc<Generation>,
 }
 
 /// Written when dropped: at the end of the response body, or (status 0)
 /// when the client left before the response headers.
-impl Drop for Entry {
+impl Drop for AccessLine {
     fn drop(&mut self) {
         self.write();
     }
 }
 
-impl Entry {
+impl AccessLine {
     /// Starts a line for a request as received.
-    pub fn start(proxy: Arc<Proxy>, client: SocketAddr, req: &http::Request<impl Sized>) -> Entry {
-        Entry {
+    pub fn start(
+        generation: Arc<Generation>,
+        client: SocketAddr,
+        req: &http::Request<impl Sized>,
+    ) -> AccessLine {
+        AccessLine {
             start: Instant::now(),
             client,
             method: req.method().clone(),
             target: req.uri().path_and_query().cloned(),
             status: 0,
-            outcome: Outcome::default(),
+            disposition: Disposition::default(),
             bytes: 0,
             complete: false,
-            proxy,
+            generation,
         }
     }
 
     fn write(&self) {
-        let table = self.proxy.table();
-        let pool = self.outcome.pool.and_then(|p| table.pool(p));
-        let node = self.outcome.node.and_then(|n| table.node(n));
+        let table = self.generation.table();
+        let pool = self.disposition.pool.and_then(|p| table.pool(p));
+        let node = self.disposition.node.and_then(|n| table.node(n));
         tracing::info!(
             target: "casfront::access",
             client = %self.client,
@@ -74,31 +80,36 @@ impl Entry {
             complete = self.complete,
             pool = pool.map_or("-", |p| p.name.as_str()),
             node = node.map_or("-", |n| n.name.as_str()),
-            rule = self.outcome.rule.map_or("-", |r| r.as_str()),
-            how = self.outcome.how.map_or("-", |h| h.as_str()),
-            cause = self.outcome.cause.map_or("-", |c| c.as_str()),
+            rule = self.disposition.rule.map_or("-", |r| r.as_str()),
+            how = self.disposition.how.map_or("-", |h| h.as_str()),
+            cause = self.disposition.cause.map_or("-", |c| c.as_str()),
         );
     }
 }
 
-/// A response body that counts its bytes; its entry writes the access line
+/// A response body that counts its bytes; its line is written
 /// when the body is done (or dropped unfinished: `complete=false`).
 pub struct Logged<B> {
     inner: B,
-    entry: Option<Box<Entry>>,
+    line: Option<Box<AccessLine>>,
 }
 
 impl<B: Body> Logged<B> {
-    /// Without an entry (access log off), a plain pass-through.
-    pub fn new(inner: B, entry: Option<Entry>, status: u16, outcome: Outcome) -> Logged<B> {
-        let entry = entry.map(|mut e| {
+    /// Without a line (access log off), a plain pass-through.
+    pub fn new(
+        inner: B,
+        line: Option<AccessLine>,
+        status: u16,
+        disposition: Disposition,
+    ) -> Logged<B> {
+        let line = line.map(|mut e| {
             e.status = status;
-            e.outcome = outcome;
+            e.disposition = disposition;
             // HEAD, 204, 304: a body nobody will poll.
             e.complete = inner.is_end_stream();
             Box::new(e)
         });
-        Logged { inner, entry }
+        Logged { inner, line }
     }
 }
 
@@ -111,7 +122,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Logged<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let frame = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Some(e) = self.entry.as_deref_mut() {
+        if let Some(e) = self.line.as_deref_mut() {
             match &frame {
                 Poll::Ready(Some(Ok(f))) => {
                     if let Some(d) = f.data_ref() {
@@ -123,7 +134,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Logged<B> {
             }
         }
         if self.inner.is_end_stream() {
-            if let Some(e) = self.entry.as_deref_mut() {
+            if let Some(e) = self.line.as_deref_mut() {
                 e.complete = true;
             }
         }

@@ -1,26 +1,44 @@
 //! casfront: a TLS front end for a CAS (Central Authentication Service)
 //! cluster that routes each request to the node that issued its ticket.
 //!
-//! Modules: [`config`] (the validated configuration and its diagnostics),
-//! [`routing`] (the pure routing core), [`explain`] (what `casfront explain`
-//! prints for one request), [`demo`] (CAS-like demo nodes), [`proxy`] (the
-//! request path and upstream pools), [`health`] (node states and active
-//! checks), [`edge`] (connection caps, rate limits, PROXY protocol, target
-//! checks), [`server`] (TLS listener), [`admin`] (status and maintenance API).
+//! The layers, bottom to top (each imports only those below it; see
+//! `docs/architecture.md`):
+//! - [`routing`]: the pure routing core;
+//! - [`config`]: the validated configuration and its diagnostics;
+//! - [`metrics`], [`edge`] (connection caps, rate limits, PROXY protocol,
+//!   target checks), [`client_cert`], [`tls`] (the listener's TLS),
+//!   [`learned`] (the learned cookie table), [`upstream`] (per-node
+//!   connection pools), [`health`] (node states and active checks),
+//!   [`client`] (one client connection's facts);
+//! - [`generation`] (everything derived from one configuration) and
+//!   [`state`] (what lives as long as the process);
+//! - [`pipeline`]: one request, step by step;
+//! - [`current`]: the generation in force and its reload;
+//! - [`server`] (the listeners), [`admin`] (status and maintenance API),
+//!   [`access_log`];
+//! - [`process`]: the process's life (start, signals, reload, shutdown);
+//! - on top, used by no module below: [`explain`], [`demo`], [`bench`].
 #![forbid(unsafe_code)]
 
 pub mod access_log;
 pub mod admin;
 pub mod bench;
+pub mod client;
 pub mod client_cert;
 pub mod config;
+pub mod current;
 pub mod demo;
 pub mod edge;
 pub mod explain;
+pub mod generation;
 pub mod health;
-pub mod live;
+pub mod learned;
 pub mod metrics;
 pub mod notify;
-pub mod proxy;
+pub mod pipeline;
+pub mod process;
 pub mod routing;
 pub mod server;
+pub mod state;
+pub mod tls;
+pub mod upstream;

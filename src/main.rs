@@ -1,11 +1,11 @@
-//! The `casfront` command line (DESIGN §3): a thin layer over the library.
+//! The `casfront` command line: a thin layer over the library (the
+//! process's life is [`casfront::process`]).
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -13,14 +13,8 @@ use clap::{Parser, Subcommand};
 use casfront::config::{self, Config};
 use casfront::demo::Cluster;
 use casfront::explain::{self, parse_header};
-use casfront::health::check::{self, Checker};
-use casfront::live::Live;
-use casfront::notify::notify;
 use casfront::routing::suffix::{bigip_member, f5_md5};
-use casfront::routing::{NodeState, NodeStates, RoutingTable};
-use casfront::server;
-use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
+use casfront::routing::{NodeState, RoutingTable};
 
 #[derive(Parser)]
 #[command(name = "casfront", version, about = "A CAS-aware TLS front end")]
@@ -134,7 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(cfg) = load(&config, false)? else {
                 return Ok(ExitCode::from(1));
             };
-            runtime()?.block_on(serve(config, cfg))?;
+            runtime()?.block_on(casfront::process::serve(config, cfg))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {
@@ -169,7 +163,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(cfg) = load(&config, false)? else {
                 return Ok(ExitCode::from(1));
             };
-            let table = RoutingTable::new(&cfg);
+            let table = RoutingTable::new(&cfg.routing());
             let states = [
                 (down, NodeState::Down),
                 (draining, NodeState::Draining),
@@ -216,122 +210,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A line on stderr while serving. Unlike `eprintln!`, a closed stderr
-/// (the pipe of a supervisor that went away) does not panic the server.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
-}
-
-/// Serves `cfg`, read from `path`, until SIGTERM or Ctrl-C; SIGHUP
-/// reloads it.
-async fn serve(path: PathBuf, cfg: Config) -> anyhow::Result<()> {
-    // Taken over first: until then, SIGHUP would end the process.
-    let hup = signal(SignalKind::hangup())?;
-    let _log = casfront::access_log::init(&cfg.log);
-    // Builds TLS and the proxy, and runs the first round of health checks
-    // before the listener opens.
-    let live = Live::start(path, cfg.clone()).await?;
-    let proxy = live.proxy();
-    let nodes = proxy.table().nodes().len();
-    let up = (proxy.table().node_ids())
-        .filter(|&(n, _)| proxy.health().state(n) == NodeState::Healthy)
-        .count();
-    drop(proxy);
-    say!("casfront: {up} of {nodes} node(s) passed the first health check");
-    let listener = TcpListener::bind(cfg.listen.https)
-        .await
-        .with_context(|| format!("listening on {}", cfg.listen.https))?;
-    let https = listener.local_addr()?;
-    let redirect = match cfg.listen.http {
-        Some(http) => {
-            let l = TcpListener::bind(http)
-                .await
-                .with_context(|| format!("listening on {http}"))?;
-            say!("casfront: redirecting http on {} to https", l.local_addr()?);
-            Some(tokio::spawn(server::redirect::serve(
-                l,
-                https.port(),
-                live.clone(),
-            )))
-        }
-        None => None,
-    };
-    let admin = TcpListener::bind(cfg.admin.listen)
-        .await
-        .with_context(|| format!("listening on {} (admin)", cfg.admin.listen))?;
-    say!(
-        "casfront: admin API and status page on http://{}",
-        admin.local_addr()?
-    );
-    let admin = tokio::spawn(casfront::admin::serve(admin, live.clone()));
-    let reloads = tokio::spawn(reload_on_sighup(live.clone(), hup));
-    say!("casfront: serving https on {https}");
-    notify("READY=1");
-    let mut term = signal(SignalKind::terminate())?;
-    let stopped = async {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        // Read now: a reload may have changed it.
-        let grace = live.proxy().limits().shutdown_grace;
-        notify("STOPPING=1");
-        say!(
-            "casfront: shutting down: no new connections; {}s for the requests in flight",
-            grace.as_secs_f64()
-        );
-        grace
-    };
-    let finished = server::serve_until(listener, live.clone(), stopped).await;
-    reloads.abort();
-    if let Some(r) = redirect {
-        r.abort();
-    }
-    admin.abort();
-    if finished {
-        say!("casfront: stopped");
-    } else {
-        say!("casfront: stopped; connections still open after the grace period were cut");
-    }
-    Ok(())
-}
-
-/// Reloads the configuration on each SIGHUP, saying what happened.
-async fn reload_on_sighup(live: Arc<Live>, mut hup: tokio::signal::unix::Signal) {
-    while hup.recv().await.is_some() {
-        notify("RELOADING=1");
-        match live.reload().await {
-            Ok(r) => {
-                for w in &r.warnings {
-                    say!("{w}");
-                }
-                say!(
-                    "casfront: reloaded: {} node(s) kept, {} added{}",
-                    r.carried.nodes_kept,
-                    r.carried.nodes_added,
-                    if r.carried.learned_kept {
-                        ""
-                    } else {
-                        "; pools changed: learned cookies dropped"
-                    }
-                );
-                for n in &r.restart_needed {
-                    say!("casfront: needs a restart: {n}");
-                }
-            }
-            Err(e) => say!("casfront: reload refused, the old configuration keeps serving: {e}"),
-        }
-        notify("READY=1");
-    }
 }
 
 /// Runs the demo cluster until Ctrl-C.
@@ -368,7 +250,7 @@ async fn demo(listen: SocketAddr, nodes: usize, modern: bool) -> anyhow::Result<
     })
     .await
     .with_context(|| format!("starting the demo on {listen} (try --listen 127.0.0.1:0)"))?;
-    let _checks = Checker::start(cluster.proxy.clone(), check::targets(&cluster.config)).await;
+    let _checks = cluster.start_checks().await;
     write(&ca, &cluster.cert_pem)?;
     let port = cluster.addr.port();
     println!(

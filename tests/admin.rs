@@ -4,6 +4,7 @@
 //! with the bearer token required for POSTs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use casfront::demo::node::NodeSpec;
 use casfront::demo::Cluster;
 
 mod support;
@@ -13,13 +14,16 @@ const TOKEN: &str = "0123456789abcdef-admin";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_disable_enable_and_status() {
-    let cluster = Cluster::start(3, "127.0.0.1:0".parse().unwrap())
+    let specs = (1..=3)
+        .map(|i| NodeSpec::named(&format!("cas{i}")))
+        .collect();
+    let with_token = |c: String| format!("{c}[admin]\ntoken = \"{TOKEN}\"\n");
+    let cluster = Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), with_token)
         .await
         .unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = admin.local_addr().unwrap();
-    cluster.live.set_admin_token(Some(TOKEN.into()));
-    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.live.clone()));
+    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.current.clone()));
     let tls = tls_trusting(&cluster.cert_pem);
     let get = |target: &'static str| {
         let tls = tls.clone();
@@ -127,7 +131,7 @@ async fn every_metric_is_exported_and_counts() {
         .unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = admin.local_addr().unwrap();
-    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.live.clone()));
+    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.current.clone()));
     let tls = tls_trusting(&cluster.cert_pem);
     let addr = cluster.addr;
     let get = |target: &'static str| {
@@ -166,9 +170,9 @@ async fn every_metric_is_exported_and_counts() {
     let r = get("/cas/serviceValidate?service=s&ticket=ST-1-abcdefgh-cas3").await;
     assert_eq!(r.status, 200, "failed over");
     // Its row on the status page: the failed connect is one error.
-    let cas3 = cluster.proxy.table().node_by_name("cas3").unwrap();
+    let cas3 = cluster.generation().table().node_by_name("cas3").unwrap();
     // (Its one request is a login it answered by round robin before.)
-    let (requests, errors, _) = cluster.proxy.handles().node_summary(cas3);
+    let (requests, errors, _) = cluster.generation().handles().node_summary(cas3);
     assert_eq!((requests, errors), (1, 1));
     // A reload of a configuration started without a file fails.
     let r = send(admin_addr, "POST", "/reload", &[], "").await;

@@ -137,7 +137,7 @@ fn routing_decisions_allocate_nothing() {
 /// HTTP/1.1 origin-form request whose header map has room.
 #[test]
 fn preparing_a_request_allocates_nothing() {
-    use casfront::proxy::forward::{prepare_request, ClientInfo};
+    use casfront::{client::ClientConn as ClientInfo, pipeline::rewrite::prepare_request};
     let client = ClientInfo::new("192.0.2.7:50000".parse().unwrap(), 8443, false);
     for _ in 0..3 {
         let mut headers = http::HeaderMap::with_capacity(32);

@@ -312,7 +312,7 @@ async fn required_mode_ends_handshakes_without_a_good_certificate() {
         .unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("ssl_client_verify: SUCCESS\n"), "{body}");
-    let before = c.live.metrics().refusals(Refusal::ClientCert);
+    let before = c.current.metrics().refusals(Refusal::ClientCert);
     for (name, tls) in [
         ("none", tls_trusting(&c.cert_pem)),
         ("expired", with(&pki.expired)),
@@ -322,7 +322,7 @@ async fn required_mode_ends_handshakes_without_a_good_certificate() {
         let got = get(&tls, c.addr, "/cas/headers", &[]).await;
         assert!(got.is_err(), "{name}: {got:?}");
     }
-    assert_eq!(c.live.metrics().refusals(Refusal::ClientCert), before);
+    assert_eq!(c.current.metrics().refusals(Refusal::ClientCert), before);
     // The nodes heard none of the refused connections' requests.
     let heard: usize = c.nodes.iter().map(|n| n.heard().len()).sum();
     assert_eq!(heard, 1);
@@ -385,7 +385,7 @@ async fn paths_and_pools_that_require_a_certificate_answer_403_without_one() {
         assert_ne!(status, 403, "{target}");
         assert!(node.is_some(), "{target}");
     }
-    assert_eq!(c.live.metrics().refusals(Refusal::ClientCert), 12);
+    assert_eq!(c.current.metrics().refusals(Refusal::ClientCert), 12);
 }
 
 #[tokio::test]
@@ -479,7 +479,7 @@ async fn a_resumed_session_is_verified_again_after_a_reload_to_required() {
     let path = dir.join("casfront.toml");
     std::fs::write(&path, text("optional")).unwrap();
     let cfg = casfront::config::load(&path).unwrap().config.unwrap();
-    let live = casfront::live::Live::start(path.clone(), cfg)
+    let live = casfront::current::Current::start(path.clone(), cfg)
         .await
         .unwrap();
     let _server = tokio::spawn(casfront::server::serve_until(

@@ -82,7 +82,7 @@ async fn bursts_get_429_and_recover_per_client() {
     // After the window (one request a second), Alice is served again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(send("GET", "/cas/login", &alice).await.status, 200);
-    let m = cluster.proxy.metrics();
+    let m = cluster.current.metrics();
     assert_eq!(
         (
             m.refusals(Refusal::LoginRateLimit),
@@ -116,7 +116,10 @@ async fn a_flood_from_one_address_is_capped_while_another_is_served() {
         assert!(tls_over(&tls, s, "localhost").await.is_err());
     }
     assert_eq!(
-        cluster.proxy.metrics().refusals(Refusal::ConnectionsPerIp),
+        cluster
+            .current
+            .metrics()
+            .refusals(Refusal::ConnectionsPerIp),
         20
     );
     // Another address is served meanwhile.
@@ -336,7 +339,7 @@ async fn proxy_protocol_addresses_reach_x_forwarded_for_from_configured_peers_on
 
     // A configured peer must send one: without it, the connection is closed.
     assert!(via(Vec::new(), "127.0.0.1").await.is_err());
-    assert_eq!(cluster.proxy.metrics().refusals(Refusal::ProxyHeader), 1);
+    assert_eq!(cluster.current.metrics().refusals(Refusal::ProxyHeader), 1);
     // Anyone else is never read for one: its header breaks its handshake...
     let forged = b"PROXY TCP4 203.0.113.9 127.0.0.1 1 443\r\n".to_vec();
     assert!(via(forged, "127.0.0.2").await.is_err());
@@ -399,7 +402,7 @@ async fn http2_rapid_reset_and_idle_connections_get_a_goaway() {
     let ended = tokio::time::timeout(Duration::from_secs(2), conn).await;
     assert!(ended.is_ok(), "the connection outlived 6 resets");
     // Counted as the server's side of the connection ends.
-    let metrics = cluster.proxy.metrics();
+    let metrics = cluster.current.metrics();
     for _ in 0..100 {
         if metrics.refusals(Refusal::H2Resets) > 0 {
             break;
@@ -450,7 +453,7 @@ async fn a_client_that_takes_no_response_is_dropped_after_send_timeout() {
         )
     })
     .await;
-    let metrics = cluster.proxy.metrics().clone();
+    let metrics = cluster.current.metrics().clone();
     let stalls = || metrics.refusals(Refusal::SendTimeout);
     let until_stalls = |n: u64| async move {
         for _ in 0..500 {

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use casfront::demo::node::{self, NodeSpec};
 use casfront::demo::Cluster;
-use casfront::health::check::{self, Checker};
 use casfront::routing::{NodeState, NodeStates};
 
 mod support;
@@ -44,8 +43,8 @@ async fn a_killed_node_leaves_and_a_revived_one_returns_without_a_failed_request
     })
     .await
     .unwrap();
-    let proxy = cluster.proxy.clone();
-    let _checks = Checker::start(proxy.clone(), check::targets(&cluster.config)).await;
+    let proxy = cluster.generation();
+    let _checks = cluster.start_checks().await;
     let cas2 = proxy.table().node_by_name("cas2").unwrap();
     assert_eq!(proxy.health().state(cas2), NodeState::Healthy);
 

@@ -121,7 +121,7 @@ async fn ambiguous_requests_are_refused_before_any_node() {
     let node = &cluster.nodes[0];
     assert_eq!(node.heard(), Vec::<String>::new(), "a node heard a request");
     assert_eq!(node.connections(), 0);
-    let metrics = cluster.proxy.metrics();
+    let metrics = cluster.current.metrics();
     assert_eq!(metrics.refusals(Refusal::Host), 2);
     assert_eq!(metrics.refusals(Refusal::BadTarget), 3);
 }
@@ -164,8 +164,8 @@ async fn bad_chunking_never_completes_a_request_on_the_node() {
         "the node got a complete request: {heard:?}"
     );
     // Not the node's failure: no error is counted against it.
-    let cas1 = cluster.proxy.table().node_by_name("cas1").unwrap();
-    let (_, errors, _) = cluster.proxy.handles().node_summary(cas1);
+    let cas1 = cluster.generation().table().node_by_name("cas1").unwrap();
+    let (_, errors, _) = cluster.generation().handles().node_summary(cas1);
     assert_eq!(errors, 0);
 }
 

@@ -171,12 +171,12 @@ impl Fleet {
             + support::NO_RATE_LIMIT;
         let cfg = support::config_of(&text);
         let cert = casfront::demo::self_signed().unwrap();
-        let tls = casfront::server::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
-        let proxy = std::sync::Arc::new(casfront::proxy::Proxy::new(&cfg).unwrap());
+        let tls = casfront::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
+        let current = casfront::current::Current::fixed(&cfg, tls).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.fronts.push(listener.local_addr().unwrap());
         self._serving
-            .push(tokio::spawn(casfront::server::serve(listener, tls, proxy)));
+            .push(tokio::spawn(casfront::server::serve(listener, current)));
         self.trust.push_str(&cert.cert_pem);
         self.fronts.len() - 1
     }
@@ -260,9 +260,9 @@ async fn two_hundred_modern_logins_through_one_instance() {
     assert_eq!(failed, 0);
     // The TGCs and sessions were learned, none readable by suffix.
     assert!(
-        fleet.cluster.proxy.learned().len() >= 400,
+        fleet.cluster.generation().learned().len() >= 400,
         "{}",
-        fleet.cluster.proxy.learned().len()
+        fleet.cluster.generation().learned().len()
     );
 }
 
@@ -308,8 +308,8 @@ async fn two_instances_share_nothing_but_the_route_cookie_key() {
 
 /// The `casfront_fallthroughs_total` count for an entry and cause.
 fn falls(c: &Cluster, entry: &str, cause: &str) -> u64 {
-    let text = c.live.metrics().encode(
-        c.proxy.table(),
+    let text = c.current.metrics().encode(
+        c.generation().table(),
         |_| casfront::routing::NodeState::Healthy,
         0,
     );
@@ -331,11 +331,12 @@ async fn logout_forgets_and_forged_route_cookies_fall_through() {
     let tgc = jar.0["TGC"].clone();
     assert!(jar.0.contains_key("CASFRONT_ROUTE"));
     let learned = |v: &str| {
-        fleet
-            .cluster
-            .proxy
-            .learned()
-            .find(0, b"TGC", v.as_bytes(), std::time::Instant::now())
+        fleet.cluster.generation().learned().find(
+            0,
+            b"TGC",
+            v.as_bytes(),
+            std::time::Instant::now(),
+        )
     };
     assert!(learned(&tgc).is_some());
     // The node expires the TGC at logout: casfront forgets it.

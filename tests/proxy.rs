@@ -232,7 +232,7 @@ async fn a_silent_node_gets_a_504_in_time() {
         Duration::from_millis(300)
     );
     let cert = casfront::demo::self_signed().unwrap();
-    let tls = casfront::server::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
+    let tls = casfront::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
     let (addr, _proxy, _serving) = support::front(&cfg, tls).await;
     let client = tls_trusting(&cert.cert_pem);
     let started = std::time::Instant::now();
@@ -288,13 +288,14 @@ async fn spoofed_forwarding_headers_are_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_requests_reuse_one_upstream_connection() {
     let env = Env::start().await;
-    let node = env.cluster.proxy.table().node_by_name("cas1").unwrap();
+    let generation = env.cluster.generation();
+    let node = generation.table().node_by_name("cas1").unwrap();
     let mut client = KeepAlive::open(&env.tls, env.cluster.addr, "localhost").await;
     for _ in 0..1000 {
         let r = client.get("/cas/login;jsessionid=X.cas1").await;
         assert_eq!((r.status, r.header("x-cas-node")), (200, Some("cas1")));
     }
-    let pool = env.cluster.proxy.pool(node).unwrap();
+    let pool = generation.pool(node).unwrap();
     assert_eq!(pool.idle_count(), 1);
     assert_eq!(
         env.cluster.nodes[0].connections(),
@@ -398,7 +399,7 @@ async fn learned_sessions_keep_a_login_on_its_node() {
         let (node, _tgc, st) = env.login(&format!("dave{i}")).await;
         assert!(st.ends_with(&format!("-{node}")));
     }
-    assert!(!env.cluster.proxy.learned().is_empty());
+    assert!(!env.cluster.generation().learned().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,7 +411,7 @@ async fn values_that_route_by_themselves_are_not_learned() {
         let (node, _tgc, st) = env.login(&format!("fay{i}")).await;
         assert!(st.ends_with(&format!("-{node}")));
     }
-    assert!(env.cluster.proxy.learned().is_empty());
+    assert!(env.cluster.generation().learned().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,7 +510,7 @@ async fn front_with_upstream(
     upstream: &str,
 ) -> (
     SocketAddr,
-    Arc<casfront::proxy::Proxy>,
+    Arc<casfront::current::Current>,
     support::Serving,
     Arc<rustls::ClientConfig>,
 ) {
@@ -520,7 +521,7 @@ async fn front_with_upstream(
     ));
     let cfg = support::config_of(&cfg);
     let cert = casfront::demo::self_signed().unwrap();
-    let tls = casfront::server::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
+    let tls = casfront::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
     let (addr, proxy, serving) = support::front(&cfg, tls).await;
     (addr, proxy, serving, tls_trusting(&cert.cert_pem))
 }
@@ -536,7 +537,7 @@ async fn slow_burst(
 ) -> (
     Vec<u16>,
     Duration,
-    Arc<casfront::proxy::Proxy>,
+    Arc<casfront::current::Current>,
     support::Serving,
 ) {
     let (addr, proxy, serving, client) = front_with_upstream(&[node.addr], upstream).await;
@@ -573,7 +574,7 @@ async fn max_connections_queues_a_burst_on_that_many_node_connections() {
     );
     assert!(node.slow_connections.lock().unwrap().len() <= 2);
     // Both went back to the pool once their responses were read.
-    assert_eq!(proxy.pool(0).unwrap().idle_count(), 2);
+    assert_eq!(proxy.generation().pool(0).unwrap().idle_count(), 2);
 
     // Without the cap the same burst reaches the node all at once (held
     // long enough for 8 debug-build TLS handshakes on a loaded machine).
@@ -597,13 +598,15 @@ async fn a_full_node_answers_503_after_queue_timeout_and_stays_up() {
     );
     // Counted among the node's errors (the two queue failures), and busy
     // is not down: the node still takes requests.
-    let (_, errors, _) = proxy.handles().node_summary(0);
+    let (_, errors, _) = proxy.generation().handles().node_summary(0);
     assert_eq!(errors, 2);
     use casfront::routing::{NodeState, NodeStates};
-    assert_eq!(proxy.health().state(0), NodeState::Healthy);
-    let text = proxy
-        .metrics()
-        .encode(proxy.table(), |n| proxy.health().state(n), 0);
+    assert_eq!(proxy.generation().health().state(0), NodeState::Healthy);
+    let text = proxy.metrics().encode(
+        proxy.generation().table(),
+        |n| proxy.generation().health().state(n),
+        0,
+    );
     assert!(
         text.lines()
             .any(|l| l.contains("kind=\"queue\"") && l.ends_with(" 2")),

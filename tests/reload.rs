@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use casfront::current::{Current, ReloadError};
 use casfront::demo::node::{self, NodeSpec};
-use casfront::live::{Live, ReloadError};
 use casfront::routing::{NodeState, NodeStates};
 use casfront::server;
 
@@ -73,7 +73,7 @@ async fn twenty_reloads_under_load_fail_no_request() {
     let path = dir.join("casfront.toml");
     std::fs::write(&path, config_text(addr, &dir, &base, "100ms")).unwrap();
     let cfg = casfront::config::load(&path).unwrap().config.unwrap();
-    let live = Live::start(path.clone(), cfg).await.unwrap();
+    let live = Current::start(path.clone(), cfg).await.unwrap();
     let _server = tokio::spawn(server::serve_until(
         listener,
         live.clone(),
@@ -117,7 +117,7 @@ async fn twenty_reloads_under_load_fail_no_request() {
         }));
     }
 
-    let node_id = |name: &str| live.proxy().table().node_by_name(name).unwrap();
+    let node_id = |name: &str| live.generation().table().node_by_name(name).unwrap();
     let mut invalid_done = false;
     for round in 0..20 {
         let (set, interval): (&[(&str, SocketAddr)], _) = match round % 4 {
@@ -151,7 +151,7 @@ async fn twenty_reloads_under_load_fail_no_request() {
         std::fs::write(&path, config_text(addr, &dir, set, interval)).unwrap();
         let r = live.reload().await.unwrap();
         assert!(r.restart_needed.is_empty(), "{:?}", r.restart_needed);
-        let health = live.proxy();
+        let health = live.generation();
         let health = health.health();
         match round % 4 {
             0 => assert_eq!(health.state(node_id("cas3")), NodeState::Healthy),
@@ -180,7 +180,7 @@ async fn twenty_reloads_under_load_fail_no_request() {
     // Nor was a request ever sent its way: it was down before the swap.
     let m = live
         .metrics()
-        .encode(live.proxy().table(), |_| NodeState::Healthy, 0);
+        .encode(live.generation().table(), |_| NodeState::Healthy, 0);
     assert!(
         m.contains(r#"casfront_upstream_failures_total{pool="cas",node="cas4",kind="connect"} 0"#),
         "{m}"

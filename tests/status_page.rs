@@ -49,7 +49,7 @@ async fn the_status_page_shows_every_node_in_chromium() {
     })
     .await
     .unwrap();
-    let proxy = cluster.proxy.clone();
+    let proxy = cluster.generation();
     let id = |name| proxy.table().node_by_name(name).unwrap();
     proxy.health().set_mode(id("cas2"), Mode::Draining);
     proxy.health().set_mode(id("cas3"), Mode::Disabled);
@@ -71,7 +71,7 @@ async fn the_status_page_shows_every_node_in_chromium() {
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = admin.local_addr().unwrap();
     let url = format!("http://{admin_addr}/");
-    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.live.clone()));
+    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.current.clone()));
     let page = send(admin_addr, "GET", "/", &[], "").await;
     assert_eq!(page.status, 200);
     let rows = |html: &str| {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use casfront::demo::node::{self, NodeSpec};
-use casfront::server::tls;
+use casfront::tls;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 

@@ -63,16 +63,16 @@ fuzz_target!(|data: &[u8]| {
     };
     let h2 = first & 1 == 1;
     let w = world();
-    let live = w.cluster.live.clone();
+    let current = w.cluster.current.clone();
     w.rt.block_on(async move {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let proxy = live.proxy();
-        let info = Arc::new(proxy.client_info("192.0.2.1:40000".parse().unwrap(), 443));
-        let limits = proxy.limits().clone();
-        drop(proxy);
+        let generation = current.generation();
+        let info = Arc::new(generation.client_conn("192.0.2.1:40000".parse().unwrap(), 443));
+        let limits = generation.limits().clone();
+        drop(generation);
         let (_stop, stopped) = tokio::sync::watch::channel(false);
         let serving = tokio::spawn(async move {
-            conn::serve(server, h2, live, info, &limits, stopped).await;
+            conn::serve(server, h2, current, info, &limits, stopped).await;
         });
         let exchange = async {
             let _ = client.write_all(bytes).await;

@@ -1,6 +1,7 @@
 //! Arbitrary bytes as a request into `route`: the input is split on NUL
 //! into method, path, query, cookie headers and body, so the fuzzer
-//! reaches every parser that reads client bytes (path, query parameters,
+//! reaches every parser that reads client bytes (the path normaliser,
+//! path, query parameters,
 //! path parameters, cookies, the SAML artifact). Checks that `route` and
 //! `wants_body` never panic and that `route` only returns a configured node
 //! usable for its rule.
@@ -9,6 +10,7 @@
 use std::sync::OnceLock;
 
 use casfront::config;
+use casfront::routing::path::servlet_path;
 use casfront::routing::{
     route, Method, NodeState, NothingLearned, RequestView, RoutingTable, Rule,
 };
@@ -24,7 +26,7 @@ fn table() -> &'static RoutingTable {
         let cfg = config::parse(CONFIG, std::path::Path::new("."))
             .config
             .expect("the example configuration is valid");
-        RoutingTable::new(&cfg)
+        RoutingTable::new(&cfg.routing())
     })
 }
 
@@ -45,9 +47,13 @@ fuzz_target!(|data: &[u8]| {
             _ => NodeState::Disabled,
         })
         .collect();
+    // The path as the request pipeline maps it (the one normaliser).
+    let mapped = std::str::from_utf8(path).map(servlet_path);
+    let mapped = mapped.as_deref().map_or(path, str::as_bytes);
     let view = RequestView {
         method,
         path,
+        mapped,
         query,
         headers: &cookies[..],
         body,
@@ -55,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         body_cut: false,
     };
     // Whether the proxy would wait for a body prefix: never panics either.
-    let _ = t.wants_body(method, path, query, None);
+    let _ = t.wants_body(method, mapped, query, None);
     let d = route(
         t,
         &view,

@@ -23,21 +23,21 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::current::Current;
+use crate::generation::Generation;
 use crate::health::Mode;
-use crate::live::Live;
-use crate::proxy::Proxy;
 use crate::routing::NodeStates;
 
 type Resp = Response<Full<Bytes>>;
 
 /// Serves the admin API on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, live: Arc<Live>) {
+pub async fn serve(listener: TcpListener, current: Arc<Current>) {
     while let Ok((stream, _)) = listener.accept().await {
-        let live = live.clone();
+        let current = current.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let live = live.clone();
-                async move { Ok::<_, Infallible>(handle(&live, &req).await) }
+                let current = current.clone();
+                async move { Ok::<_, Infallible>(handle(&current, &req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -49,21 +49,24 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>) {
 }
 
 /// Answers one admin request.
-pub async fn handle(live: &Arc<Live>, req: &Request<Incoming>) -> Resp {
-    let proxy = live.proxy();
+pub async fn handle(current: &Arc<Current>, req: &Request<Incoming>) -> Resp {
+    let generation = current.generation();
     let path = req.uri().path();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     match path {
         "/" | "/status.json" | "/metrics" if !get => {
             return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
         }
-        "/" => return html(&page::render(&rows(&proxy), live.metrics().reloads())),
-        "/status.json" => return json_response(StatusCode::OK, &status(&proxy)),
+        "/" => {
+            let reloads = current.metrics().reloads();
+            return html(&page::render(&rows(&generation), reloads));
+        }
+        "/status.json" => return json_response(StatusCode::OK, &status(&generation)),
         "/metrics" => {
-            let body = live.metrics().encode(
-                proxy.table(),
-                |n| proxy.health().state(n),
-                proxy.learned().len(),
+            let body = current.metrics().encode(
+                generation.table(),
+                |n| generation.health().state(n),
+                generation.learned().len(),
             );
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
@@ -78,13 +81,13 @@ pub async fn handle(live: &Arc<Live>, req: &Request<Incoming>) -> Resp {
         if req.method() != Method::POST {
             return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
         }
-        if let Some(denied) = check_token(live, req) {
+        if let Some(denied) = check_token(&generation, req) {
             return denied;
         }
         // A client that gives up must not abandon a reload half done.
         let reload = {
-            let live = live.clone();
-            tokio::spawn(async move { live.reload().await })
+            let current = current.clone();
+            tokio::spawn(async move { current.reload().await })
         };
         let Ok(reloaded) = reload.await else {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "the reload failed\n");
@@ -122,23 +125,23 @@ pub async fn handle(live: &Arc<Live>, req: &Request<Incoming>) -> Resp {
     if req.method() != Method::POST {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
     }
-    if let Some(denied) = check_token(live, req) {
+    if let Some(denied) = check_token(&generation, req) {
         return denied;
     }
-    let Some(node) = proxy.table().node_by_name(name) else {
+    let Some(node) = generation.table().node_by_name(name) else {
         return text(StatusCode::NOT_FOUND, "no such node\n");
     };
-    proxy.health().set_mode(node, mode);
+    generation.health().set_mode(node, mode);
     json_response(
         StatusCode::OK,
-        &json!({ "node": name, "state": proxy.health().state(node).as_str() }),
+        &json!({ "node": name, "state": generation.health().state(node).as_str() }),
     )
 }
 
 /// With a token configured, `None` when the request carries it, else the
 /// 401 to answer.
-fn check_token(live: &Live, req: &Request<Incoming>) -> Option<Resp> {
-    let token = live.admin_token()?;
+fn check_token(generation: &Generation, req: &Request<Incoming>) -> Option<Resp> {
+    let token = generation.admin_token()?;
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -173,15 +176,15 @@ pub struct NodeRow {
 }
 
 /// Every node, in configuration order.
-pub fn rows(proxy: &Proxy) -> Vec<NodeRow> {
-    let table = proxy.table();
-    let health = proxy.health();
+pub fn rows(generation: &Generation) -> Vec<NodeRow> {
+    let table = generation.table();
+    let health = generation.health();
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     table
         .node_ids()
         .filter_map(|(id, info)| {
             let (last_check, since) = health.times(id);
-            let (requests, errors, hist) = proxy.handles().node_summary(id);
+            let (requests, errors, hist) = generation.handles().node_summary(id);
             Some(NodeRow {
                 pool: table.pool(info.pool)?.name.clone(),
                 name: info.name.clone(),
@@ -199,9 +202,9 @@ pub fn rows(proxy: &Proxy) -> Vec<NodeRow> {
 }
 
 /// Every pool with its nodes.
-pub fn status(proxy: &Proxy) -> serde_json::Value {
-    let rows = rows(proxy);
-    let pools: Vec<serde_json::Value> = proxy
+pub fn status(generation: &Generation) -> serde_json::Value {
+    let rows = rows(generation);
+    let pools: Vec<serde_json::Value> = generation
         .table()
         .pools()
         .iter()

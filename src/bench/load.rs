@@ -391,7 +391,7 @@ fn first_line(body: &[u8]) -> String {
 /// `name=value` of the first `Set-Cookie` for `name`.
 fn set_cookie(r: &Reply, name: &str) -> Option<String> {
     r.headers.get_all(header::SET_COOKIE).iter().find_map(|v| {
-        let (n, value, _) = crate::proxy::learned::parse_set_cookie(v.as_bytes())?;
+        let (n, value, _) = crate::routing::set_cookie::parse_set_cookie(v.as_bytes())?;
         (n == name.as_bytes()).then(|| format!("{name}={}", String::from_utf8_lossy(value)))
     })
 }

@@ -393,7 +393,7 @@ fn client_tls(
         (None, None) => rustls_native_certs::load_native_certs().certs,
     };
     roots.add_parsable_certificates(certs);
-    let mut config = crate::proxy::upstream::http1_client(roots)?;
+    let mut config = crate::upstream::http1_client(roots)?;
     if fresh {
         config.resumption = rustls::client::Resumption::disabled();
     }

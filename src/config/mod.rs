@@ -1,4 +1,4 @@
-//! The configuration contract (DESIGN §2): the validated [`Config`] the rest
+//! The configuration: the validated [`Config`] the rest
 //! of the program uses, and [`parse`]/[`load`], which read a TOML file and
 //! report every problem at once with its line and column. Submodules: `raw`
 //! (serde structs and the section-by-section reader), `validate` (checks
@@ -43,6 +43,34 @@ impl Config {
         self.pools
             .iter()
             .flat_map(|pool| pool.nodes.iter().map(move |node| (pool, node)))
+    }
+
+    /// The pools as the routing table is built from them.
+    pub fn routing(&self) -> Vec<crate::routing::PoolSpec> {
+        use crate::routing::{NodeSpec, PoolSpec};
+        self.pools
+            .iter()
+            .map(|pool| PoolSpec {
+                name: pool.name.clone(),
+                path_prefix: pool.path_prefix.clone(),
+                tgc_cookies: pool.tgc_cookies.clone(),
+                session_cookie: pool.session_cookie.clone(),
+                ticket_routing: pool.ticket_routing,
+                bigip_cookie: pool.bigip_cookie.clone(),
+                route_cookie: pool.route_cookie.clone(),
+                cert_match: pool.client_cert.matches.clone(),
+                nodes: (pool.nodes.iter())
+                    .map(|n| NodeSpec {
+                        name: n.name.clone(),
+                        ipv4: (n.url.ipv4).map(|ip| std::net::SocketAddrV4::new(ip, n.url.port)),
+                        ticket_suffixes: n.ticket_suffixes.clone(),
+                        f5_md5: n.f5_md5,
+                        jvm_route: n.jvm_route.clone(),
+                        backup: n.backup,
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 }
 
@@ -280,7 +308,7 @@ pub struct Pool {
     pub host_override: Option<String>,
     /// CA bundle that verifies https nodes; `None`: the system's roots.
     pub upstream_ca: Option<PathBuf>,
-    pub health: Health,
+    pub health: HealthCheck,
     pub upstream: Upstream,
     /// `[pool.headers]`: applied after casfront's own header changes.
     pub headers: HeaderRules,
@@ -296,22 +324,7 @@ pub struct Pool {
     pub nodes: Vec<Node>,
 }
 
-/// `[pool.route_cookie]`: the cookie's name and keys (the first seals,
-/// every one opens). Debug output never shows a key.
-#[derive(Clone, PartialEq)]
-pub struct RouteCookieKeys {
-    pub name: String,
-    pub keys: Vec<[u8; 32]>,
-}
-
-impl std::fmt::Debug for RouteCookieKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RouteCookieKeys")
-            .field("name", &self.name)
-            .field("keys", &self.keys.len())
-            .finish()
-    }
-}
+pub use crate::routing::route_cookie::RouteCookieKeys;
 
 /// Headers set (replacing any) or removed, on requests to a pool's nodes
 /// and on their responses.
@@ -324,7 +337,7 @@ pub struct HeaderRules {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Health {
+pub struct HealthCheck {
     pub path: String,
     pub interval: Duration,
     pub timeout: Duration,

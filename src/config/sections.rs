@@ -17,8 +17,8 @@ use super::raw::{
 use super::values::{addr, cidr, cookie_name, duration, each, file, host_name, size, threshold};
 use super::IpNet;
 use super::{
-    defaults, Certificate, Health, LearnedCookies, Limits, Listen, Log, LogFormat, RouteCookieKeys,
-    Tls, Upstream,
+    defaults, Certificate, HealthCheck, LearnedCookies, Limits, Listen, Log, LogFormat,
+    RouteCookieKeys, Tls, Upstream,
 };
 
 pub fn listen(raw: Option<Spanned<RawListen>>, d: &mut Diags) -> Option<Listen> {
@@ -253,7 +253,7 @@ pub fn log(raw: Option<Spanned<RawLog>>, d: &mut Diags) -> Option<Log> {
     })
 }
 
-pub fn health(raw: Option<Spanned<RawHealth>>, prefix: &str, d: &mut Diags) -> Option<Health> {
+pub fn health(raw: Option<Spanned<RawHealth>>, prefix: &str, d: &mut Diags) -> Option<HealthCheck> {
     let h = raw.map(Spanned::into_inner);
     let h = h.as_ref();
     let path = match h.and_then(|h| h.path.as_ref()) {
@@ -299,7 +299,7 @@ pub fn health(raw: Option<Spanned<RawHealth>>, prefix: &str, d: &mut Diags) -> O
         defaults::HEALTH_FALL,
         d,
     );
-    Some(Health {
+    Some(HealthCheck {
         path: path?,
         interval: interval?,
         timeout: timeout?,

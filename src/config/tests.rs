@@ -56,7 +56,7 @@ fn defaults_are_applied() {
     assert_eq!(pool.session_cookie, "JSESSIONID");
     assert_eq!(
         pool.health,
-        Health {
+        HealthCheck {
             path: "/cas/login".into(),
             interval: Duration::from_secs(2),
             timeout: Duration::from_secs(1),

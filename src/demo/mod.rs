@@ -14,9 +14,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config;
-use crate::live::Live;
-use crate::proxy::{Proxy, ProxyError};
-use crate::server::{self, tls};
+use crate::current::{Current, ReloadError};
+use crate::generation::Generation;
+use crate::health::check::{self, Checker};
+use crate::server;
+use crate::tls;
 use node::{NodeSpec, RunningNode};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +32,7 @@ pub enum DemoError {
     #[error("the demo configuration is invalid: {0}")]
     Config(String),
     #[error(transparent)]
-    Proxy(#[from] ProxyError),
+    Build(#[from] ReloadError),
 }
 
 /// A self-signed certificate for `localhost`, `x509.localhost` (a name
@@ -127,9 +129,8 @@ pub struct Cluster {
     /// Where casfront listens (TLS).
     pub addr: SocketAddr,
     pub cert_pem: String,
-    pub proxy: Arc<Proxy>,
-    /// The same, as the admin API reads it.
-    pub live: Arc<Live>,
+    /// casfront's generation in force and process state.
+    pub current: Arc<Current>,
     /// The configuration casfront runs with.
     pub config: config::Config,
     server: JoinHandle<()>,
@@ -166,24 +167,31 @@ impl Cluster {
         };
         let cert = self_signed()?;
         let tls = tls::from_pem_trusting(&cert.cert_pem, &cert.key_pem, &cfg.tls.client)?;
-        let proxy = Arc::new(Proxy::new(&cfg)?);
-        let live = Live::fixed(tls, proxy.clone());
-        let server = tokio::spawn({
-            let live = live.clone();
-            async move {
-                let forever = std::future::pending();
-                server::serve_until(listener, live, forever).await;
-            }
-        });
+        let current = Current::fixed(&cfg, tls)?;
+        let server = tokio::spawn(server::serve(listener, current.clone()));
         Ok(Cluster {
             nodes,
             addr,
             cert_pem: cert.cert_pem,
-            proxy,
-            live,
+            current,
             config: cfg,
             server,
         })
+    }
+}
+
+impl Cluster {
+    /// casfront's generation in force.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.current.generation()
+    }
+
+    /// Starts active health checks of the nodes (they stop when the
+    /// checker is dropped).
+    pub async fn start_checks(&self) -> Checker {
+        let generation = self.generation();
+        let targets = check::targets(&self.config);
+        Checker::start(generation.pools(), generation.health().clone(), targets).await
     }
 }
 

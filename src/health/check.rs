@@ -13,10 +13,10 @@ use http::HeaderValue;
 use rand::Rng;
 use tokio::task::JoinSet;
 
-use super::Health;
+use super::HealthTable;
 use crate::config::Config;
-use crate::proxy::Proxy;
 use crate::routing::NodeId;
+use crate::upstream::NodePool;
 
 /// What to check on one node.
 #[derive(Clone, Debug)]
@@ -57,11 +57,16 @@ pub fn passes(status: Option<http::StatusCode>) -> bool {
     status.is_some_and(|s| s.is_success() || s.is_redirection())
 }
 
-async fn check(proxy: &Proxy, t: &Target) -> bool {
-    match proxy.pool(t.node) {
+async fn check(pool: Option<&NodePool>, t: &Target) -> bool {
+    match pool {
         Some(pool) => passes(pool.probe(&t.path, &t.host, t.timeout).await),
         None => false,
     }
+}
+
+/// The pool of `node` among `pools` (in node order).
+fn pool_of(pools: &[Arc<NodePool>], node: NodeId) -> Option<Arc<NodePool>> {
+    pools.get(usize::from(node)).cloned()
 }
 
 /// Runs the checks until dropped.
@@ -69,17 +74,16 @@ pub struct Checker {
     tasks: JoinSet<()>,
 }
 
-/// One check of each of `targets` on `proxy`'s pools, all at once,
-/// bounded by their `timeout`: `(node, passed)`. When it returns, no task
-/// holds `proxy` any more.
+/// One check of each of `targets` on its node's pool (`pools`, in node
+/// order), all at once, bounded by their `timeout`: `(node, passed)`.
 pub async fn first_round<'t>(
-    proxy: &Arc<Proxy>,
+    pools: &[Arc<NodePool>],
     targets: impl IntoIterator<Item = &'t Target>,
 ) -> Vec<(NodeId, bool)> {
     let mut first = JoinSet::new();
     for t in targets {
-        let (proxy, t) = (proxy.clone(), t.clone());
-        first.spawn(async move { (t.node, check(&proxy, &t).await) });
+        let (pool, t) = (pool_of(pools, t.node), t.clone());
+        first.spawn(async move { (t.node, check(pool.as_deref(), &t).await) });
     }
     let mut out = Vec::new();
     while let Some(r) = first.join_next().await {
@@ -90,24 +94,27 @@ pub async fn first_round<'t>(
 
 impl Checker {
     /// The start-up round on every node not checked yet (see
-    /// [`first_round`]), then a task per node.
-    pub async fn start(proxy: Arc<Proxy>, targets: Vec<Target>) -> Checker {
-        let unchecked = targets
-            .iter()
-            .filter(|t| !proxy.health().was_checked(t.node));
-        for (node, ok) in first_round(&proxy, unchecked).await {
-            proxy.health().record(node, ok, true);
+    /// [`first_round`]), then a task per node probing its pool (`pools`,
+    /// in node order) and recording into `health`.
+    pub async fn start(
+        pools: &[Arc<NodePool>],
+        health: Arc<HealthTable>,
+        targets: Vec<Target>,
+    ) -> Checker {
+        let unchecked = targets.iter().filter(|t| !health.was_checked(t.node));
+        for (node, ok) in first_round(pools, unchecked).await {
+            health.record(node, ok, true);
         }
         let mut tasks = JoinSet::new();
         for t in targets {
-            let proxy = proxy.clone();
+            let health = health.clone();
             let (node, interval) = (t.node, t.interval);
-            let p = proxy.clone();
+            let pool = pool_of(pools, node);
             let probe = move || {
-                let (p, t) = (p.clone(), t.clone());
-                async move { check(&p, &t).await }
+                let (pool, t) = (pool.clone(), t.clone());
+                async move { check(pool.as_deref(), &t).await }
             };
-            tasks.spawn(async move { run(proxy.health(), node, interval, probe).await });
+            tasks.spawn(async move { run(&health, node, interval, probe).await });
         }
         Checker { tasks }
     }
@@ -120,7 +127,7 @@ impl Drop for Checker {
 }
 
 /// Checks `node` every `interval` (jittered) forever, recording each result.
-pub async fn run<F, Fut>(health: &Health, node: NodeId, interval: Duration, mut probe: F)
+pub async fn run<F, Fut>(health: &HealthTable, node: NodeId, interval: Duration, mut probe: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -144,7 +151,7 @@ mod tests {
     /// `rise` passing ones.
     #[tokio::test(start_paused = true)]
     async fn fall_and_rise_take_their_checks() {
-        let health = Arc::new(Health::new(&[NodeSettings {
+        let health = Arc::new(HealthTable::new(&[NodeSettings {
             rise: 2,
             fall: 3,
             cooldown: Duration::ZERO,

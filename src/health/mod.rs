@@ -88,7 +88,7 @@ struct Node {
 /// Every node's health, indexed by [`NodeId`]. A reload shares the
 /// state of the nodes it keeps with the configuration it replaces, so that
 /// the old configuration's requests still in flight mark the same nodes.
-pub struct Health {
+pub struct HealthTable {
     base: Instant,
     nodes: Vec<Arc<Node>>,
     /// Whether active checks run: without them, a passively failed node
@@ -104,9 +104,9 @@ pub struct NodeSettings {
     pub cooldown: Duration,
 }
 
-impl Health {
-    pub fn new(nodes: &[NodeSettings]) -> Health {
-        Health {
+impl HealthTable {
+    pub fn new(nodes: &[NodeSettings]) -> HealthTable {
+        HealthTable {
             base: Instant::now(),
             nodes: nodes
                 .iter()
@@ -120,7 +120,11 @@ impl Health {
     /// `origin[i]` of `old` (same pool, name and URL) and keeps its state,
     /// shared when its settings are unchanged; a new node starts down until
     /// a check passes (or, without checks, up).
-    pub fn reloaded(nodes: &[NodeSettings], old: &Health, origin: &[Option<NodeId>]) -> Health {
+    pub fn reloaded(
+        nodes: &[NodeSettings],
+        old: &HealthTable,
+        origin: &[Option<NodeId>],
+    ) -> HealthTable {
         let checked = old.checked.load(Ordering::Relaxed);
         let now = old.now_ms();
         let nodes = nodes
@@ -152,7 +156,7 @@ impl Health {
                 }
             })
             .collect();
-        Health {
+        HealthTable {
             base: old.base,
             nodes,
             checked: AtomicBool::new(checked),
@@ -237,7 +241,7 @@ impl Health {
     }
 }
 
-impl NodeStates for Health {
+impl NodeStates for HealthTable {
     fn state(&self, node: NodeId) -> NodeState {
         let Some(n) = self.node(node) else {
             return NodeState::Down;
@@ -297,8 +301,8 @@ mod tests {
         assert!(t.is_up());
     }
 
-    fn health(cooldown_ms: u64) -> Health {
-        Health::new(&[NodeSettings {
+    fn health(cooldown_ms: u64) -> HealthTable {
+        HealthTable::new(&[NodeSettings {
             rise: 2,
             fall: 2,
             cooldown: Duration::from_millis(cooldown_ms),
@@ -349,7 +353,7 @@ mod tests {
             fall: 2,
             cooldown: Duration::ZERO,
         };
-        let old = Health::new(&[s(2), s(2), s(2)]);
+        let old = HealthTable::new(&[s(2), s(2), s(2)]);
         for n in 0..3 {
             old.record(n, true, true);
         }
@@ -357,7 +361,7 @@ mod tests {
         old.record(2, false, true);
         // New order: old node 2 (same settings), a new node, old node 0
         // with another `rise`.
-        let new = Health::reloaded(&[s(2), s(2), s(5)], &old, &[Some(2), None, Some(0)]);
+        let new = HealthTable::reloaded(&[s(2), s(2), s(5)], &old, &[Some(2), None, Some(0)]);
         assert_eq!(new.state(0), NodeState::Down);
         assert_eq!(
             new.state(1),

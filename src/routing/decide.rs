@@ -205,7 +205,7 @@ pub fn value_of<'r, H: Headers + ?Sized>(
                 .filter(|_| source.reads_body(req.query))
                 .and_then(|b| query_param(b, p.as_bytes())),
         ),
-        Source::RestTgt => (b"/v1/tickets/", rest_tgt(req.path, &pool.prefix)),
+        Source::RestTgt => (b"/v1/tickets/", rest_tgt(req.mapped, &pool.prefix)),
         Source::Delegated => req.query.map_or((b"", None), delegated),
         Source::RouteCookie => match &pool.route_cookie {
             Some(rc) => (&rc.name, cookie(req.headers, &rc.name)),
@@ -293,7 +293,7 @@ where
         value: None,
         falls: Falls::EMPTY,
     };
-    let Some((pool_id, pool, rel)) = table.pool_for(req.path, req.cert) else {
+    let Some((pool_id, pool, rel)) = table.pool_for(req.mapped, req.cert) else {
         return d;
     };
     d.pool = Some(pool_id);

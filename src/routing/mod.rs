@@ -1,6 +1,8 @@
 //! The routing core: given a request, the routing table built from the
-//! validated configuration, the nodes' current states and the learned-cookie
-//! lookup, decide which pool, node and rule serve the request (DESIGN §1).
+//! pools ([`table::PoolSpec`]), the nodes' current states and the
+//! learned-cookie lookup, decide which pool, node and rule serve the
+//! request (the rules: `docs/routing.md`). The bottom layer: it imports
+//! nothing else of casfront (`docs/architecture.md`).
 //!
 //! It is pure: no I/O, no clock, no randomness (the `any` rule's pick is an
 //! input), no allocation per decision, and it never panics on any input.
@@ -9,14 +11,18 @@
 //! index), [`saml`] (SAML 1.1 artifact in a POST body), [`table`] (the
 //! routing table), [`redact`] (what logs may show of a credential),
 //! [`cert`] (pools chosen by client certificate), [`route_cookie`]
-//! (casfront's sealed route cookie).
+//! (casfront's sealed route cookie), [`set_cookie`] (the nodes'
+//! `Set-Cookie` headers), [`path`] (paths as a servlet container maps
+//! them, the one normaliser).
 
 pub mod cert;
 pub mod extract;
 pub mod parse;
+pub mod path;
 pub mod redact;
 pub mod route_cookie;
 pub mod saml;
+pub mod set_cookie;
 pub mod suffix;
 pub mod table;
 
@@ -28,7 +34,7 @@ pub use decide::{
     names_its_node, route, value_of, Cause, Decision, Fall, Falls, How, MAX_FALLS, MAX_TGC_COOKIES,
 };
 pub use extract::{Entry, EntryId, Source, ENTRIES};
-pub use table::{NodeInfo, PoolInfo, RoutingTable};
+pub use table::{NodeInfo, NodeSpec, PoolInfo, PoolSpec, RoutingTable};
 
 /// Index of a node in [`RoutingTable::nodes`] (global across pools, in
 /// configuration order).
@@ -183,8 +189,14 @@ impl<V: AsRef<[u8]>> Headers for [(&str, V)] {
 /// What the routing core reads of a request. Everything is borrowed.
 pub struct RequestView<'r, H: Headers + ?Sized> {
     pub method: Method,
-    /// The path as received (still percent-encoded, path parameters kept).
+    /// The path as received (still percent-encoded, path parameters kept):
+    /// where the `;jsessionid=` path parameter is read.
     pub path: &'r [u8],
+    /// The path as the node's servlet container maps it
+    /// ([`path::servlet_path`]): what pools, endpoints and REST ids are
+    /// matched on. The path as received unless the caller mapped it (the
+    /// matchers skip `;` parameters themselves).
+    pub mapped: &'r [u8],
     /// The query string without its `?`.
     pub query: Option<&'r [u8]>,
     pub headers: &'r H,
@@ -209,12 +221,19 @@ impl<'r, H: Headers + ?Sized> RequestView<'r, H> {
         RequestView {
             method,
             path,
+            mapped: path,
             query,
             headers,
             body: None,
             cert: None,
             body_cut: false,
         }
+    }
+
+    /// The same view with the path mapped as the node will map it.
+    pub fn with_mapped_path(mut self, mapped: &'r [u8]) -> Self {
+        self.mapped = mapped;
+        self
     }
 
     /// The same view with the client certificate's names.

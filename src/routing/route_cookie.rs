@@ -17,6 +17,23 @@ pub const KEY_LEN: usize = 32;
 /// The longest value opened: a nonce, a node name of up to 64 bytes, a tag.
 const MAX_SEALED: usize = NONCE_LEN + 64 + 16;
 
+/// `[pool.route_cookie]`: the cookie's name and keys (the first seals,
+/// every one opens). Debug output never shows a key.
+#[derive(Clone, PartialEq)]
+pub struct RouteCookieKeys {
+    pub name: String,
+    pub keys: Vec<[u8; KEY_LEN]>,
+}
+
+impl std::fmt::Debug for RouteCookieKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteCookieKeys")
+            .field("name", &self.name)
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
 /// A pool's route cookie: its name and keys.
 pub struct RouteCookie {
     pub name: Box<[u8]>,
@@ -46,6 +63,46 @@ impl RouteCookie {
             keys,
             rng: SystemRandom::new(),
         }
+    }
+
+    /// The `Set-Cookie` value naming `node` of `pool` (whose path prefix
+    /// is `path`), for a response that sets (or expires) the cookie
+    /// `followed`: one cookie per pool, living as long as the cookie it
+    /// follows (its `Max-Age`, `Expires` and `SameSite`; `Lax` by
+    /// default); expired with it.
+    pub fn set_cookie(
+        &self,
+        pool: &str,
+        path: &str,
+        node: &str,
+        (followed, expired): (&[u8], bool),
+    ) -> Option<String> {
+        let name = String::from_utf8_lossy(&self.name);
+        if expired {
+            return Some(format!(
+                "{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path={path}; Secure; HttpOnly; SameSite=Lax"
+            ));
+        }
+        let sealed = self.seal(pool, node)?;
+        let mut cookie = format!("{name}={sealed}; Path={path}; Secure; HttpOnly");
+        let mut same_site = false;
+        for (key, value) in super::set_cookie::set_cookie_attrs(followed) {
+            let keep = ["max-age", "expires", "samesite"]
+                .iter()
+                .any(|k| key.eq_ignore_ascii_case(k.as_bytes()));
+            // A value a header may not carry is left out, not the cookie.
+            if keep && value.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                same_site |= key.eq_ignore_ascii_case(b"samesite");
+                cookie.push_str("; ");
+                cookie.push_str(&String::from_utf8_lossy(key));
+                cookie.push('=');
+                cookie.push_str(&String::from_utf8_lossy(value));
+            }
+        }
+        if !same_site {
+            cookie.push_str("; SameSite=Lax");
+        }
+        Some(cookie)
     }
 
     /// The cookie value naming `node` of `pool`.

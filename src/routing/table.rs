@@ -1,15 +1,81 @@
-//! The routing table: what the routing core needs of the validated
-//! configuration, laid out for lookups (pools by prefix, a suffix index and
-//! a jvmRoute map per pool, primary and backup node lists). Built once per
-//! configuration and shared read-only.
+//! The routing table: what the routing core needs of the pools, laid out
+//! for lookups (pools by prefix, a suffix index and a jvmRoute map per pool,
+//! primary and backup node lists). Built once per configuration from
+//! [`PoolSpec`]s (the configuration makes them: the core imports nothing
+//! above it) and shared read-only.
 
 use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
+use super::cert::CertMatch;
+use super::route_cookie::RouteCookieKeys;
 use super::suffix::{f5_md5, SuffixIndex, SuffixKind};
 use super::{NodeId, PoolId};
-use crate::config::Config;
+
+/// One pool as the routing table is built from it, in configuration
+/// order (validated: unique suffixes and jvmRoutes per pool, at most
+/// `u16::MAX` nodes in all).
+#[derive(Clone, Debug)]
+pub struct PoolSpec {
+    pub name: String,
+    /// Starts with `/`; no trailing `/` except for the root `/`.
+    pub path_prefix: String,
+    pub tgc_cookies: Vec<String>,
+    pub session_cookie: String,
+    /// `false`: every request by the `any` rule alone.
+    pub ticket_routing: bool,
+    pub bigip_cookie: Option<String>,
+    pub route_cookie: Option<RouteCookieKeys>,
+    /// The pool takes only requests whose verified certificate matches.
+    pub cert_match: Option<CertMatch>,
+    pub nodes: Vec<NodeSpec>,
+}
+
+impl PoolSpec {
+    /// A pool with CAS's default cookie names (`TGC`, `CASTGC`,
+    /// `JSESSIONID`) that routes by ticket.
+    pub fn new(name: &str, path_prefix: &str, nodes: Vec<NodeSpec>) -> PoolSpec {
+        PoolSpec {
+            name: name.into(),
+            path_prefix: path_prefix.into(),
+            tgc_cookies: vec!["TGC".into(), "CASTGC".into()],
+            session_cookie: "JSESSIONID".into(),
+            ticket_routing: true,
+            bigip_cookie: None,
+            route_cookie: None,
+            cert_match: None,
+            nodes,
+        }
+    }
+}
+
+/// One node as the routing table is built from it.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub name: String,
+    /// Its IPv4 address and port, if its URL has one (`f5_md5`, the F5
+    /// persistence cookie).
+    pub ipv4: Option<std::net::SocketAddrV4>,
+    pub ticket_suffixes: Vec<String>,
+    pub f5_md5: bool,
+    pub jvm_route: String,
+    pub backup: bool,
+}
+
+impl NodeSpec {
+    /// A primary node known by its name as suffix and jvmRoute.
+    pub fn new(name: &str, ipv4: Option<std::net::SocketAddrV4>) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            ipv4,
+            ticket_suffixes: vec![name.into()],
+            f5_md5: false,
+            jvm_route: name.into(),
+            backup: false,
+        }
+    }
+}
 
 /// One pool, ready for routing.
 #[derive(Debug)]
@@ -31,7 +97,7 @@ pub struct PoolInfo {
     pub(crate) backups: Vec<NodeId>,
     /// `client_cert_match`: the pool takes only requests whose verified
     /// client certificate matches.
-    pub cert_match: Option<super::cert::CertMatch>,
+    pub cert_match: Option<CertMatch>,
     /// `bigip_cookie`: the F5 persistence cookie honoured, if any.
     pub bigip_cookie: Option<Box<[u8]>>,
     /// Nodes by IPv4 address and port, for the F5 cookie.
@@ -103,12 +169,12 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
-    /// Builds the table from a validated configuration (which guarantees
-    /// unique suffixes and jvmRoutes per pool and at most `u16::MAX` nodes).
-    pub fn new(config: &Config) -> RoutingTable {
-        let mut pools = Vec::with_capacity(config.pools.len());
+    /// Builds the table from validated pools (unique suffixes and
+    /// jvmRoutes per pool, at most `u16::MAX` nodes).
+    pub fn new(specs: &[PoolSpec]) -> RoutingTable {
+        let mut pools = Vec::with_capacity(specs.len());
         let mut nodes = Vec::new();
-        for (p, pool) in config.pools.iter().enumerate() {
+        for (p, pool) in specs.iter().enumerate() {
             let pool_id = p as PoolId;
             let first = nodes.len() as NodeId;
             let mut suffixes: Vec<(Vec<u8>, NodeId, SuffixKind)> = Vec::new();
@@ -118,16 +184,14 @@ impl RoutingTable {
             let mut by_name = FxHashMap::default();
             for node in &pool.nodes {
                 let id = nodes.len() as NodeId;
-                if let Some(ip) = node.url.ipv4 {
-                    members
-                        .entry(std::net::SocketAddrV4::new(ip, node.url.port))
-                        .or_insert(id);
+                if let Some(addr) = node.ipv4 {
+                    members.entry(addr).or_insert(id);
                 }
                 for s in &node.ticket_suffixes {
                     suffixes.push((s.as_bytes().to_vec(), id, SuffixKind::Name));
                 }
-                if let (true, Some(ip)) = (node.f5_md5, node.url.ipv4) {
-                    suffixes.push((f5_md5(ip).into_bytes(), id, SuffixKind::F5Md5));
+                if let (true, Some(addr)) = (node.f5_md5, node.ipv4) {
+                    suffixes.push((f5_md5(*addr.ip()).into_bytes(), id, SuffixKind::F5Md5));
                 }
                 jvm_routes
                     .entry(node.jvm_route.as_bytes().into())
@@ -160,7 +224,7 @@ impl RoutingTable {
                 jvm_routes,
                 primaries,
                 backups,
-                cert_match: pool.client_cert.matches.clone(),
+                cert_match: pool.cert_match.clone(),
                 bigip_cookie: pool.bigip_cookie.as_ref().map(|c| c.as_bytes().into()),
                 members,
                 entries: entry_masks(
@@ -321,12 +385,9 @@ mod tests {
 
     #[test]
     fn a_pool_that_does_not_route_by_ticket_reads_no_body() {
-        let parsed = crate::config::parse(crate::routing::tests::CONFIG, std::path::Path::new("."));
-        let mut cfg = parsed
-            .config
-            .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
-        cfg.pools[0].ticket_routing = false;
-        let t = super::RoutingTable::new(&cfg);
+        let mut pools = crate::routing::tests::pools();
+        pools[0].ticket_routing = false;
+        let t = super::RoutingTable::new(&pools);
         assert!(!t.wants_body(Method::Post, b"/cas/samlValidate", None, None));
         assert!(!t.wants_body(Method::Post, b"/cas/oidc/token", None, None));
         let saml2 = Some(&b"client_name=SAML2Client"[..]);

@@ -22,37 +22,37 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::sending::{Sending, Sends};
-use crate::access_log::{Entry, Logged};
+use crate::access_log::{AccessLine, Logged};
+use crate::client::ClientConn;
 use crate::config::Limits;
-use crate::live::Live;
+use crate::current::Current;
 use crate::metrics::Refusal;
-use crate::proxy::forward::ClientInfo;
-use crate::proxy::{Proxy, ProxyBody};
+use crate::pipeline::{self, ResponseBody};
 
 /// Serves HTTP on `io` (HTTP/2 when `h2`, the ALPN result) until it ends;
 /// `stop` turning true (or its sender going away) starts a graceful close.
 pub async fn serve<I>(
     io: I,
     h2: bool,
-    live: Arc<Live>,
-    client: Arc<ClientInfo>,
+    current: Arc<Current>,
+    client: Arc<ClientConn>,
     limits: &Limits,
     stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let metrics = live.metrics().clone();
+    let metrics = current.metrics().clone();
     let streams = h2.then(|| Arc::new(Streams::new(limits.h2_max_resets)));
     let sends = Arc::new(Sends::new());
     let (counted, watched) = (streams.clone(), sends.clone());
     // Boxed, the request's future is allocated while it runs: hyper keeps
     // a slot of the service future's size per connection, idle or not.
     let svc = service_fn(move |req| {
-        let (proxy, client) = (live.proxy(), client.clone());
+        let (current, client) = (current.clone(), client.clone());
         let guard = counted.as_ref().map(|s| Streams::open(s.clone()));
         let sends = watched.clone();
         Box::pin(async move {
-            let resp = respond(proxy, req, &client).await;
+            let resp = respond(&current, req, &client).await;
             if let Some(mut g) = guard {
                 g.answered = true;
             }
@@ -104,7 +104,7 @@ where
     S::Future: Send + 'static,
     S: hyper::service::Service<
             http::Request<hyper::body::Incoming>,
-            Response = http::Response<Sending<Logged<ProxyBody>>>,
+            Response = http::Response<Sending<Logged<ResponseBody>>>,
             Error = Infallible,
         > + Send
         + 'static,
@@ -129,18 +129,20 @@ where
     drive(conn, stop, Some(watch), send).await
 }
 
-/// One request: the proxy's response, wrapped for the access log.
+/// One request on the generation in force: the pipeline's response,
+/// wrapped for the access log.
 async fn respond(
-    proxy: Arc<Proxy>,
+    current: &Current,
     req: http::Request<hyper::body::Incoming>,
-    client: &ClientInfo,
-) -> http::Response<Logged<ProxyBody>> {
-    let entry = proxy
+    client: &ClientConn,
+) -> http::Response<Logged<ResponseBody>> {
+    let generation = current.generation();
+    let line = generation
         .access_log()
-        .then(|| Entry::start(proxy.clone(), client.peer, &req));
-    let (resp, outcome) = proxy.handle(req, client).await;
+        .then(|| AccessLine::start(generation.clone(), client.peer, &req));
+    let (resp, disposition) = pipeline::handle(&generation, current.state(), req, client).await;
     let status = resp.status().as_u16();
-    resp.map(|body| Logged::new(body, entry, status, outcome))
+    resp.map(|body| Logged::new(body, line, status, disposition))
 }
 
 /// Why a connection was closed by casfront rather than by its client.

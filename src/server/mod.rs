@@ -2,40 +2,39 @@
 //! read a PROXY header from the peers configured to send one, TLS
 //! handshake (PROXY header included) under `limits.handshake_timeout`,
 //! then HTTP/1.1 or HTTP/2 chosen from the negotiated ALPN (no preface
-//! sniffing, DESIGN §6), served by [`conn`]. A client certificate, when
-//! `[tls] client_auth` asks for one, is examined once after the handshake. A new connection takes the
-//! TLS configuration and limits in force ([`Live`]), a request the proxy
-//! in force. Submodules: [`conn`], [`sending`] (responses a client does
-//! not take), [`tls`], [`redirect`] (the plain-HTTP listener).
+//! sniffing: hyper's auto builder sniffs the preface with no timeout),
+//! served by [`conn`]. A client certificate, when `[tls] client_auth` asks
+//! for one, is examined once after the handshake. A new connection takes
+//! the TLS configuration and limits of the generation in force
+//! ([`Current`]), a request the generation in force. Submodules: [`conn`],
+//! [`sending`] (responses a client does not take), [`redirect`] (the
+//! plain-HTTP listener).
 
 pub mod conn;
 pub mod redirect;
 pub mod sending;
-pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
+use crate::client::ClientConn;
 use crate::client_cert::{ClientCert, Status};
-use crate::config::ClientAuth;
-use crate::edge::gate::{Gate, IpSlot, Slot};
+use crate::config::{ClientAuth, Limits};
+use crate::current::Current;
+use crate::edge::gate::{AddrSlot, ConnSlot, Gate};
 use crate::edge::proxy_header;
-use crate::live::Live;
-use crate::metrics::Refusal;
-use crate::proxy::Proxy;
-use tls::ListenerTls;
+use crate::metrics::{Metrics, Refusal};
+use crate::tls::ListenerTls;
 
-/// Accepts TLS connections on `listener` with a fixed configuration
-/// until the task is dropped.
-pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, proxy: Arc<Proxy>) {
-    serve_until(listener, Live::fixed(tls, proxy), std::future::pending()).await;
+/// Accepts TLS connections on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, current: Arc<Current>) {
+    serve_until(listener, current, std::future::pending()).await;
 }
 
 /// Accepts TLS connections on `listener` until `shutdown` completes with
@@ -45,18 +44,18 @@ pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, proxy: Arc<Pro
 /// `grace`. Returns whether every connection finished in time.
 pub async fn serve_until(
     listener: TcpListener,
-    live: Arc<Live>,
+    current: Arc<Current>,
     shutdown: impl Future<Output = Duration>,
 ) -> bool {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let gate = live.gate().clone();
+    let gate = current.state().gate.clone();
     let (stop, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
     let grace = loop {
-        let max = || live.proxy().limits().max_connections;
+        let max = || current.generation().limits().max_connections;
         let slot = tokio::select! {
             grace = &mut shutdown => break grace,
-            slot = gate.room(max) => slot,
+            slot = gate.wait_for_slot(max) => slot,
         };
         let accepted = tokio::select! {
             grace = &mut shutdown => break grace,
@@ -74,8 +73,8 @@ pub async fn serve_until(
             local_port,
             slot,
         };
-        let (live, gate, stopped) = (live.clone(), gate.clone(), stopped.clone());
-        tokio::spawn(connection(accepted, live, gate, stopped));
+        let (current, gate, stopped) = (current.clone(), gate.clone(), stopped.clone());
+        tokio::spawn(connection(accepted, current, gate, stopped));
     };
     drop(listener);
     stop.send_replace(true);
@@ -88,12 +87,12 @@ struct Accepted {
     stream: TcpStream,
     peer: SocketAddr,
     local_port: u16,
-    slot: Slot,
+    slot: ConnSlot,
 }
 
 async fn connection(
     accepted: Accepted,
-    live: Arc<Live>,
+    current: Arc<Current>,
     gate: Arc<Gate>,
     stop: watch::Receiver<bool>,
 ) {
@@ -103,14 +102,14 @@ async fn connection(
         local_port,
         slot: _slot,
     } = accepted;
-    let metrics = live.metrics().clone();
+    let metrics = current.metrics().clone();
     metrics.client_connections.inc();
     let _open = Open(&metrics.client_connections);
-    let proxy = live.proxy();
-    let limits = proxy.limits().clone();
+    let generation = current.generation();
+    let limits = generation.limits().clone();
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
     let mut client = peer;
-    if proxy.listen().sends_proxy_header(peer.ip()) {
+    if generation.listen().sends_proxy_header(peer.ip()) {
         match tokio::time::timeout_at(deadline, proxy_header::read(&mut stream)).await {
             Ok(Ok(source)) => client = source.unwrap_or(peer),
             Ok(Err(e)) => {
@@ -124,13 +123,13 @@ async fn connection(
             }
         }
     }
-    let mut info = proxy.client_info(client, local_port);
+    let mut info = generation.client_conn(client, local_port);
     // A trusted proxy speaks for many clients.
-    let Some(_per_ip) = admit(&gate, &info, &limits, &metrics) else {
+    let Some(_per_addr) = take_addr_slot(&gate, &info, &limits, &metrics) else {
         return;
     };
-    drop(proxy);
-    let listener_tls = live.tls();
+    let listener_tls = generation.tls().clone();
+    drop(generation);
     let handshake = handshake(&listener_tls, stream);
     let Ok(Ok((tls, asked))) = tokio::time::timeout_at(deadline, handshake).await else {
         metrics.tls_handshake_failures.inc();
@@ -139,8 +138,8 @@ async fn connection(
     let session = tls.get_ref().1;
     if let Some(verifier) = &listener_tls.client {
         let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-        // The configuration in force now says what nodes are told.
-        let names = live.proxy();
+        // The generation in force now says what nodes are told.
+        let names = current.generation();
         let cert = ClientCert::examine(
             verifier,
             session.peer_certificates(),
@@ -157,7 +156,7 @@ async fn connection(
     }
     drop(listener_tls);
     let h2 = session.alpn_protocol() == Some(b"h2");
-    conn::serve(tls, h2, live, Arc::new(info), &limits, stop).await;
+    conn::serve(tls, h2, current, Arc::new(info), &limits, stop).await;
 }
 
 /// The TLS handshake, and whether it asked for a client certificate;
@@ -180,16 +179,16 @@ async fn handshake(
 
 /// The per-address slot for `client`'s connection (`Some(None)` for a
 /// trusted proxy, which speaks for many clients); `None`: refused, counted.
-pub(crate) fn admit(
+pub(crate) fn take_addr_slot(
     gate: &Arc<Gate>,
-    client: &crate::proxy::forward::ClientInfo,
-    limits: &crate::config::Limits,
-    metrics: &crate::metrics::Metrics,
-) -> Option<Option<IpSlot>> {
+    client: &ClientConn,
+    limits: &Limits,
+    metrics: &Metrics,
+) -> Option<Option<AddrSlot>> {
     if client.trusted {
         return Some(None);
     }
-    let slot = gate.admit(client.peer.ip(), limits.max_connections_per_ip);
+    let slot = gate.take_addr_slot(client.peer.ip(), limits.max_connections_per_ip);
     if slot.is_none() {
         metrics.refused(Refusal::ConnectionsPerIp);
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::live::Live;
+use crate::current::Current;
 
 /// Where `req` goes on https, listening on `https_port`.
 pub fn location<B>(req: &Request<B>, https_port: u16) -> Option<String> {
@@ -49,23 +49,26 @@ fn answer<B>(req: &Request<B>, https_port: u16) -> Response<Full<Bytes>> {
 /// Answers every request on `listener` with its https redirect, under the
 /// same connection caps and header timeout as the https listener (the
 /// connections of both count against `max_connections`).
-pub async fn serve(listener: TcpListener, https_port: u16, live: Arc<Live>) {
-    let gate = live.gate().clone();
+pub async fn serve(listener: TcpListener, https_port: u16, current: Arc<Current>) {
+    let gate = current.state().gate.clone();
     loop {
-        let slot = gate.room(|| live.proxy().limits().max_connections).await;
+        let slot = gate
+            .wait_for_slot(|| current.generation().limits().max_connections)
+            .await;
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let (proxy, gate) = (live.proxy(), gate.clone());
+        let (generation, gate) = (current.generation(), gate.clone());
+        let metrics = current.metrics().clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let limits = proxy.limits().clone();
-            let info = proxy.client_info(peer, 0);
-            let Some(_per_ip) = super::admit(&gate, &info, &limits, proxy.metrics()) else {
+            let limits = generation.limits().clone();
+            let info = generation.client_conn(peer, 0);
+            drop(generation);
+            let Some(_per_addr) = super::take_addr_slot(&gate, &info, &limits, &metrics) else {
                 return;
             };
-            drop(proxy);
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
                 Ok::<_, Infallible>(answer(&req, https_port))
             });

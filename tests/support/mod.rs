@@ -39,7 +39,7 @@ pub fn cluster_config(nodes: usize) -> String {
 }
 
 pub fn table(nodes: usize) -> RoutingTable {
-    RoutingTable::new(&config_of(&cluster_config(nodes)))
+    RoutingTable::new(&config_of(&cluster_config(nodes)).routing())
 }
 
 /// One request of the benchmark mix.
@@ -137,14 +137,14 @@ pub async fn front(
     tls: std::sync::Arc<rustls::ServerConfig>,
 ) -> (
     std::net::SocketAddr,
-    std::sync::Arc<casfront::proxy::Proxy>,
+    std::sync::Arc<casfront::current::Current>,
     Serving,
 ) {
-    let proxy = std::sync::Arc::new(casfront::proxy::Proxy::new(config).unwrap());
+    let current = casfront::current::Current::fixed(config, tls).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(casfront::server::serve(listener, tls, proxy.clone()));
-    (addr, proxy, Serving(task))
+    let task = tokio::spawn(casfront::server::serve(listener, current.clone()));
+    (addr, current, Serving(task))
 }
 
 /// Aborts the server task when dropped.

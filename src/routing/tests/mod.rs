@@ -1,75 +1,61 @@
-//! Table-driven tests of every rule and fall-through of DESIGN §1; the
+//! Table-driven tests of every rule and fall-through (`docs/routing.md`); the
 //! proptest properties of `route` are in `props`.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use super::*;
-use crate::config;
 
 /// Three CAS pools: `cas` (suffixes with `-` and `.`, a tail suffix, an F5
-/// node, a backup, an F5 persistence cookie), `cas/admin` nested in it, and `idp`.
-pub(crate) const CONFIG: &str = r#"
-[listen]
-https = "127.0.0.1:8443"
-[tls]
-cert = "c.pem"
-key = "k.pem"
-
-[[pool]]
-name = "cas"
-path_prefix = "/cas"
-bigip_cookie = "BIGipServercas"
-[[pool.node]]
-name = "cas1"
-url = "https://10.0.0.11:8443"
-[[pool.node]]
-name = "cas2"
-url = "https://10.0.0.12:8443"
-ticket_suffixes = ["cas2", "cas-02.example.edu"]
-[[pool.node]]
-name = "n3"
-url = "https://10.0.0.13:8443"
-ticket_suffixes = ["02.example.edu"]
-[[pool.node]]
-name = "cas4"
-url = "https://10.0.0.14:8443"
-f5_md5 = true
-jvm_route = "jr4"
-[[pool.node]]
-name = "spare"
-url = "https://10.0.0.15:8443"
-ticket_suffixes = ["spare1"]
-backup = true
-
-[[pool]]
-name = "casadmin"
-path_prefix = "/cas/admin/"
-[[pool.node]]
-name = "adm1"
-url = "http://10.0.2.1:8080"
-
-[[pool]]
-name = "idp"
-path_prefix = "/idp"
-tgc_cookies = []
-session_cookie = "JSESSIONID"
-[[pool.node]]
-name = "idp1"
-url = "http://10.0.3.1:8080"
-"#;
+/// node, a backup, an F5 persistence cookie, a route cookie), `cas/admin`
+/// nested in it, and `idp` (no TGT cookie).
+pub(crate) fn pools() -> Vec<PoolSpec> {
+    let node = |name: &str, addr: &str| NodeSpec::new(name, Some(addr.parse().unwrap()));
+    let cas = PoolSpec {
+        bigip_cookie: Some("BIGipServercas".into()),
+        route_cookie: Some(route_cookie::RouteCookieKeys {
+            name: ROUTE_COOKIE.into(),
+            keys: vec![ROUTE_KEY],
+        }),
+        ..PoolSpec::new(
+            "cas",
+            "/cas",
+            vec![
+                node("cas1", "10.0.0.11:8443"),
+                NodeSpec {
+                    ticket_suffixes: vec!["cas2".into(), "cas-02.example.edu".into()],
+                    ..node("cas2", "10.0.0.12:8443")
+                },
+                NodeSpec {
+                    ticket_suffixes: vec!["02.example.edu".into()],
+                    ..node("n3", "10.0.0.13:8443")
+                },
+                NodeSpec {
+                    f5_md5: true,
+                    jvm_route: "jr4".into(),
+                    ..node("cas4", "10.0.0.14:8443")
+                },
+                NodeSpec {
+                    ticket_suffixes: vec!["spare1".into()],
+                    backup: true,
+                    ..node("spare", "10.0.0.15:8443")
+                },
+            ],
+        )
+    };
+    let admin = PoolSpec::new(
+        "casadmin",
+        "/cas/admin",
+        vec![node("adm1", "10.0.2.1:8080")],
+    );
+    let idp = PoolSpec {
+        tgc_cookies: Vec::new(),
+        ..PoolSpec::new("idp", "/idp", vec![node("idp1", "10.0.3.1:8080")])
+    };
+    vec![cas, admin, idp]
+}
 
 pub(crate) fn table() -> RoutingTable {
-    let parsed = config::parse(CONFIG, Path::new("."));
-    let mut cfg = parsed
-        .config
-        .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
-    // `[pool.route_cookie]` reads key files: set the keys directly.
-    cfg.pools[0].route_cookie = Some(config::RouteCookieKeys {
-        name: ROUTE_COOKIE.into(),
-        keys: vec![ROUTE_KEY],
-    });
-    RoutingTable::new(&cfg)
+    RoutingTable::new(&pools())
 }
 
 /// The `cas` pool's route cookie.
@@ -574,10 +560,9 @@ fn decisions_do_not_depend_on_header_case() {
 
 #[test]
 fn without_ticket_routing_every_request_goes_round_robin() {
-    let parsed = config::parse(CONFIG, Path::new("."));
-    let mut cfg = parsed.config.unwrap();
-    cfg.pools[0].ticket_routing = false;
-    let t = RoutingTable::new(&cfg);
+    let mut pools = pools();
+    pools[0].ticket_routing = false;
+    let t = RoutingTable::new(&pools);
     let h = [("Cookie", "CASTGC=TGT-1-a-cas2; JSESSIONID=x.jr4")];
     let targets: [&[u8]; 3] = [
         b"/cas/serviceValidate?service=s&ticket=ST-1-a-cas2",

@@ -201,7 +201,7 @@ proptest! {
     ) {
         let t = table();
         let headers: Vec<(&str, &[u8])> = cookies.iter().map(|c| (header_name(c), c.as_slice())).collect();
-        let view = RequestView { method, path: &path, query: query.as_deref(), headers: &headers[..], body: body.as_deref(), cert: None, body_cut: false };
+        let view = RequestView { method, path: &path, mapped: &path, query: query.as_deref(), headers: &headers[..], body: body.as_deref(), cert: None, body_cut: false };
         let d = route(&t, &view, &states[..], &learned, pick);
         if let Some(n) = d.node {
             let pool = t.pool(d.pool.unwrap()).unwrap();
@@ -280,6 +280,7 @@ fn generated_requests_reach_every_rule() {
         let view = RequestView {
             method,
             path: &path,
+            mapped: &path,
             query: Some(&query),
             headers: &headers[..],
             body: Some(&body),

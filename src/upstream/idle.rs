@@ -1,4 +1,4 @@
-//! A node's spare connections ([`super::upstream::NodePool`]): the idle
+//! A node's idle connections ([`super::NodePool`]): the idle
 //! ones, most recently used first, and the requests waiting for one while
 //! the node is at `max_connections`. A connection coming back goes to the
 //! longest waiting request first, so that waiting requests are served in
@@ -26,7 +26,7 @@ struct Inner {
     waiting: VecDeque<oneshot::Sender<Sender>>,
 }
 
-/// What [`Spare::take_or_wait`] gives.
+/// What [`IdleQueue::take_or_wait`] gives.
 pub enum Taken {
     Now(Sender),
     /// Handed over when one comes back.
@@ -34,11 +34,11 @@ pub enum Taken {
 }
 
 #[derive(Default)]
-pub struct Spare {
+pub struct IdleQueue {
     inner: Mutex<Inner>,
 }
 
-impl Spare {
+impl IdleQueue {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()
@@ -129,24 +129,24 @@ mod tests {
 
     #[tokio::test]
     async fn returned_connections_go_to_waiting_requests_in_order() {
-        let spare = Spare::default();
+        let idle = IdleQueue::default();
         let age = Duration::from_secs(60);
-        let mut a = later(spare.take_or_wait(age, false));
-        let mut b = later(spare.take_or_wait(age, false));
+        let mut a = later(idle.take_or_wait(age, false));
+        let mut b = later(idle.take_or_wait(age, false));
         // Handed a closed connection: back at the head of the line.
-        let mut again = later(spare.take_or_wait(age, true));
-        spare.put(conn().await, 8);
+        let mut again = later(idle.take_or_wait(age, true));
+        idle.put(conn().await, 8);
         assert!(again.try_recv().is_ok());
         assert!(a.try_recv().is_err() && b.try_recv().is_err());
-        spare.put(conn().await, 8);
+        idle.put(conn().await, 8);
         assert!(a.try_recv().is_ok());
         // One that stopped waiting is skipped.
         drop(b);
-        spare.put(conn().await, 8);
-        assert_eq!(spare.idle_count(), 1);
-        assert!(matches!(spare.take_or_wait(age, false), Taken::Now(_)));
+        idle.put(conn().await, 8);
+        assert_eq!(idle.idle_count(), 1);
+        assert!(matches!(idle.take_or_wait(age, false), Taken::Now(_)));
         // Past max_idle a connection is dropped.
-        spare.put(conn().await, 0);
-        assert_eq!(spare.idle_count(), 0);
+        idle.put(conn().await, 0);
+        assert_eq!(idle.idle_count(), 0);
     }
 }

@@ -1,7 +1,7 @@
 //! Request bodies on their way to a node: streamed as received, or — when
 //! routing needed a prefix of it (`POST /samlValidate`) — the buffered
 //! frames replayed first, then the rest streamed. An enum, not a boxed
-//! body, on the request path (DESIGN §6).
+//! body, on the request path (no allocation per request).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -1,142 +1,7 @@
-//! The learned cookie table (DESIGN §1): `(pool, cookie name, value) ->
-//! node`, filled from the nodes' `Set-Cookie` for the pool's TGT and
-//! session cookies, read by the `tgc` and `session` rules.
-//!
-//! Bounded by construction: two generations of at most `capacity / 2`
-//! entries each; inserting into a full current generation (or one older
-//! than half the TTL) drops the previous generation and starts a new one.
-//! An entry lives between TTL/2 and TTL, and memory stays flat under a flood
-//! of distinct cookies. Keys are a 128-bit keyed hash of the triple, so the
-//! table holds no cookie value (they are credentials) and a lookup
-//! allocates nothing.
-
-use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::sync::{PoisonError, RwLock};
-use std::time::{Duration, Instant};
-
-use crate::routing::{Learned, NodeId, PoolId};
-
-type Key = u128;
-
-struct Generation {
-    entries: HashMap<Key, (NodeId, Instant)>,
-    started: Instant,
-}
-
-/// The table; cheap to share behind an `Arc`.
-pub struct LearnedTable {
-    hashers: (RandomState, RandomState),
-    half_capacity: usize,
-    ttl: Duration,
-    /// Lookups (every request with an opaque TGC or session id) share the
-    /// read lock; only learning and forgetting write.
-    gens: RwLock<(Generation, Generation)>,
-}
-
-impl LearnedTable {
-    pub fn new(capacity: usize, ttl: Duration) -> LearnedTable {
-        let gen = || Generation {
-            entries: HashMap::new(),
-            started: Instant::now(),
-        };
-        LearnedTable {
-            hashers: (RandomState::new(), RandomState::new()),
-            half_capacity: (capacity / 2).max(1),
-            ttl,
-            gens: RwLock::new((gen(), gen())),
-        }
-    }
-
-    fn key(&self, pool: PoolId, cookie: &[u8], value: &[u8]) -> Key {
-        let half = |s: &RandomState| s.hash_one((pool, cookie, value));
-        u128::from(half(&self.hashers.0)) << 64 | u128::from(half(&self.hashers.1))
-    }
-
-    /// A copy for a reloaded configuration whose pools are the same (keys
-    /// hold the pool's index) but whose nodes moved: each entry's node
-    /// becomes `map(node)`, and entries of removed nodes are dropped.
-    pub fn remapped(
-        &self,
-        capacity: usize,
-        ttl: Duration,
-        map: impl Fn(NodeId) -> Option<NodeId>,
-    ) -> LearnedTable {
-        let g = self.gens.read().unwrap_or_else(PoisonError::into_inner);
-        let copy = |gen: &Generation| Generation {
-            entries: gen
-                .entries
-                .iter()
-                .filter_map(|(k, (n, at))| Some((*k, (map(*n)?, *at))))
-                .collect(),
-            started: gen.started,
-        };
-        LearnedTable {
-            hashers: self.hashers.clone(),
-            half_capacity: (capacity / 2).max(1),
-            ttl,
-            gens: RwLock::new((copy(&g.0), copy(&g.1))),
-        }
-    }
-
-    /// Whether a configuration with `capacity` and `ttl` can keep this table.
-    pub fn fits(&self, capacity: usize, ttl: Duration) -> bool {
-        self.half_capacity == (capacity / 2).max(1) && self.ttl == ttl
-    }
-
-    /// Remembers that `node` set `cookie=value`.
-    pub fn learn(&self, pool: PoolId, cookie: &[u8], value: &[u8], node: NodeId, now: Instant) {
-        let key = self.key(pool, cookie, value);
-        let mut g = self.gens.write().unwrap_or_else(PoisonError::into_inner);
-        let (current, previous) = &mut *g;
-        let full =
-            current.entries.len() >= self.half_capacity && !current.entries.contains_key(&key);
-        if full || now.duration_since(current.started) >= self.ttl / 2 {
-            *previous = std::mem::replace(
-                current,
-                Generation {
-                    entries: HashMap::with_capacity(self.half_capacity.min(1024)),
-                    started: now,
-                },
-            );
-        }
-        previous.entries.remove(&key);
-        current.entries.insert(key, (node, now));
-    }
-
-    /// Forgets `cookie=value` (the node expired the cookie: logout).
-    pub fn forget(&self, pool: PoolId, cookie: &[u8], value: &[u8]) {
-        let key = self.key(pool, cookie, value);
-        let mut g = self.gens.write().unwrap_or_else(PoisonError::into_inner);
-        g.0.entries.remove(&key);
-        g.1.entries.remove(&key);
-    }
-
-    /// The node that set `cookie=value` less than the TTL ago.
-    pub fn find(&self, pool: PoolId, cookie: &[u8], value: &[u8], now: Instant) -> Option<NodeId> {
-        let key = self.key(pool, cookie, value);
-        let g = self.gens.read().unwrap_or_else(PoisonError::into_inner);
-        let (node, at) = g.0.entries.get(&key).or_else(|| g.1.entries.get(&key))?;
-        (now.duration_since(*at) < self.ttl).then_some(*node)
-    }
-
-    /// Entries held (both generations).
-    pub fn len(&self) -> usize {
-        let g = self.gens.read().unwrap_or_else(PoisonError::into_inner);
-        g.0.entries.len() + g.1.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Learned for LearnedTable {
-    fn lookup(&self, pool: PoolId, cookie: &[u8], value: &[u8]) -> Option<NodeId> {
-        self.find(pool, cookie, value, Instant::now())
-    }
-}
+//! `Set-Cookie` headers as nodes send them: the cookie's name and value,
+//! whether it expires the cookie (for the learned table), its attributes
+//! and cookie dates (RFC 6265), and the `Set-Cookie` of casfront's own
+//! route cookie built to follow one of them.
 
 /// A `Set-Cookie` header's name and (unquoted) value, and whether it
 /// expires the cookie: `Max-Age` of 0 or less, or, without `Max-Age`
@@ -161,7 +26,7 @@ fn parse_set_cookie_with(header: &[u8], now: impl FnOnce() -> u64) -> Option<(&[
     let eq = pair.iter().position(|&b| b == b'=')?;
     let name = pair[..eq].trim_ascii();
     // Unquoted, as the routing core reads the value a browser sends back.
-    let value = crate::routing::parse::unquote(pair[eq + 1..].trim_ascii());
+    let value = super::parse::unquote(pair[eq + 1..].trim_ascii());
     let (mut max_age, mut expires) = (None, None);
     for (key, v) in set_cookie_attrs(header) {
         if key.eq_ignore_ascii_case(b"max-age") {
@@ -271,51 +136,6 @@ pub fn cookie_date(s: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_remapped_copy_follows_moved_nodes() {
-        let t = LearnedTable::new(100, Duration::from_secs(60));
-        let now = Instant::now();
-        t.learn(0, b"TGC", b"a", 1, now);
-        t.learn(0, b"TGC", b"b", 2, now);
-        let r = t.remapped(100, Duration::from_secs(60), |n| (n == 1).then_some(5));
-        assert_eq!(r.find(0, b"TGC", b"a", now), Some(5));
-        assert_eq!(r.find(0, b"TGC", b"b", now), None);
-        assert!(t.fits(101, Duration::from_secs(60)));
-        assert!(!t.fits(100, Duration::from_secs(61)));
-    }
-
-    #[test]
-    fn learns_forgets_and_expires() {
-        let t = LearnedTable::new(100, Duration::from_secs(60));
-        let now = Instant::now();
-        t.learn(0, b"JSESSIONID", b"abc", 2, now);
-        assert_eq!(t.find(0, b"JSESSIONID", b"abc", now), Some(2));
-        assert_eq!(t.find(1, b"JSESSIONID", b"abc", now), None, "per pool");
-        assert_eq!(t.find(0, b"TGC", b"abc", now), None, "per cookie name");
-        assert_eq!(
-            t.find(0, b"JSESSIONID", b"abc", now + Duration::from_secs(61)),
-            None,
-            "past the TTL"
-        );
-        t.forget(0, b"JSESSIONID", b"abc");
-        assert_eq!(t.find(0, b"JSESSIONID", b"abc", now), None);
-    }
-
-    #[test]
-    fn memory_stays_bounded_and_recent_entries_survive() {
-        let t = LearnedTable::new(1000, Duration::from_secs(3600));
-        let now = Instant::now();
-        for i in 0..100_000u32 {
-            t.learn(0, b"JSESSIONID", &i.to_le_bytes(), 1, now);
-            assert!(t.len() <= 1000);
-        }
-        // The most recent half-capacity entries are all still known.
-        for i in 100_000 - 500..100_000u32 {
-            assert_eq!(t.find(0, b"JSESSIONID", &i.to_le_bytes(), now), Some(1));
-        }
-        assert_eq!(t.find(0, b"JSESSIONID", &0u32.to_le_bytes(), now), None);
-    }
 
     #[test]
     fn set_cookie_headers() {

@@ -1,12 +1,14 @@
 //! casfront's own small connection pool per node over
-//! `hyper::client::conn::http1` (DESIGN §6): take an idle connection or
+//! `hyper::client::conn::http1` (hyper-util's pooled client drops a request
+//! whose connect fails, leaving nothing to fail over with; see
+//! `docs/architecture.md`): take an idle connection or
 //! connect (one timeout covers TCP and TLS), send; a connection is returned to the
 //! pool when its response body has been read to the end. Idle connections
 //! are capped per node and expire before Tomcat's keep-alive (20 s) would
 //! close them; with `max_connections` all of a node's connections are
 //! capped (a semaphore permit lives in each connection's task), and a
 //! request past the cap waits, in line, for one to come free
-//! ([`super::spare`]) or for a permit. https nodes are verified with their pool's CA bundle
+//! ([`idle`]) or for a permit. https nodes are verified with their pool's CA bundle
 //! (`upstream_ca`, else the system's roots) under the node's `server_name`
 //! (else its url's host) — see [`client_tls`].
 
@@ -26,9 +28,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 
-use super::body::RequestBody;
-use super::spare::{Spare, Taken};
+pub mod body;
+mod idle;
+
 use crate::config::{Node, Pool, Upstream};
+use body::RequestBody;
+use idle::{IdleQueue, Taken};
 
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +201,7 @@ pub struct NodePool {
     addr: String,
     settings: Upstream,
     tls: Option<NodeTls>,
-    spare: Spare,
+    idle: IdleQueue,
     /// `max_connections` permits, one held by each connection's task.
     slots: Option<Arc<Semaphore>>,
 }
@@ -210,7 +215,7 @@ impl NodePool {
             addr,
             settings,
             tls,
-            spare: Spare::default(),
+            idle: IdleQueue::default(),
             slots,
         })
     }
@@ -221,7 +226,7 @@ impl NodePool {
     /// sent when this fails.
     pub async fn checkout(&self, fresh: bool) -> Result<Conn, UpstreamError> {
         if !fresh {
-            if let Some(mut sender) = self.spare.take(self.settings.idle_timeout) {
+            if let Some(mut sender) = self.idle.take(self.settings.idle_timeout) {
                 // Its previous exchange may still be finishing in its task.
                 if sender.ready().await.is_ok() {
                     return Ok(Conn {
@@ -273,7 +278,7 @@ impl NodePool {
         }
         let mut first = false;
         loop {
-            let mut sender = match self.spare.take_or_wait(self.settings.idle_timeout, first) {
+            let mut sender = match self.idle.take_or_wait(self.settings.idle_timeout, first) {
                 Taken::Now(sender) => sender,
                 Taken::Later(mut handed) => tokio::select! {
                     sender = &mut handed => match sender {
@@ -353,17 +358,17 @@ impl NodePool {
         self.slots
             .as_ref()
             .is_some_and(|s| s.available_permits() == 0)
-            && self.spare.idle_count() == 0
+            && self.idle.idle_count() == 0
     }
 
     /// A connection free again: to a waiting request, else idle.
     fn put_idle(&self, sender: SendRequest<RequestBody>) {
-        self.spare.put(sender, self.settings.max_idle);
+        self.idle.put(sender, self.settings.max_idle);
     }
 
     /// Idle connections now pooled (for tests and metrics).
     pub fn idle_count(&self) -> usize {
-        self.spare.idle_count()
+        self.idle.idle_count()
     }
 
     /// An active health check: `GET path` with `host` on a new connection

@@ -6,47 +6,11 @@
 //! `:authority`, `cookie` headers joined with `"; "`, RFC 9113 §8.2.3),
 //! origin-form URI.
 
-use std::net::SocketAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 
-use crate::client_cert::ClientCert;
+use crate::client::ClientConn;
 use crate::config::HeaderRules;
-
-/// What the connection tells about the client, with the forwarding header
-/// values made once per connection rather than per request.
-#[derive(Clone, Debug)]
-pub struct ClientInfo {
-    pub peer: SocketAddr,
-    /// The port the client connected to (for `X-Forwarded-Port`).
-    pub local_port: u16,
-    /// The peer is a trusted proxy (`listen.trusted_proxies`).
-    pub trusted: bool,
-    /// The TLS client certificate, when `[tls] client_auth` asks for one.
-    pub cert: Option<ClientCert>,
-    forwarded_for: HeaderValue,
-    forwarded_port: HeaderValue,
-}
-
-impl ClientInfo {
-    pub fn new(peer: SocketAddr, local_port: u16, trusted: bool) -> ClientInfo {
-        let info = ClientInfo {
-            peer,
-            local_port,
-            trusted,
-            cert: None,
-            // An IP address is always a valid header value.
-            forwarded_for: HeaderValue::from_str(&peer.ip().to_string())
-                .unwrap_or(HeaderValue::from_static("unknown")),
-            forwarded_port: HeaderValue::from(local_port),
-        };
-        // The first clone of a value's bytes allocates their shared
-        // header: pay it here, once per connection, not on a request.
-        drop((info.forwarded_for.clone(), info.forwarded_port.clone()));
-        info
-    }
-}
 
 /// Headers a client may not set: casfront sets them itself.
 const FORWARDING: [&str; 6] = [
@@ -60,7 +24,7 @@ const FORWARDING: [&str; 6] = [
 
 /// Rewrites `req` in place for the node. An HTTP/1.1 origin-form request
 /// whose header map has room is rewritten without allocating.
-pub fn prepare_request<B>(req: &mut Request<B>, client: &ClientInfo) {
+pub fn prepare_request<B>(req: &mut Request<B>, client: &ClientConn) {
     let version = req.version();
     *req.version_mut() = Version::HTTP_11;
     // Absolute-form (HTTP/2 `:scheme`/`:authority`, or a proxy-style
@@ -109,7 +73,7 @@ const XFPORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 /// (several headers joined into one list); the proxy's own
 /// `X-Forwarded-Proto/-Host/-Port`, `X-Real-IP` and `Forwarded` describe
 /// the original request and are kept, ours set only where it sent none.
-fn forward_trusted(headers: &mut HeaderMap, client: &ClientInfo) {
+fn forward_trusted(headers: &mut HeaderMap, client: &ClientConn) {
     let mut list: Vec<&[u8]> = headers
         .get_all(&XFF)
         .iter()
@@ -255,8 +219,8 @@ fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) {
 mod tests {
     use super::*;
 
-    fn client() -> ClientInfo {
-        ClientInfo::new("192.0.2.7:50000".parse().unwrap(), 8443, false)
+    fn client() -> ClientConn {
+        ClientConn::new("192.0.2.7:50000".parse().unwrap(), 8443, false)
     }
 
     #[test]
@@ -270,7 +234,7 @@ mod tests {
             .header("x-real-ip", "198.51.100.1")
             .body(())
             .unwrap();
-        let proxy = ClientInfo::new("192.0.2.7:50000".parse().unwrap(), 8443, true);
+        let proxy = ClientConn::new("192.0.2.7:50000".parse().unwrap(), 8443, true);
         prepare_request(&mut req, &proxy);
         let h = req.headers();
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);

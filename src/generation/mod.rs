@@ -1,0 +1,275 @@
+//! A generation: everything derived from one validated [`Config`], built
+//! once and never changed (the routing table, each node's connection pool,
+//! the node health table, the learned cookie table handle, each pool's
+//! request rules, the limits, the listener's TLS configuration). The
+//! process serves the current generation ([`crate::current`]); a reload
+//! builds the next one and carries the state that still applies across
+//! ([`carry`]). A request holds the generation it started with to its end.
+//!
+//! What lives longer than a generation (metrics, the connection gate, the
+//! rate-limit store, TLS ticket keys) is [`crate::state::ProcessState`].
+
+pub mod carry;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use http::header::HeaderValue;
+
+use crate::client::ClientConn;
+use crate::client_cert::CertHeaders;
+use crate::config::{ClientCertHeaders, Config, HeaderRules, Limits, Listen, Scheme};
+use crate::health::HealthTable;
+use crate::learned::LearnedTable;
+use crate::metrics::{Handles, Metrics};
+use crate::routing::path::servlet_path;
+use crate::routing::{NodeId, RoutingTable};
+use crate::tls::ListenerTls;
+use crate::upstream::{self, NodePool, NodeTls};
+
+/// Errors building a generation from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Tls(#[from] upstream::TlsSetupError),
+}
+
+/// One pool's rules for the requests it routes, beside the routing table.
+#[derive(Debug)]
+pub struct PoolRules {
+    /// `host_override`: the `Host` sent instead of the client's.
+    pub host_override: Option<HeaderValue>,
+    /// `[pool.headers]`.
+    pub headers: HeaderRules,
+    /// `client_cert_required`.
+    pub cert_required: bool,
+    /// `client_cert_paths`: normalised paths, prefixes on segment
+    /// boundaries.
+    pub cert_paths: Vec<String>,
+}
+
+impl PoolRules {
+    /// Whether a request for `path` (servlet-mapped) needs a verified
+    /// client certificate in this pool.
+    pub fn needs_cert(&self, path: &str) -> bool {
+        self.cert_required
+            || self.cert_paths.iter().any(|p| {
+                path.strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+    }
+}
+
+/// Everything one configuration serves with.
+pub struct Generation {
+    table: RoutingTable,
+    /// Per node, in [`NodeId`] order.
+    pools: Vec<Arc<NodePool>>,
+    /// Some pool has `max_connections`: routing sees its full nodes.
+    capped: bool,
+    health: Arc<HealthTable>,
+    learned: Arc<LearnedTable>,
+    /// Drives the `any` rule's round robin.
+    counter: AtomicU64,
+    limits: Limits,
+    listen: Listen,
+    tls: ListenerTls,
+    admin_token: Option<Arc<String>>,
+    /// Per pool, in [`crate::routing::PoolId`] order.
+    rules: Vec<PoolRules>,
+    /// Some pool requires a client certificate somewhere: requests check.
+    certs_required: bool,
+    /// `[client_cert]`: what nodes are told of a client certificate.
+    cert_headers: CertHeaders,
+    /// Servlet-mapped paths whose POST is a password login, per pool.
+    login_paths: Vec<String>,
+    access_log: bool,
+    handles: Handles,
+    /// Per node: pool, name and URL, which a reload matches.
+    identity: Vec<String>,
+    /// `[learned]` capacity and TTL, for the reload's carry-over.
+    learned_size: (usize, std::time::Duration),
+}
+
+impl Generation {
+    /// Builds the generation of `config`, serving TLS with `tls` and
+    /// counting into `metrics`. Every node starts up until a check (or the
+    /// state carried by [`Generation::take_over`]) says otherwise.
+    pub fn new(
+        config: &Config,
+        tls: ListenerTls,
+        metrics: &Metrics,
+    ) -> Result<Generation, BuildError> {
+        let mut pools = Vec::new();
+        for pool in &config.pools {
+            let https = pool.nodes.iter().any(|n| n.url.scheme == Scheme::Https);
+            let client_tls = if https {
+                Some(upstream::client_tls(pool)?)
+            } else {
+                None
+            };
+            for node in &pool.nodes {
+                let tls = match (&client_tls, node.url.scheme) {
+                    (Some(c), Scheme::Https) => Some(NodeTls::new(c.clone(), node)?),
+                    _ => None,
+                };
+                pools.push(NodePool::new(
+                    node.url.authority(),
+                    pool.upstream.clone(),
+                    tls,
+                ));
+            }
+        }
+        let table = RoutingTable::new(&config.routing());
+        let rules: Vec<PoolRules> = config
+            .pools
+            .iter()
+            .map(|p| PoolRules {
+                // Validated as an authority when the configuration was read.
+                host_override: p
+                    .host_override
+                    .as_deref()
+                    .and_then(|h| HeaderValue::from_str(h).ok()),
+                headers: p.headers.clone(),
+                cert_required: p.client_cert.required,
+                cert_paths: p.client_cert.paths.clone(),
+            })
+            .collect();
+        Ok(Generation {
+            handles: metrics.handles(&table),
+            table,
+            capped: config.pools.iter().any(|p| p.upstream.max_connections > 0),
+            pools,
+            health: Arc::new(HealthTable::new(&carry::node_settings(config))),
+            learned: Arc::new(LearnedTable::new(
+                config.learned.capacity,
+                config.learned.ttl,
+            )),
+            counter: AtomicU64::new(0),
+            limits: config.limits.clone(),
+            listen: config.listen.clone(),
+            tls,
+            admin_token: config.admin.token.clone().map(Arc::new),
+            certs_required: rules
+                .iter()
+                .any(|r| r.cert_required || !r.cert_paths.is_empty()),
+            rules,
+            cert_headers: CertHeaders::new(&config.client_cert),
+            login_paths: login_paths(config),
+            access_log: config.log.access,
+            identity: carry::identities(config),
+            learned_size: (config.learned.capacity, config.learned.ttl),
+        })
+    }
+
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// The connection pool of `node`.
+    pub fn pool(&self, node: NodeId) -> Option<&Arc<NodePool>> {
+        self.pools.get(usize::from(node))
+    }
+
+    /// Every node's pool, in [`NodeId`] order (health checks probe them).
+    pub fn pools(&self) -> &[Arc<NodePool>] {
+        &self.pools
+    }
+
+    /// Whether some pool caps its nodes' connections (`max_connections`).
+    pub fn capped(&self) -> bool {
+        self.capped
+    }
+
+    /// Every node's health (the checker records into it).
+    pub fn health(&self) -> &Arc<HealthTable> {
+        &self.health
+    }
+
+    /// The learned cookie table.
+    pub fn learned(&self) -> &LearnedTable {
+        &self.learned
+    }
+
+    /// The next round-robin pick, without moving on.
+    pub fn pick(&self) -> u64 {
+        self.counter.load(Ordering::Relaxed)
+    }
+
+    /// Moves the round robin on (when the `any` rule picked).
+    pub fn picked(&self) {
+        self.counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn listen(&self) -> &Listen {
+        &self.listen
+    }
+
+    /// The listener's TLS configuration.
+    pub fn tls(&self) -> &ListenerTls {
+        &self.tls
+    }
+
+    /// `[admin] token`: the bearer token the admin API's POSTs need.
+    pub fn admin_token(&self) -> Option<&Arc<String>> {
+        self.admin_token.as_ref()
+    }
+
+    /// The rules of pool `pool`.
+    pub fn rules(&self, pool: crate::routing::PoolId) -> Option<&PoolRules> {
+        self.rules.get(usize::from(pool))
+    }
+
+    /// Whether any pool requires a client certificate anywhere.
+    pub fn certs_required(&self) -> bool {
+        self.certs_required
+    }
+
+    /// `[client_cert]`: the headers nodes are told a certificate in.
+    pub fn cert_headers(&self) -> &CertHeaders {
+        &self.cert_headers
+    }
+
+    /// `[client_cert]`: how a connection's client certificate is told.
+    pub fn cert_names(&self) -> &ClientCertHeaders {
+        self.cert_headers.names()
+    }
+
+    /// Whether `path` (servlet-mapped) is a pool's password login path.
+    pub fn is_login(&self, mapped: &str) -> bool {
+        self.login_paths.iter().any(|p| **p == *mapped)
+    }
+
+    /// Whether requests are logged (`[log] access`).
+    pub fn access_log(&self) -> bool {
+        self.access_log
+    }
+
+    /// This generation's metric series.
+    pub fn handles(&self) -> &Handles {
+        &self.handles
+    }
+
+    /// What casfront knows of a client connected from `peer` to
+    /// `local_port`.
+    pub fn client_conn(&self, peer: std::net::SocketAddr, local_port: u16) -> ClientConn {
+        ClientConn::new(peer, local_port, self.listen.trusts(peer.ip()))
+    }
+}
+
+/// Paths whose POST is a password login, per pool: `/login` (the form)
+/// and `/v1/tickets` (REST), servlet-mapped.
+fn login_paths(config: &Config) -> Vec<String> {
+    let mut paths = Vec::new();
+    for pool in &config.pools {
+        for path in ["/login", "/v1/tickets"] {
+            let full = format!("{}{path}", pool.path_prefix.trim_end_matches('/'));
+            paths.push(servlet_path(&full).into_owned());
+        }
+    }
+    paths
+}

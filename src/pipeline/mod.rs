@@ -1,0 +1,187 @@
+//! The request pipeline: one request through named steps, each returning
+//! a typed result, on the generation it started with:
+//!
+//! 1. [`admit`]: target length, host, rate limits, client certificate;
+//! 2. read the body prefix when a rule of the pool reads the body
+//!    ([`crate::upstream::body`]);
+//! 3. rewrite the request for the nodes ([`rewrite`]: hop-by-hop and
+//!    forwarding headers, HTTP/2 to HTTP/1.1);
+//! 4. route and take a connection ([`connect`]), failing over when no
+//!    connection can be made;
+//! 5. the pool's rules (`host_override`, `[pool.headers]`, then the client
+//!    certificate headers, last, so that no rule can forge them), and send;
+//!    a pooled connection that closed before the request went out is
+//!    retried on a new one;
+//! 6. learn the cookies the node sets and add the route cookie
+//!    ([`cookies`]);
+//! 7. rewrite the response ([`rewrite`]).
+//!
+//! Whatever ends a request without a node's answer is a [`Stop`], turned
+//! into its status, body, metric and health effect in [`answer`] alone.
+
+mod admit;
+pub mod answer;
+mod connect;
+mod cookies;
+pub mod rewrite;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, Request, Response};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::client::ClientConn;
+use crate::client_cert::ClientCert;
+use crate::generation::Generation;
+use crate::routing::path::servlet_path;
+use crate::routing::{Cause, EntryId, How, Method, NodeId, PoolId, Rule};
+use crate::state::ProcessState;
+use crate::upstream::body::{read_prefix, RequestBody};
+use crate::upstream::{PooledBody, SendError, UpstreamError};
+use answer::{Fault, Stop};
+use connect::{connect, Routed};
+use rewrite::{prepare_request, prepare_response, request_rules, response_rules};
+
+/// What casfront answers with: a node's streamed body, or a short local one.
+pub type ResponseBody = Either<PooledBody, Full<Bytes>>;
+
+/// What became of a request, for metrics and the access log.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct Disposition {
+    pub pool: Option<PoolId>,
+    pub node: Option<NodeId>,
+    pub rule: Option<Rule>,
+    pub entry: Option<EntryId>,
+    pub how: Option<How>,
+    /// Why the first applicable entry fell through, if one did.
+    pub cause: Option<Cause>,
+    /// The node answered (else casfront did: 4xx, 502, 503, 504).
+    pub answered: bool,
+}
+
+/// Serves one request on `generation` and counts it.
+pub async fn handle(
+    generation: &Generation,
+    state: &ProcessState,
+    req: Request<Incoming>,
+    client: &ClientConn,
+) -> (Response<ResponseBody>, Disposition) {
+    let mut out = Disposition::default();
+    let resp = match forward(generation, state, req, client, &mut out).await {
+        Ok(resp) => resp,
+        Err(stop) => answer::respond(generation, &state.metrics, stop),
+    };
+    let status = resp.status().as_u16();
+    // A node's failures are counted apart (`upstream_failures`), so
+    // `requests` counts what nodes answered.
+    let handles = generation.handles();
+    match (out.node, out.rule) {
+        (Some(node), Some(rule)) if out.answered => handles.request(node, rule, status),
+        _ => handles.unrouted(out.pool, status),
+    }
+    (resp, out)
+}
+
+async fn forward(
+    generation: &Generation,
+    state: &ProcessState,
+    req: Request<Incoming>,
+    client: &ClientConn,
+    out: &mut Disposition,
+) -> Result<Response<ResponseBody>, Stop> {
+    let (parts, body) = req.into_parts();
+    // The path outlives `parts`, which the request takes: a shared copy
+    // of its bytes, no allocation. An authority-form target (CONNECT) is
+    // mapped as `/`.
+    let target = parts.uri.path_and_query().cloned();
+    let mapped = match target.as_ref().map_or("", |t| t.path()) {
+        "" => "/".into(),
+        path => servlet_path(path),
+    };
+    admit::admit(generation, state, &parts, client, &mapped)?;
+    let method = Method::from_bytes(parts.method.as_str().as_bytes());
+    let cert = client.cert.as_ref().and_then(ClientCert::identity);
+    let wants_body = generation.table().wants_body(
+        method,
+        mapped.as_bytes(),
+        parts.uri.query().map(str::as_bytes),
+        cert,
+    );
+    let (prefix, body) = if wants_body {
+        let limits = generation.limits();
+        read_prefix(body, limits.body_prefix, limits.body_wait)
+            .await
+            .map_err(|_| Stop::BodyUnreadable)?
+    } else {
+        (Bytes::new(), RequestBody::Streamed(body))
+    };
+    let mut req = Request::from_parts(parts, body);
+    prepare_request(&mut req, client);
+    // Attempts after the first take a new connection: the node that
+    // closed one pooled connection may have closed them all.
+    let mut again = 0u8;
+    loop {
+        let routed = Routed {
+            method,
+            mapped: &mapped,
+            body: wants_body.then(|| (&prefix[..], req.body().cut())),
+            cert,
+        };
+        let (pool_id, node, pool, conn) =
+            connect(generation, &req, &routed, again > 0, out).await?;
+        let rules = generation.rules(pool_id);
+        if let Some(rules) = rules {
+            if let Some(host) = &rules.host_override {
+                req.headers_mut().insert(header::HOST, host.clone());
+            }
+            request_rules(&rules.headers, req.headers_mut());
+        }
+        // Last, so that no header rule can set them either.
+        generation
+            .cert_headers()
+            .apply(req.headers_mut(), client.cert.as_ref());
+        // Kept aside to forget a cookie the node expires (its Set-Cookie
+        // then carries an empty value). One header after `prepare_request`.
+        let sent_cookies = req.headers().get(header::COOKIE).cloned();
+        let sent_at = Instant::now();
+        match pool.send(conn, req).await {
+            Ok(resp) => {
+                out.answered = true;
+                generation.handles().upstream(node, sent_at.elapsed());
+                let mut resp = resp.map(Either::Left);
+                prepare_response(&mut resp);
+                cookies::learn(
+                    generation,
+                    pool_id,
+                    node,
+                    resp.headers_mut(),
+                    sent_cookies.as_ref(),
+                );
+                if let Some(rules) = rules {
+                    response_rules(&rules.headers, resp.headers_mut());
+                }
+                return Ok(resp);
+            }
+            Err(SendError::Again {
+                req: back,
+                node_failed,
+            }) => {
+                if node_failed {
+                    answer::fault(generation, node, Fault::Closed);
+                }
+                if again == 2 {
+                    return Err(Stop::GaveUp);
+                }
+                (req, again) = (*back, again + 1);
+            }
+            Err(SendError::Failed(UpstreamError::ResponseTimeout(_))) => {
+                return Err(Stop::Node(node, Fault::Timeout))
+            }
+            // The node got an incomplete request: not its failure.
+            Err(SendError::Failed(e)) if e.client_side() => return Err(Stop::BodyCut),
+            Err(SendError::Failed(_)) => return Err(Stop::Node(node, Fault::Send)),
+        }
+    }
+}

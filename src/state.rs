@@ -1,0 +1,91 @@
+//! Process state: what lives as long as the process, across every
+//! generation ([`crate::generation`]): the metrics, the connection gate
+//! (client connections of every listener, against the `[limits]` caps),
+//! the rate-limit store (per client address) and the TLS session cache and
+//! ticket keys, so that resumption survives a reload.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::edge::gate::Gate;
+use crate::edge::rate::RateLimits;
+use crate::metrics::Metrics;
+use crate::tls::{Resumption, TlsError};
+
+/// The process's long-lived state.
+pub struct ProcessState {
+    pub metrics: Arc<Metrics>,
+    /// Client connections of every listener, against `[limits]` caps.
+    pub gate: Arc<Gate>,
+    /// Request and login counts per client address (`[rate_limit]`).
+    rate: ArcSwap<RateLimits>,
+    /// The TLS session cache and ticket keys every generation's listener
+    /// configuration shares.
+    pub resumption: Resumption,
+}
+
+impl ProcessState {
+    /// Fresh state for a process serving `config`.
+    pub fn new(config: &Config) -> Result<Arc<ProcessState>, TlsError> {
+        Ok(Arc::new(ProcessState {
+            metrics: Arc::new(Metrics::new()),
+            gate: Gate::new(),
+            rate: ArcSwap::from_pointee(RateLimits::new(&config.rate_limit)),
+            resumption: Resumption::new()?,
+        }))
+    }
+
+    /// The rate-limit store in force (one atomic load, no lock).
+    pub fn rate(&self) -> arc_swap::Guard<Arc<RateLimits>> {
+        self.rate.load()
+    }
+
+    /// For a reload to `config`: the rate counts are kept unless
+    /// `[rate_limit]` changed (a client that spent its allowance does not
+    /// get it back by a reload); then they start afresh.
+    pub fn reconfigure(&self, config: &Config) {
+        if *self.rate.load().config() != config.rate_limit {
+            self.rate
+                .store(Arc::new(RateLimits::new(&config.rate_limit)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(rate: &str) -> Config {
+        let text = format!(
+            "[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n\
+             [rate_limit]\n{rate}\n\
+             [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
+             [[pool.node]]\nname = \"cas1\"\nurl = \"http://127.0.0.1:1\"\n"
+        );
+        crate::config::parse(&text, Path::new("."))
+            .config
+            .expect("valid")
+    }
+
+    /// A client that spent its allowance before a reload has not got it
+    /// back after one, unless `[rate_limit]` changed.
+    #[test]
+    fn rate_counts_survive_a_reload_that_keeps_the_limits() {
+        let client: IpAddr = "192.0.2.1".parse().expect("an address");
+        let state =
+            ProcessState::new(&config("requests_per_second = 1\nburst = 2")).expect("state");
+        for _ in 0..2 {
+            assert!(state.rate().check(client, false).is_ok());
+        }
+        assert!(state.rate().check(client, false).is_err());
+        state.reconfigure(&config("requests_per_second = 1\nburst = 2"));
+        assert!(state.rate().check(client, false).is_err());
+        state.reconfigure(&config("requests_per_second = 1\nburst = 3"));
+        assert!(state.rate().check(client, false).is_ok());
+    }
+}
