@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Data-plane benchmark (issue "Data plane", DESIGN §5): wrk over TLS
-# keep-alive with the request mix of DESIGN §1 (benches/anchors/mix.lua)
-# against casfront, HAProxy with equivalent rules
-# (benches/anchors/haproxy.cfg) and one demo node directly (plain HTTP, the
-# floor), all in the same run, alternating, several rounds; prints medians
-# and the ratios. The front ends share one core (PROXY_CPU); wrk and the
-# demo nodes share the other (LOAD_CPU).
+# Data-plane benchmark (docs/benchmarks.md): wrk over TLS keep-alive with
+# a CAS request mix (benches/anchors/mix.lua: validations by ticket, logins
+# with TGT and session cookies, the form) against casfront, HAProxy with
+# equivalent rules (benches/anchors/haproxy.cfg) and one demo node directly
+# (plain HTTP, the floor), all in the same run, alternating, several
+# rounds; prints medians and the ratios. The front ends share one core
+# (PROXY_CPU); wrk and the demo nodes share the other (LOAD_CPU).
 #
 #   apt-get install wrk haproxy   # Debian: wrk 4.1, HAProxy 2.6
 #   benches/dataplane.sh          # ROUNDS=3 DURATION=10s CONNS=64 ACCESS_LOG=false RATE_LIMIT=0
+#
+# BASELINE=path/to/casfront adds another casfront build (an earlier commit,
+# say) as a fourth target in the same run, with casfront/baseline ratios:
+#   git worktree add /tmp/base COMMIT && (cd /tmp/base && cargo build --profile release-lto)
+#   BASELINE=/tmp/base/target/release-lto/casfront benches/dataplane.sh
 #
 # casfront is built with PROFILE (default release-lto, the build to deploy:
 # Cargo.toml; about 4 minutes the first time on 2 cores). PROFILE=release
@@ -65,6 +70,14 @@ done
 taskset -c "$PROXY_CPU" "$bin" run -c "$dir/casfront.toml" >"$dir/casfront.log" 2>&1 &
 casfront_pid=$!
 pids+=($casfront_pid)
+baseline_pid=
+if [ -n "${BASELINE:-}" ]; then
+    sed -e 's/127.0.0.1:9444/127.0.0.1:9445/' "$dir/casfront.toml" >"$dir/baseline.toml"
+    printf '\n[admin]\nlisten = "127.0.0.1:9902"\n' >>"$dir/baseline.toml"
+    taskset -c "$PROXY_CPU" "$BASELINE" run -c "$dir/baseline.toml" >"$dir/baseline.log" 2>&1 &
+    baseline_pid=$!
+    pids+=($baseline_pid)
+fi
 BENCH_DIR=$dir taskset -c "$PROXY_CPU" haproxy -f "$here/anchors/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
 haproxy_pid=$!
 pids+=($haproxy_pid)
@@ -73,8 +86,11 @@ declare -A url=(
     [casfront]=https://127.0.0.1:9444
     [haproxy]=https://127.0.0.1:9443
     [direct]=http://127.0.0.1:18081
+    [baseline]=https://127.0.0.1:9445
 )
-targets=(casfront haproxy direct)
+fronts=(casfront haproxy)
+[ -n "$baseline_pid" ] && fronts+=(baseline)
+targets=("${fronts[@]}" direct)
 
 # Wait for the listeners, then check that both front ends route by suffix.
 for _ in $(seq 100); do
@@ -83,7 +99,7 @@ for _ in $(seq 100); do
     [ $ok = 1 ] && break
     sleep 0.1
 done
-for t in casfront haproxy; do
+for t in "${fronts[@]}"; do
     node=$(curl -sk -D - -o /dev/null \
         "${url[$t]}/cas/serviceValidate?service=x&ticket=ST-1-abcdefgh-cas2" |
         tr -d '\r' | awk -F': ' 'tolower($1)=="x-cas-node" {print $2}')
@@ -93,7 +109,7 @@ done
 # wrk's latency in ms.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.3f", v}'; }
 
-declare -A pid=([casfront]=$casfront_pid [haproxy]=$haproxy_pid)
+declare -A pid=([casfront]=$casfront_pid [haproxy]=$haproxy_pid [baseline]=$baseline_pid)
 # CPU time (user + system, clock ticks) a process has used so far.
 cpu_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 hz=$(getconf CLK_TCK)
@@ -135,6 +151,10 @@ echo
 echo "casfront/haproxy: throughput $(ratio "$(col casfront 2)" "$(col haproxy 2)")x, p50 $(ratio "$(col casfront 3)" "$(col haproxy 3)")x, p99 $(ratio "$(col casfront 4)" "$(col haproxy 4)")x"
 echo "casfront/haproxy: front-end CPU per request $(ratio "$(col casfront 6)" "$(col haproxy 6)")x"
 echo "casfront/direct:  throughput $(ratio "$(col casfront 2)" "$(col direct 2)")x, p50 $(ratio "$(col casfront 3)" "$(col direct 3)")x"
+if [ -n "$baseline_pid" ]; then
+    echo "casfront/baseline: throughput $(ratio "$(col casfront 2)" "$(col baseline 2)")x, p99 $(ratio "$(col casfront 4)" "$(col baseline 4)")x, front-end CPU per request $(ratio "$(col casfront 6)" "$(col baseline 6)")x"
+    echo "baseline/haproxy: front-end CPU per request $(ratio "$(col baseline 6)" "$(col haproxy 6)")x"
+fi
 echo "resident memory after the run: casfront $(ps -o rss= -p "$casfront_pid") KiB, haproxy $(ps -o rss= -p "$haproxy_pid") KiB"
 for t in "${targets[@]}"; do
     [ "$(errors "$t")" = 0 ] || { echo "$t answered with errors: the figures above do not count" >&2; exit 1; }
@@ -154,7 +174,7 @@ PHASE_TIME=${PHASE_TIME:-5s}
 field() { python3 -c "import json,sys; s=json.load(sys.stdin)['scenarios'][0]; v=s['$1']; print('-' if v is None else (round(v,2) if isinstance(v,float) else v))"; }
 for phase in flow handshakes idle; do
     for round in $(seq "$ROUNDS"); do
-        for t in casfront haproxy; do
+        for t in "${fronts[@]}"; do
             case $phase in
                 flow) extra=(--users "$((CONNS / 2))") ;;
                 handshakes) extra=(--handshakes --users 16) ;;
@@ -176,12 +196,15 @@ echo
 echo "casfront bench --target, median of $ROUNDS rounds of $PHASE_TIME:"
 printf '%-11s %-9s %10s %8s %12s %8s\n' phase target req/s p99_ms cpu_ms/1k rss_MiB
 for phase in flow handshakes idle; do
-    for t in casfront haproxy; do
+    for t in "${fronts[@]}"; do
         printf '%-11s %-9s %10s %8s %12s %8s\n' "$phase" "$t" "$(pcol $phase $t 3)" "$(pcol $phase $t 4)" "$(pcol $phase $t 6)" "$(pcol $phase $t 7)"
     done
 done
 echo "casfront/haproxy: login flow throughput $(ratio "$(pcol flow casfront 3)" "$(pcol flow haproxy 3)")x, p99 $(ratio "$(pcol flow casfront 4)" "$(pcol flow haproxy 4)")x, CPU per request $(ratio "$(pcol flow casfront 6)" "$(pcol flow haproxy 6)")x"
 echo "casfront/haproxy: handshakes/s $(ratio "$(pcol handshakes casfront 3)" "$(pcol handshakes haproxy 3)")x, CPU per handshake $(ratio "$(pcol handshakes casfront 6)" "$(pcol handshakes haproxy 6)")x"
 echo "casfront/haproxy: resident memory with $IDLE idle TLS connections $(ratio "$(pcol idle casfront 7)" "$(pcol idle haproxy 7)")x"
+if [ -n "$baseline_pid" ]; then
+    echo "casfront/baseline: login flow CPU per request $(ratio "$(pcol flow casfront 6)" "$(pcol flow baseline 6)")x, CPU per handshake $(ratio "$(pcol handshakes casfront 6)" "$(pcol handshakes baseline 6)")x, idle RSS $(ratio "$(pcol idle casfront 7)" "$(pcol idle baseline 7)")x"
+fi
 # Errors (for idle: connections that did not open) void the comparison.
 awk '$5 != 0 && $5 != "-" {bad=1; print "errors in: " $0 > "/dev/stderr"} END {exit bad}' "$dir/phases"

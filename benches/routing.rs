@@ -1,4 +1,4 @@
-//! The routing core's cost per decision for the DESIGN §1 request mix, with
+//! The routing core's cost per decision for the CAS request mix (`docs/benchmarks.md`), with
 //! 3 and 200 nodes. Inputs are built outside the timed loop. Run with
 //! `cargo bench --bench routing`.
 

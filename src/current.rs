@@ -6,7 +6,7 @@
 //! generation they started with. A reload re-reads the file and the
 //! certificates it names; an invalid configuration is refused (and
 //! counted) and the old generation keeps serving. Node health and learned
-//! cookies carry over ([`crate::generation::carry`]), rate counts too
+//! cookies carry over ([`crate::generation::takeover`]), rate counts too
 //! unless `[rate_limit]` changed; health checks restart, a new node being
 //! checked before the swap.
 
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{self, Config};
-use crate::generation::carry::Carried;
+use crate::generation::takeover::Carried;
 use crate::generation::{BuildError, Generation};
 use crate::health::check::{self, Checker};
 use crate::metrics::Metrics;

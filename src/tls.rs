@@ -2,7 +2,7 @@
 //! and `http/1.1`) with one or more certificates. The first certificate is
 //! the default — for clients that send no SNI (curl to an IP address) and
 //! for names no certificate claims; the others are chosen by SNI, exactly
-//! or by a `*.` wildcard of one label (DESIGN §6: rustls' own SNI resolver
+//! or by a `*.` wildcard of one label (rustls' own SNI resolver
 //! fails without SNI). A certificate answers the names its configuration
 //! lists, else the DNS names it carries. With `[tls] client_auth`, the
 //! configuration asks for client certificates through a
@@ -129,7 +129,7 @@ struct Loaded {
 
 /// What every TLS configuration of one process shares, so that session
 /// resumption (the session cache and the ticket keys) survives a reload
-/// (DESIGN §6).
+/// (`docs/architecture.md`).
 #[derive(Clone)]
 pub struct Resumption {
     sessions: Arc<dyn StoresServerSessions>,

@@ -1,7 +1,7 @@
 //! Request hygiene, verified on hyper's real behaviour rather than
 //! assumed: each ambiguous or malformed request is answered 400 (421 for a
 //! host not served) and never reaches a node, asserted on what the node
-//! received. Content-Length with Transfer-Encoding is reframed (DESIGN §6):
+//! received. Content-Length with Transfer-Encoding is reframed (`docs/architecture.md`, hyper's framing):
 //! the node gets the chunked framing only, and the bytes after the chunked
 //! body are never read as a second request. Bad chunking found mid-body
 //! never gives the node a complete request. `[pool.headers]` rules apply

@@ -1,4 +1,4 @@
--- wrk script: the request mix of DESIGN §1 against three nodes cas1..cas3,
+-- wrk script: the CAS request mix (docs/benchmarks.md) against three nodes cas1..cas3,
 -- in turn: a service ticket validation (CAS 3 protocol), a proxy ticket
 -- request with a PGT, a login with a CASTGC cookie among others, and a
 -- login whose JSESSIONID carries a jvmRoute. Ticket lengths are CAS 6's.

@@ -5,6 +5,7 @@
 
 mod flows;
 pub mod node;
+pub mod run;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -4,12 +4,12 @@
 //! request rules, the limits, the listener's TLS configuration). The
 //! process serves the current generation ([`crate::current`]); a reload
 //! builds the next one and carries the state that still applies across
-//! ([`carry`]). A request holds the generation it started with to its end.
+//! ([`takeover`]). A request holds the generation it started with to its end.
 //!
 //! What lives longer than a generation (metrics, the connection gate, the
 //! rate-limit store, TLS ticket keys) is [`crate::state::ProcessState`].
 
-pub mod carry;
+pub mod takeover;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -140,7 +140,7 @@ impl Generation {
             table,
             capped: config.pools.iter().any(|p| p.upstream.max_connections > 0),
             pools,
-            health: Arc::new(HealthTable::new(&carry::node_settings(config))),
+            health: Arc::new(HealthTable::new(&takeover::node_settings(config))),
             learned: Arc::new(LearnedTable::new(
                 config.learned.capacity,
                 config.learned.ttl,
@@ -157,7 +157,7 @@ impl Generation {
             cert_headers: CertHeaders::new(&config.client_cert),
             login_paths: login_paths(config),
             access_log: config.log.access,
-            identity: carry::identities(config),
+            identity: takeover::identities(config),
             learned_size: (config.learned.capacity, config.learned.ttl),
         })
     }

@@ -209,7 +209,7 @@ const PROFILE: Paths = Paths::of(&["/oauth2.0/profile", "/oidc/profile"]);
 /// Delegated authentication comes back to the login page.
 const LOGIN: Paths = Paths::of(&["/login"]);
 
-/// The extractor table, in rule order (DESIGN §1).
+/// The extractor table, in rule order (`docs/routing.md`).
 pub static ENTRIES: &[Entry] = &[
     Entry {
         name: "validate-ticket",

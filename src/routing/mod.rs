@@ -74,7 +74,7 @@ impl Method {
     }
 }
 
-/// The rule that chose the node (DESIGN §1, in order of precedence).
+/// The rule that chose the node, in order of precedence (`docs/routing.md`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Rule {
     Ticket,
@@ -155,7 +155,7 @@ impl NodeStates for AllHealthy {
 }
 
 /// The learned `(cookie name, value) -> node` table, filled by the data
-/// plane from the nodes' `Set-Cookie` headers (DESIGN §1, "Learned cookies").
+/// plane from the nodes' `Set-Cookie` headers (`docs/routing.md`, "The learned table").
 pub trait Learned {
     /// `value` is the cookie value exactly as the client sent it.
     fn lookup(&self, pool: PoolId, cookie: &[u8], value: &[u8]) -> Option<NodeId>;

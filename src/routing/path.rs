@@ -11,8 +11,7 @@ use std::borrow::Cow;
 /// removed, percent-encodings decoded, empty and `.` segments dropped, `..`
 /// applied. Paths with none of these come back as they are.
 pub fn servlet_path(path: &str) -> Cow<'_, str> {
-    let plain = !path.contains([';', '%']) && !path.contains("//") && !path.contains("/.");
-    if plain {
+    if is_mapped(path.as_bytes()) {
         return Cow::Borrowed(path);
     }
     let mut out: Vec<Cow<'_, str>> = Vec::new();
@@ -38,6 +37,25 @@ pub fn servlet_path(path: &str) -> Cow<'_, str> {
     Cow::Owned(joined)
 }
 
+/// Whether `path` maps to itself: no `;` or `%`, no empty or dot
+/// segment (a trailing `/` is an empty one). One pass, no allocation: the
+/// common case of every request.
+fn is_mapped(path: &[u8]) -> bool {
+    if path.len() > 1 && path.ends_with(b"/") {
+        return false;
+    }
+    let mut after_slash = false;
+    for &b in path {
+        match b {
+            b';' | b'%' => return false,
+            b'/' | b'.' if after_slash => return false,
+            _ => {}
+        }
+        after_slash = b == b'/';
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::servlet_path;
@@ -46,6 +64,8 @@ mod tests {
     fn login_paths_are_compared_as_the_node_maps_them() {
         for (path, mapped) in [
             ("/cas/login", "/cas/login"),
+            ("/cas/login/", "/cas/login"),
+            ("/", "/"),
             ("/cas/login;jsessionid=ABC.cas1", "/cas/login"),
             ("/cas/%6Cogin", "/cas/login"),
             ("/cas//login", "/cas/login"),
@@ -56,6 +76,16 @@ mod tests {
             ("/../..", "/"),
         ] {
             assert_eq!(servlet_path(path), mapped, "{path}");
+        }
+    }
+
+    /// Every request maps its path: one that maps to itself is borrowed.
+    #[test]
+    fn a_plain_path_is_not_copied() {
+        for path in ["/cas/login", "/cas/serviceValidate", "/", "/cas/.x", "*"] {
+            let expected_borrowed = !path.contains("/.");
+            let borrowed = matches!(servlet_path(path), std::borrow::Cow::Borrowed(_));
+            assert_eq!(borrowed, expected_borrowed, "{path}");
         }
     }
 }

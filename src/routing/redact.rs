@@ -1,4 +1,5 @@
-//! What logs and `explain` may show of a credential (DESIGN §5): a ticket id
+//! What logs and `explain` may show of a credential (tickets, cookies and
+//! passwords are credentials: never logged whole): a ticket id
 //! becomes its prefix and, only when it ends in a suffix configured for the
 //! pool, that suffix (`ST-…-cas2`); a compact JWS its `eyJ` and length;
 //! anything else its length only.

@@ -125,7 +125,7 @@ async fn connection(
     }
     let mut info = generation.client_conn(client, local_port);
     // A trusted proxy speaks for many clients.
-    let Some(_per_addr) = take_addr_slot(&gate, &info, &limits, &metrics) else {
+    let Some(_per_addr) = per_address_slot(&gate, &info, &limits, &metrics) else {
         return;
     };
     let listener_tls = generation.tls().clone();
@@ -179,7 +179,7 @@ async fn handshake(
 
 /// The per-address slot for `client`'s connection (`Some(None)` for a
 /// trusted proxy, which speaks for many clients); `None`: refused, counted.
-pub(crate) fn take_addr_slot(
+pub(crate) fn per_address_slot(
     gate: &Arc<Gate>,
     client: &ClientConn,
     limits: &Limits,

@@ -66,7 +66,7 @@ pub async fn serve(listener: TcpListener, https_port: u16, current: Arc<Current>
             let limits = generation.limits().clone();
             let info = generation.client_conn(peer, 0);
             drop(generation);
-            let Some(_per_addr) = super::take_addr_slot(&gate, &info, &limits, &metrics) else {
+            let Some(_per_addr) = super::per_address_slot(&gate, &info, &limits, &metrics) else {
                 return;
             };
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {

@@ -1,5 +1,6 @@
 //! Shared fixtures for integration tests and benchmarks: generated CAS
-//! cluster configurations and the request mix of DESIGN §1.
+//! cluster configurations and the CAS request mix of the benchmarks
+//! (`docs/benchmarks.md`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -59,7 +60,7 @@ impl MixCase {
     }
 }
 
-/// The DESIGN §1 mix against a cluster of `nodes`, aimed at the last node
+/// The CAS request mix against a cluster of `nodes`, aimed at the last node
 /// (the deepest in any list-based lookup). Ticket lengths are CAS 6's.
 pub fn mix(nodes: usize) -> Vec<MixCase> {
     let last = nodes - 1;
