@@ -73,7 +73,7 @@ pub struct Generation {
     counter: AtomicU64,
     limits: Limits,
     listen: Listen,
-    tls: ListenerTls,
+    tls: Arc<ListenerTls>,
     admin_token: Option<Arc<String>>,
     /// Per pool, in [`crate::routing::PoolId`] order.
     rules: Vec<PoolRules>,
@@ -148,7 +148,7 @@ impl Generation {
             counter: AtomicU64::new(0),
             limits: config.limits.clone(),
             listen: config.listen.clone(),
-            tls,
+            tls: Arc::new(tls),
             admin_token: config.admin.token.clone().map(Arc::new),
             certs_required: rules
                 .iter()
@@ -210,7 +210,7 @@ impl Generation {
     }
 
     /// The listener's TLS configuration.
-    pub fn tls(&self) -> &ListenerTls {
+    pub fn tls(&self) -> &Arc<ListenerTls> {
         &self.tls
     }
 
