@@ -197,3 +197,89 @@ async fn header_rules_apply_after_casfronts_own() {
     assert_eq!(r.header("strict-transport-security"), Some("max-age=60"));
     assert_eq!(r.header("x-cas-node"), None);
 }
+
+/// What a node received for a raw request (`/cas/headers` echoes its
+/// headers, then its trailers after `-- trailers --`): (headers, trailers),
+/// each `name: value` lines, lowercase names.
+async fn echoed(cluster: &Cluster, request: &str) -> (String, Vec<String>, Vec<String>) {
+    let tls = tls_trusting(&cluster.cert_pem);
+    let answer = raw_tls(&tls, cluster.addr, request.as_bytes()).await;
+    let status = answer.get(9..12).unwrap_or("").to_owned();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let (headers, trailers) = body.split_once("-- trailers --\n").unwrap_or((body, ""));
+    let lines = |s: &str| s.lines().map(str::to_owned).collect::<Vec<_>>();
+    (status, lines(headers), lines(trailers))
+}
+
+/// A client can forge no client-certificate or forwarding header: not by
+/// a trailer declared in a second `Trailer` header, not by a variant of a
+/// forwarding header's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_forged_header_reaches_a_node_by_trailer_or_variant_name() {
+    let cluster = cluster().await;
+    let chunked = "POST /cas/headers HTTP/1.1\r\nHost: localhost\r\n\
+        Transfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\
+        Trailer: ssl_client_verify, SSL-Client-S-DN, X-Forwarded-For\r\n\r\n\
+        5\r\nhello\r\n0\r\nx-checksum: 1\r\nssl_client_verify: SUCCESS\r\n\
+        ssl-client-s-dn: CN=admin,O=Uni\r\nx-forwarded-for: 6.6.6.6\r\n\r\n";
+    let (status, _, trailers) = echoed(&cluster, chunked).await;
+    assert_eq!(status, "200");
+    assert_eq!(trailers, ["x-checksum: 1"], "only the harmless trailer");
+
+    let variants = [
+        "X_Forwarded_For: 6.6.6.6",
+        "True-Client-IP: 6.6.6.6",
+        "X-Real-IP: 6.6.6.6",
+        "Forwarded: for=6.6.6.6",
+        "X-Forwarded-Prefix: /admin",
+        "X-Original-URL: /cas/admin",
+        "X-Rewrite-URL: /cas/admin",
+        "X-Client-IP: 6.6.6.6",
+        "Client-IP: 6.6.6.6",
+        "CF-Connecting-IP: 6.6.6.6",
+        "X-Cluster-Client-IP: 6.6.6.6",
+    ];
+    let request = format!(
+        "GET /cas/headers HTTP/1.1\r\nHost: localhost\r\n{}\r\n\r\n",
+        variants.join("\r\n")
+    );
+    let (status, headers, _) = echoed(&cluster, &request).await;
+    assert_eq!(status, "200");
+    for h in &headers {
+        assert!(
+            !h.contains("6.6.6.6") && !h.contains("/admin"),
+            "{h} reached the node"
+        );
+    }
+    assert!(headers
+        .iter()
+        .any(|h| h.starts_with("x-forwarded-for: 127.0.0.1")));
+}
+
+/// A node gets exactly one Host, the one checked: from a proxy-style
+/// request line without Host, and despite `Connection: host`; an authority
+/// with user information is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_gets_the_one_host_that_was_checked() {
+    let cluster = cluster().await;
+    let hosts = |headers: &[String]| {
+        (headers.iter())
+            .filter(|h| h.starts_with("host: "))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let absolute = "GET https://localhost/cas/headers HTTP/1.1\r\n\r\n";
+    let (status, headers, _) = echoed(&cluster, absolute).await;
+    assert_eq!(status, "200");
+    assert_eq!(hosts(&headers), ["host: localhost"]);
+
+    let listed = "GET /cas/headers HTTP/1.1\r\nHost: localhost\r\nConnection: host\r\n\r\n";
+    let (status, headers, _) = echoed(&cluster, listed).await;
+    assert_eq!(status, "200");
+    assert_eq!(hosts(&headers), ["host: localhost"]);
+
+    let userinfo =
+        "GET https://evil.example:x@localhost/cas/headers HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let (status, _, _) = echoed(&cluster, userinfo).await;
+    assert_eq!(status, "400");
+}

@@ -6,7 +6,7 @@
 //! made once per connection ([`Values`]); a request only clones them.
 
 use base64::Engine;
-use http::{header, HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::x509::{Facts, San};
@@ -183,6 +183,12 @@ impl CertHeaders {
         &self.names
     }
 
+    /// Whether `name` (lowercase) is one of the headers stripped and set
+    /// here, `-` and `_` taken as the same: a trailer may not carry it.
+    pub fn strips(&self, name: &str) -> bool {
+        self.strip.hit(name)
+    }
+
     /// Removes what a client sent under these names, then sets casfront's
     /// for the connection's certificate (`None`: client_auth is off).
     pub fn apply(&self, headers: &mut HeaderMap, cert: Option<&ClientCert>) {
@@ -257,30 +263,6 @@ impl Strip {
                 headers.remove(&name);
             }
         }
-        // A trailer field declared in `Trailer` is sent after the body:
-        // none of these names may be declared.
-        if let Some(declared) = headers.get(header::TRAILER) {
-            let Ok(list) = declared.to_str() else {
-                headers.remove(header::TRAILER);
-                return;
-            };
-            let forged = |n: &str| self.hit(&n.trim().to_ascii_lowercase());
-            if list.split(',').any(forged) {
-                let kept: Vec<&str> = list
-                    .split(',')
-                    .filter(|n| !forged(n))
-                    .map(str::trim)
-                    .collect();
-                match HeaderValue::from_str(&kept.join(", ")) {
-                    Ok(v) if !kept.is_empty() => {
-                        headers.insert(header::TRAILER, v);
-                    }
-                    _ => {
-                        headers.remove(header::TRAILER);
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -322,21 +304,12 @@ mod tests {
     }
 
     #[test]
-    fn trailers_cannot_declare_them() {
+    fn strips_reads_names_with_dashes_and_underscores_alike() {
         let headers = CertHeaders::new(&ClientCertHeaders::default());
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::TRAILER,
-            HeaderValue::from_static("Ssl-Client-Cert, x-sum"),
-        );
-        headers.apply(&mut h, None);
-        assert_eq!(h.get(header::TRAILER).unwrap(), "x-sum");
-        h.insert(
-            header::TRAILER,
-            HeaderValue::from_static("ssl_client_verify"),
-        );
-        headers.apply(&mut h, None);
-        assert!(h.get(header::TRAILER).is_none());
+        for name in ["ssl_client_verify", "ssl-client-verify", "ssl_client-s-dn"] {
+            assert!(headers.strips(name), "{name}");
+        }
+        assert!(!headers.strips("x-sum"));
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub enum TargetError {
     HostMismatch,
     /// Not a name in `listen.hosts`: 421.
     NotServed,
+    /// The authority carries user information (`user:pass@host`): 400.
+    /// The host checked would not be the host a node reads.
+    UserInfo,
 }
 
 /// Checks the name a request is for: its absolute URI's authority (or
@@ -85,6 +88,9 @@ pub fn check_target(
         (None, _) => None,
         (Some(_), Some(_)) => return Err(TargetError::NoHost),
     };
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(TargetError::UserInfo);
+    }
     let authority = uri.authority().map(|a| (a.host(), a.port_u16()));
     let name = match (authority, host) {
         (Some(a), Some(h)) if !same_authority(a, h, uri) => return Err(TargetError::HostMismatch),

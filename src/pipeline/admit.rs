@@ -36,6 +36,7 @@ pub(super) fn admit(
             TargetError::NotServed => Stop::NotServed,
             TargetError::NoHost => Stop::NoHost,
             TargetError::HostMismatch => Stop::HostMismatch,
+            TargetError::UserInfo => Stop::UserInfo,
         },
     )?;
     let ip = client_addr(client.peer.ip(), client.trusted, &parts.headers, listen);

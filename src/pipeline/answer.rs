@@ -26,6 +26,8 @@ pub enum Stop {
     NoHost,
     /// The absolute URI and `Host` name different hosts (400).
     HostMismatch,
+    /// The authority carries user information (400).
+    UserInfo,
     /// Over a `[rate_limit]` (429 with `Retry-After`).
     RateLimited { limit: Limit, retry_after: u64 },
     /// The path needs a verified client certificate; the connection
@@ -106,7 +108,7 @@ fn refusal(stop: Stop) -> Option<Refusal> {
     Some(match stop {
         Stop::UriTooLong => Refusal::UriTooLong,
         Stop::NotServed => Refusal::Host,
-        Stop::NoHost | Stop::HostMismatch => Refusal::BadTarget,
+        Stop::NoHost | Stop::HostMismatch | Stop::UserInfo => Refusal::BadTarget,
         Stop::RateLimited {
             limit: Limit::Requests,
             ..
@@ -137,6 +139,10 @@ fn status_and_body(stop: Stop) -> (StatusCode, &'static str) {
         Stop::HostMismatch => (
             StatusCode::BAD_REQUEST,
             "casfront: the request URI and Host name different hosts\n",
+        ),
+        Stop::UserInfo => (
+            StatusCode::BAD_REQUEST,
+            "casfront: the request target may not carry user information\n",
         ),
         Stop::RateLimited {
             limit: Limit::Requests,

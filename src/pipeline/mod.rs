@@ -42,7 +42,10 @@ use crate::upstream::body::{read_prefix, RequestBody};
 use crate::upstream::{PooledBody, SendError, UpstreamError};
 use answer::{Fault, Stop};
 use connect::{connect, Routed};
-use rewrite::{prepare_request, prepare_response, request_rules, response_rules};
+use rewrite::{
+    declared_trailers, is_forwarding, prepare_request, prepare_response, request_rules,
+    response_rules,
+};
 
 /// What casfront answers with: a node's streamed body, or a short local one.
 pub type ResponseBody = Either<PooledBody, Full<Bytes>>;
@@ -139,9 +142,10 @@ async fn forward(
             request_rules(&rules.headers, req.headers_mut());
         }
         // Last, so that no header rule can set them either.
-        generation
-            .cert_headers()
-            .apply(req.headers_mut(), client.cert.as_ref());
+        let certs = generation.cert_headers();
+        certs.apply(req.headers_mut(), client.cert.as_ref());
+        // Nor a trailer: only names no client may set are declared.
+        declared_trailers(req.headers_mut(), |n| !certs.strips(n) && !is_forwarding(n));
         // Kept aside to forget a cookie the node expires (its Set-Cookie
         // then carries an empty value). One header after `prepare_request`.
         let sent_cookies = req.headers().get(header::COOKIE).cloned();

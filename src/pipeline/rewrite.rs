@@ -1,10 +1,12 @@
 //! What casfront changes in a request on its way to a node and in the
 //! response on its way back: hop-by-hop headers removed, `X-Forwarded-*`
-//! set (client-sent ones dropped, unless the peer is a trusted proxy: then
-//! its `X-Forwarded-For` is appended to and its other forwarding headers
-//! kept), HTTP/2 turned into HTTP/1.1 (`Host` from
-//! `:authority`, `cookie` headers joined with `"; "`, RFC 9113 §8.2.3),
-//! origin-form URI.
+//! set (client-sent ones, and every header of the forwarding family in any
+//! spelling, dropped, unless the peer is a trusted proxy: then its
+//! `X-Forwarded-For` is appended to and its other forwarding headers
+//! kept), HTTP/2 turned into HTTP/1.1 (`Host` from `:authority`, `cookie`
+//! headers joined with `"; "`, RFC 9113 §8.2.3), origin-form URI with
+//! exactly one `Host`, the one checked; trailers declared only for names
+//! no client may set.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
@@ -12,20 +14,47 @@ use http::{Request, Response, Uri, Version};
 use crate::client::ClientConn;
 use crate::config::HeaderRules;
 
-/// Headers a client may not set: casfront sets them itself.
-const FORWARDING: [&str; 6] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-real-ip",
+/// Headers that tell a node who the client is or what it asked for, as
+/// front ends and frameworks read them: a client may set none of them
+/// (casfront sets its own `X-Forwarded-*`). Lowercase, every `-` as `_`:
+/// names are compared with `-` and `_` folded, as servers that map headers
+/// to CGI-style variables do. Any `x_forwarded_*` is one too.
+const FORWARDING: [&str; 13] = [
     "forwarded",
+    "x_real_ip",
+    "true_client_ip",
+    "x_client_ip",
+    "client_ip",
+    "cf_connecting_ip",
+    "x_cluster_client_ip",
+    "fastly_client_ip",
+    "x_original_url",
+    "x_rewrite_url",
+    "x_original_forwarded_for",
+    "x_originating_ip",
+    "x_remote_addr",
 ];
+
+/// Whether `name` (lowercase, as `HeaderName`s are) is of the forwarding
+/// family.
+pub fn is_forwarding(name: &str) -> bool {
+    // Most names start with none of the family's first letters.
+    if !matches!(name.as_bytes().first(), Some(b'x' | b'f' | b't' | b'c')) {
+        return false;
+    }
+    let folded = |b: u8| if b == b'-' { b'_' } else { b };
+    let starts = |prefix: &[u8]| {
+        name.len() >= prefix.len() && (name.bytes().zip(prefix)).all(|(a, &b)| folded(a) == b)
+    };
+    starts(b"x_forwarded_")
+        || FORWARDING.iter().any(|f| {
+            f.len() == name.len() && (name.bytes().zip(f.bytes())).all(|(a, b)| folded(a) == b)
+        })
+}
 
 /// Rewrites `req` in place for the node. An HTTP/1.1 origin-form request
 /// whose header map has room is rewritten without allocating.
 pub fn prepare_request<B>(req: &mut Request<B>, client: &ClientConn) {
-    let version = req.version();
     *req.version_mut() = Version::HTTP_11;
     // Absolute-form (HTTP/2 `:scheme`/`:authority`, or a proxy-style
     // request line): keep the path and query, reusing their bytes.
@@ -43,11 +72,12 @@ pub fn prepare_request<B>(req: &mut Request<B>, client: &ClientConn) {
     }
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
-    if version == Version::HTTP_2 {
-        if let (false, Some(a)) = (headers.contains_key(header::HOST), authority) {
-            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                headers.insert(header::HOST, v);
-            }
+    // The node gets exactly one Host, the one checked: from the absolute
+    // URI (HTTP/2 `:authority`, or an HTTP/1.1 proxy-style request line
+    // without Host), which `admit` compared with any Host sent.
+    if let (false, Some(a)) = (headers.contains_key(header::HOST), authority) {
+        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+            headers.insert(header::HOST, v);
         }
     }
     join_cookies(headers);
@@ -55,7 +85,7 @@ pub fn prepare_request<B>(req: &mut Request<B>, client: &ClientConn) {
         forward_trusted(headers, client);
         return;
     }
-    remove_present(headers, &FORWARDING);
+    remove_forwarding(headers);
     headers.insert(XFF, client.forwarded_for.clone());
     headers.insert(XFP, HeaderValue::from_static("https"));
     if let Some(host) = headers.get(header::HOST).cloned() {
@@ -184,14 +214,6 @@ fn present<const N: usize>(
     found
 }
 
-/// Removes those of `names` the map holds.
-fn remove_present<const N: usize>(headers: &mut HeaderMap, names: &[&str; N]) {
-    let found = present(headers, names, |_| {});
-    for (name, _) in names.iter().zip(found).filter(|(_, f)| *f) {
-        headers.remove(*name);
-    }
-}
-
 /// Several `cookie` headers (HTTP/2) become one, joined with `"; "`.
 fn join_cookies(headers: &mut HeaderMap) {
     if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
@@ -207,17 +229,113 @@ fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes the headers a `Connection` value names.
+/// Removes the headers a `Connection` value names, except `Host`: the
+/// node gets the Host casfront checked, whatever the client lists.
 fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) {
     let Ok(v) = connection.to_str() else { return };
     for token in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        headers.remove(token);
+        if !token.eq_ignore_ascii_case("host") {
+            headers.remove(token);
+        }
+    }
+}
+
+/// Removes every header of the forwarding family ([`is_forwarding`]), in
+/// one pass over the names when there is none.
+fn remove_forwarding(headers: &mut HeaderMap) {
+    let hit = |k: &HeaderName| is_forwarding(k.as_str());
+    if headers.keys().any(hit) {
+        let found: Vec<HeaderName> = headers.keys().filter(|k| hit(k)).cloned().collect();
+        for name in found {
+            headers.remove(&name);
+        }
+    }
+}
+
+/// Keeps in `Trailer` only the names `allowed` passes, across every
+/// `Trailer` header the client sent (one joined header, or none). A node's
+/// HTTP/1.1 connection carries only the trailer fields a `Trailer` header
+/// declares, so a name left out never reaches the node after the body.
+pub fn declared_trailers(headers: &mut HeaderMap, allowed: impl Fn(&str) -> bool) {
+    let mut values = headers.get_all(header::TRAILER).iter();
+    if values.next().is_none() {
+        return;
+    }
+    let mut kept: Vec<String> = Vec::new();
+    for value in headers.get_all(header::TRAILER) {
+        let Ok(list) = value.to_str() else { continue };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let name = name.to_ascii_lowercase();
+            if allowed(&name) && !kept.contains(&name) {
+                kept.push(name);
+            }
+        }
+    }
+    headers.remove(header::TRAILER);
+    if let Ok(v) = HeaderValue::from_str(&kept.join(", ")) {
+        if !kept.is_empty() {
+            headers.insert(header::TRAILER, v);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trailers_declare_only_names_no_client_may_set() {
+        use crate::client_cert::CertHeaders;
+        use crate::config::ClientCertHeaders;
+        let certs = CertHeaders::new(&ClientCertHeaders::default());
+        let allowed = |n: &str| !certs.strips(n) && !is_forwarding(n);
+        let mut h = HeaderMap::new();
+        h.append(header::TRAILER, HeaderValue::from_static("x-checksum"));
+        h.append(
+            header::TRAILER,
+            HeaderValue::from_static("Ssl-Client-Cert, ssl_client_verify, X_Forwarded_For, x-sum"),
+        );
+        declared_trailers(&mut h, allowed);
+        let declared: Vec<&HeaderValue> = h.get_all(header::TRAILER).iter().collect();
+        assert_eq!(declared, ["x-checksum, x-sum"]);
+        h.insert(
+            header::TRAILER,
+            HeaderValue::from_static("ssl_client_verify"),
+        );
+        declared_trailers(&mut h, allowed);
+        assert!(h.get(header::TRAILER).is_none());
+    }
+
+    #[test]
+    fn the_forwarding_family_in_any_spelling() {
+        for name in [
+            "x-forwarded-for",
+            "x_forwarded_for",
+            "x-forwarded-prefix",
+            "x-forwarded-proto",
+            "forwarded",
+            "x-real-ip",
+            "x_real_ip",
+            "true-client-ip",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-client-ip",
+            "client-ip",
+            "cf-connecting-ip",
+            "x-cluster-client-ip",
+        ] {
+            assert!(is_forwarding(name), "{name}");
+        }
+        for name in [
+            "x-forwarded",
+            "cookie",
+            "content-type",
+            "forwarded-x",
+            "x-request-id",
+        ] {
+            assert!(!is_forwarding(name), "{name}");
+        }
+    }
 
     fn client() -> ClientConn {
         ClientConn::new("192.0.2.7:50000".parse().unwrap(), 8443, false)

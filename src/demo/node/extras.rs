@@ -68,14 +68,28 @@ pub(super) async fn upload(state: &State, req: Request<Incoming>) -> Resp {
     text(StatusCode::OK, &format!("{n}\n"))
 }
 
-/// `GET /headers`: the request headers as the node received them.
-pub(super) fn echo_headers(req: &Request<Incoming>) -> Resp {
+/// `GET` or `POST /headers`: the request headers as the node received
+/// them, then, after a line `-- trailers --`, the trailer fields that came
+/// after a body.
+pub(super) async fn echo_headers(req: Request<Incoming>) -> Resp {
     let mut out = format!("{:?} {}\n", req.version(), req.uri());
-    for (name, value) in req.headers() {
+    let line = |out: &mut String, name: &http::HeaderName, value: &http::HeaderValue| {
         out.push_str(&format!(
             "{name}: {}\n",
             String::from_utf8_lossy(value.as_bytes())
         ));
+    };
+    for (name, value) in req.headers() {
+        line(&mut out, name, value);
+    }
+    out.push_str("-- trailers --\n");
+    let mut body = req.into_body();
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(trailers) = frame.trailers_ref() {
+            for (name, value) in trailers {
+                line(&mut out, name, value);
+            }
+        }
     }
     text(StatusCode::OK, &out)
 }

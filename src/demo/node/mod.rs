@@ -340,7 +340,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             text(StatusCode::OK, "slow\n")
         }
-        (Method::GET, "/headers") => echo_headers(&req),
+        (Method::GET | Method::POST, "/headers") => echo_headers(req).await,
         (Method::GET, "/logout") => modern::logout(state, &req),
         (_, "/v1/tickets") if state.spec.modern => modern::rest(state, req, None).await,
         (_, e) if state.spec.modern && e.starts_with("/v1/tickets/") => {
