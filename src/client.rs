@@ -20,6 +20,10 @@ pub struct ClientConn {
     pub trusted: bool,
     /// The TLS client certificate, when `[tls] client_auth` asks for one.
     pub cert: Option<ClientCert>,
+    /// With `[tls] client_auth_names`: whether the handshake named one of
+    /// them (its configuration asked for a certificate). A request on the
+    /// connection must name one of them too, or none.
+    pub cert_name: Option<bool>,
     pub(crate) forwarded_for: HeaderValue,
     pub(crate) forwarded_port: HeaderValue,
 }
@@ -31,6 +35,7 @@ impl ClientConn {
             local_port,
             trusted,
             cert: None,
+            cert_name: None,
             // An IP address is always a valid header value.
             forwarded_for: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),

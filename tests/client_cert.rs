@@ -547,4 +547,30 @@ async fn certificates_can_be_asked_for_on_one_server_name_only() {
     assert!(body.contains("ssl_client_s_dn: CN=alice,"), "{body}");
     let refused = get(&anonymous, c.addr, "//x509.localhost/cas/headers", &[]).await;
     assert!(refused.is_err(), "{refused:?}");
+    // A request may not dodge the requirement by connecting for the main
+    // name and asking for the dedicated one (nor the reverse): 421, the
+    // node never sees it.
+    let host = |h: &'static str| [("host", h)];
+    let dodge = support::client::send_tls(
+        &anonymous,
+        c.addr,
+        "localhost",
+        "GET",
+        "/cas/headers",
+        &host("x509.localhost"),
+        "",
+    )
+    .await;
+    assert_eq!(dodge.status, 421, "{}", dodge.body);
+    let reverse = support::client::send_tls(
+        &valid,
+        c.addr,
+        "x509.localhost",
+        "GET",
+        "/cas/headers",
+        &host("localhost"),
+        "",
+    )
+    .await;
+    assert_eq!(reverse.status, 421, "{}", reverse.body);
 }

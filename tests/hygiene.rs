@@ -283,3 +283,35 @@ async fn a_node_gets_the_one_host_that_was_checked() {
     let (status, _, _) = echoed(&cluster, userinfo).await;
     assert_eq!(status, "400");
 }
+
+/// A node that does not know its clients speak https (Tomcat without
+/// RemoteIpValve, as the demo node) sets its session cookie without
+/// `Secure`: the browser gets it with `Secure`, the rest as set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_reach_the_browser_secure() {
+    let cluster = cluster().await;
+    let tls = tls_trusting(&cluster.cert_pem);
+    let r = send_tls(
+        &tls,
+        cluster.addr,
+        "localhost",
+        "GET",
+        "/cas/login",
+        &[],
+        "",
+    )
+    .await;
+    let session = r.set_cookie("JSESSIONID").expect("a session cookie");
+    let cookie = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with("JSESSIONID="))
+        .unwrap();
+    assert!(
+        cookie.starts_with(&format!("{session}; Path=/cas; HttpOnly")),
+        "{cookie}"
+    );
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+}

@@ -18,7 +18,7 @@ use support::client::{send, send_tls, tls_trusting};
 
 fn config_text(dir: &Path, nodes: &[(&str, SocketAddr)]) -> String {
     let mut s = format!(
-        "[listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+        "[listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nhosts = [\"localhost\"]\n\
          [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = false\n\
          [limits]\nshutdown_grace = \"5s\"\n{no_rate_limit}\
@@ -61,11 +61,17 @@ async fn start_serve_reload_and_stop_gracefully() {
         async move { send_tls(&tls, https, "localhost", "GET", &target, &[], "").await }
     };
 
-    // Served, routed by ticket suffix; the plain listener redirects.
+    // Served, routed by ticket suffix; the plain listener redirects, to a
+    // served name only.
     let r = get("/cas/serviceValidate?service=x&ticket=ST-1-a-cas1".into()).await;
     assert_eq!(r.header("x-cas-node"), Some("cas1"));
     let r = send(http, "GET", "/cas/login", &[("host", "localhost")], "").await;
     assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://localhost:{}/cas/login", https.port()).as_str())
+    );
+    let r = send(http, "GET", "/cas/login", &[("host", "evil.example")], "").await;
     assert_eq!(
         r.header("location"),
         Some(format!("https://localhost:{}/cas/login", https.port()).as_str())

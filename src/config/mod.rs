@@ -319,6 +319,9 @@ pub struct Pool {
     /// `ticket_routing = false`: every request by the `any` rule alone, as
     /// a front end that reads no tickets would send it (benchmarks).
     pub ticket_routing: bool,
+    /// `secure_cookies`: a `Set-Cookie` from a node gets `Secure` when it
+    /// lacks it (clients reach casfront over https only).
+    pub secure_cookies: bool,
     /// `[pool.route_cookie]`: casfront's own sealed route cookie.
     pub route_cookie: Option<RouteCookieKeys>,
     pub nodes: Vec<Node>,

@@ -165,6 +165,7 @@ pub struct RawPool {
     pub client_cert_match: Option<Str>,
     pub bigip_cookie: Option<Str>,
     pub ticket_routing: Option<bool>,
+    pub secure_cookies: Option<bool>,
 }
 
 impl Section for RawPool {

@@ -144,6 +144,7 @@ fn pool(
         None => Some(None),
     });
     let ticket_routing = raw.as_ref().map(|p| p.ticket_routing.unwrap_or(true));
+    let secure_cookies = raw.as_ref().map(|p| p.secure_cookies.unwrap_or(true));
     let host_override = raw.as_ref().map(|p| match &p.host_override {
         Some(h) => authority(h, "host_override", d).map(Some),
         None => Some(None),
@@ -217,6 +218,7 @@ fn pool(
         client_cert: client_cert??,
         bigip_cookie: bigip_cookie??,
         ticket_routing: ticket_routing?,
+        secure_cookies: secure_cookies?,
         route_cookie: route_cookie?,
         nodes: complete?,
     })

@@ -75,13 +75,14 @@ pub enum TargetError {
 
 /// Checks the name a request is for: its absolute URI's authority (or
 /// HTTP/2 `:authority`) and its `Host` must agree, HTTP/1.1 needs one of
-/// them, and with an allow-list the name must be on it.
-pub fn check_target(
+/// them, and with an allow-list the name must be on it. The name asked
+/// for, without its port (`None`: neither, allowed for HTTP/1.0).
+pub fn check_target<'a>(
     version: Version,
-    uri: &Uri,
-    headers: &HeaderMap,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
     hosts: &[String],
-) -> Result<(), TargetError> {
+) -> Result<Option<&'a str>, TargetError> {
     let mut values = headers.get_all(header::HOST).iter();
     let host = match (values.next(), values.next()) {
         (Some(v), None) => Some(split_host(v.as_bytes()).ok_or(TargetError::NoHost)?),
@@ -96,11 +97,11 @@ pub fn check_target(
         (Some(a), Some(h)) if !same_authority(a, h, uri) => return Err(TargetError::HostMismatch),
         (Some((name, _)), _) | (None, Some((name, _))) => name,
         (None, None) if version == Version::HTTP_11 => return Err(TargetError::NoHost),
-        (None, None) if hosts.is_empty() => return Ok(()),
+        (None, None) if hosts.is_empty() => return Ok(None),
         (None, None) => return Err(TargetError::NotServed),
     };
     if hosts.is_empty() || hosts.iter().any(|h| host_matches(h, name)) {
-        Ok(())
+        Ok(Some(name))
     } else {
         Err(TargetError::NotServed)
     }
@@ -151,7 +152,7 @@ fn same_authority(a: (&str, Option<u16>), b: (&str, Option<u16>), uri: &Uri) -> 
 }
 
 /// `pattern` is a lowercase name or `*.parent` (one label).
-fn host_matches(pattern: &str, name: &str) -> bool {
+pub fn host_matches(pattern: &str, name: &str) -> bool {
     let name = name.trim_end_matches('.');
     match pattern.strip_prefix("*.") {
         Some(parent) => name
@@ -234,8 +235,21 @@ mod tests {
     fn targets() {
         let hosts = ["cas.example.edu".to_owned(), "*.example.org".to_owned()];
         let check = |version, uri: &str, h: &[(&str, &str)], hosts: &[String]| {
-            check_target(version, &uri.parse().unwrap(), &headers(h), hosts)
+            check_target(version, &uri.parse().unwrap(), &headers(h), hosts).map(|_| ())
         };
+        let name = |uri: &str, h: &[(&str, &str)]| {
+            let (uri, h) = (uri.parse().unwrap(), headers(h));
+            check_target(Version::HTTP_11, &uri, &h, &[]).map(|n| n.map(str::to_owned))
+        };
+        assert_eq!(
+            name("/", &[("host", "a.test:8443")]),
+            Ok(Some("a.test".into()))
+        );
+        assert_eq!(name("https://b.test/x", &[]), Ok(Some("b.test".into())));
+        assert_eq!(
+            name("https://u:p@b.test/x", &[]),
+            Err(TargetError::UserInfo)
+        );
         use TargetError::*;
         let v11 = Version::HTTP_11;
         assert_eq!(

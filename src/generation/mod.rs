@@ -46,6 +46,8 @@ pub struct PoolRules {
     /// `client_cert_paths`: normalised paths, prefixes on segment
     /// boundaries.
     pub cert_paths: Vec<String>,
+    /// `secure_cookies`.
+    pub secure_cookies: bool,
 }
 
 impl PoolRules {
@@ -133,6 +135,7 @@ impl Generation {
                 headers: p.headers.clone(),
                 cert_required: p.client_cert.required,
                 cert_paths: p.client_cert.paths.clone(),
+                secure_cookies: p.secure_cookies,
             })
             .collect();
         Ok(Generation {

@@ -31,7 +31,7 @@ pub(super) fn admit(
         return Err(Stop::UriTooLong);
     }
     let listen = generation.listen();
-    check_target(parts.version, &parts.uri, &parts.headers, &listen.hosts).map_err(
+    let host = check_target(parts.version, &parts.uri, &parts.headers, &listen.hosts).map_err(
         |e| match e {
             TargetError::NotServed => Stop::NotServed,
             TargetError::NoHost => Stop::NoHost,
@@ -39,6 +39,15 @@ pub(super) fn admit(
             TargetError::UserInfo => Stop::UserInfo,
         },
     )?;
+    // Where certificates are asked for by name, a request for a name that
+    // asks for one on a connection that did not (or the reverse) would
+    // dodge the requirement: it must connect for the name it asks for.
+    if let (Some(asked), Some((names, _))) = (client.cert_name, &generation.tls().by_name) {
+        let wants = host.is_some_and(|h| names.iter().any(|n| n.eq_ignore_ascii_case(h)));
+        if wants != asked {
+            return Err(Stop::Misdirected);
+        }
+    }
     let ip = client_addr(client.peer.ip(), client.trusted, &parts.headers, listen);
     let login = parts.method == HttpMethod::POST && generation.is_login(mapped);
     let rate = state.rate();

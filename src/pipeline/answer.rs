@@ -22,6 +22,10 @@ pub enum Stop {
     UriTooLong,
     /// The host is not in `listen.hosts` (421).
     NotServed,
+    /// The host asks for a client certificate by name
+    /// (`client_auth_names`) and the connection's handshake did not, or
+    /// the reverse (421: the client connects again for that name).
+    Misdirected,
     /// No valid `Host` (400).
     NoHost,
     /// The absolute URI and `Host` name different hosts (400).
@@ -107,7 +111,7 @@ pub fn respond(generation: &Generation, metrics: &Metrics, stop: Stop) -> Respon
 fn refusal(stop: Stop) -> Option<Refusal> {
     Some(match stop {
         Stop::UriTooLong => Refusal::UriTooLong,
-        Stop::NotServed => Refusal::Host,
+        Stop::NotServed | Stop::Misdirected => Refusal::Host,
         Stop::NoHost | Stop::HostMismatch | Stop::UserInfo => Refusal::BadTarget,
         Stop::RateLimited {
             limit: Limit::Requests,
@@ -131,6 +135,10 @@ fn status_and_body(stop: Stop) -> (StatusCode, &'static str) {
         Stop::NotServed => (
             StatusCode::MISDIRECTED_REQUEST,
             "casfront: this host name is not served here\n",
+        ),
+        Stop::Misdirected => (
+            StatusCode::MISDIRECTED_REQUEST,
+            "casfront: this connection was made for another host name; connect for the one you ask for\n",
         ),
         Stop::NoHost => (
             StatusCode::BAD_REQUEST,

@@ -14,7 +14,8 @@
 //!    retried on a new one;
 //! 6. learn the cookies the node sets and add the route cookie
 //!    ([`cookies`]);
-//! 7. rewrite the response ([`rewrite`]).
+//! 7. rewrite the response ([`rewrite`]: hop-by-hop headers, `Secure` on
+//!    every cookie, `[pool.headers]`).
 //!
 //! Whatever ends a request without a node's answer is a [`Stop`], turned
 //! into its status, body, metric and health effect in [`answer`] alone.
@@ -44,7 +45,7 @@ use answer::{Fault, Stop};
 use connect::{connect, Routed};
 use rewrite::{
     declared_trailers, is_forwarding, prepare_request, prepare_response, request_rules,
-    response_rules,
+    response_rules, secure_cookies,
 };
 
 /// What casfront answers with: a node's streamed body, or a short local one.
@@ -164,6 +165,9 @@ async fn forward(
                     sent_cookies.as_ref(),
                 );
                 if let Some(rules) = rules {
+                    if rules.secure_cookies {
+                        secure_cookies(resp.headers_mut());
+                    }
                     response_rules(&rules.headers, resp.headers_mut());
                 }
                 return Ok(resp);

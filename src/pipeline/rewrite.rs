@@ -146,6 +146,35 @@ fn apply(headers: &mut HeaderMap, remove: &[HeaderName], set: &[(HeaderName, Hea
     }
 }
 
+/// Adds `Secure` to every `Set-Cookie` without it: the client reached
+/// casfront over https, whatever the node believes. A response whose
+/// cookies all have it is left alone (no allocation).
+pub fn secure_cookies(headers: &mut HeaderMap) {
+    let insecure = |v: &HeaderValue| {
+        !crate::routing::set_cookie::set_cookie_attrs(v.as_bytes())
+            .any(|(k, _)| k.eq_ignore_ascii_case(b"secure"))
+    };
+    if !headers.get_all(header::SET_COOKIE).iter().any(insecure) {
+        return;
+    }
+    let all: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| match insecure(v) {
+            true => {
+                let mut s = v.as_bytes().to_vec();
+                s.extend_from_slice(b"; Secure");
+                HeaderValue::from_bytes(&s).unwrap_or_else(|_| v.clone())
+            }
+            false => v.clone(),
+        })
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for v in all {
+        headers.append(header::SET_COOKIE, v);
+    }
+}
+
 /// Removes hop-by-hop headers from a response.
 pub fn prepare_response<B>(resp: &mut Response<B>) {
     strip_hop_by_hop(resp.headers_mut());
@@ -240,12 +269,33 @@ fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) {
     }
 }
 
-/// Removes every header of the forwarding family ([`is_forwarding`]), in
-/// one pass over the names when there is none.
+/// Removes every header of the forwarding family ([`is_forwarding`]).
+/// The usual ones (what a browser behind a proxy brings) are removed by
+/// name, without allocating; only an unusual spelling costs a list.
 fn remove_forwarding(headers: &mut HeaderMap) {
-    let hit = |k: &HeaderName| is_forwarding(k.as_str());
-    if headers.keys().any(hit) {
-        let found: Vec<HeaderName> = headers.keys().filter(|k| hit(k)).cloned().collect();
+    const USUAL: [&str; 6] = [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-real-ip",
+        "forwarded",
+    ];
+    let (mut usual, mut unusual) = ([false; USUAL.len()], false);
+    for k in headers.keys().map(HeaderName::as_str) {
+        match USUAL.iter().position(|u| *u == k) {
+            Some(i) => usual[i] = true,
+            None => unusual |= is_forwarding(k),
+        }
+    }
+    for (name, _) in USUAL.iter().zip(usual).filter(|(_, hit)| *hit) {
+        headers.remove(*name);
+    }
+    if unusual {
+        let found: Vec<HeaderName> = (headers.keys())
+            .filter(|k| is_forwarding(k.as_str()))
+            .cloned()
+            .collect();
         for name in found {
             headers.remove(&name);
         }
@@ -282,6 +332,28 @@ pub fn declared_trailers(headers: &mut HeaderMap, allowed: impl Fn(&str) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_cookie_leaves_secure() {
+        let mut h = HeaderMap::new();
+        for v in [
+            "JSESSIONID=A.cas1; Path=/cas; HttpOnly",
+            "TGC=x; Path=/cas; secure; HttpOnly; SameSite=None",
+            "lang=fr",
+        ] {
+            h.append(header::SET_COOKIE, HeaderValue::from_static(v));
+        }
+        secure_cookies(&mut h);
+        let set: Vec<&HeaderValue> = h.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(
+            set,
+            [
+                "JSESSIONID=A.cas1; Path=/cas; HttpOnly; Secure",
+                "TGC=x; Path=/cas; secure; HttpOnly; SameSite=None",
+                "lang=fr; Secure",
+            ]
+        );
+    }
 
     #[test]
     fn trailers_declare_only_names_no_client_may_set() {

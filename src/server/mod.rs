@@ -153,6 +153,9 @@ async fn connection(
             return;
         }
         info.cert = Some(cert);
+        if listener_tls.by_name.is_some() {
+            info.cert_name = Some(asked);
+        }
     }
     drop(listener_tls);
     let h2 = session.alpn_protocol() == Some(b"h2");

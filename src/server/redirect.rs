@@ -1,7 +1,10 @@
 //! The optional plain-HTTP listener (`listen.http`): every request gets a
-//! 301 to the same host, path and query on https. A request without a
-//! usable Host gets 400: the redirect never points at a host the client
-//! did not name. Its connections count against the same caps as the
+//! 301 to the same host, path and query on https. With `listen.hosts`,
+//! only a served name is redirected to: a request for another goes to the
+//! first name of the list that is not a wildcard. A request without a
+//! usable Host gets 400 (so does one for another name when every served
+//! name is a wildcard): the redirect never points at a host casfront does
+//! not serve, nor at one the client did not name. Its connections count against the same caps as the
 //! https listener's.
 
 use std::convert::Infallible;
@@ -16,27 +19,37 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::current::Current;
+use crate::edge::host_matches;
 
-/// Where `req` goes on https, listening on `https_port`.
-pub fn location<B>(req: &Request<B>, https_port: u16) -> Option<String> {
+/// Where `req` goes on https, listening on `https_port`, serving
+/// `hosts` (`listen.hosts`; empty: any name).
+pub fn location<B>(req: &Request<B>, https_port: u16, hosts: &[String]) -> Option<String> {
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host())?;
     let authority: http::uri::Authority = host.parse().ok()?;
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    let served = hosts.is_empty() || hosts.iter().any(|h| host_matches(h, authority.host()));
+    let name = match served {
+        true => authority.host(),
+        false => hosts.iter().find(|h| !h.starts_with("*."))?.as_str(),
+    };
     let port = if https_port == 443 {
         String::new()
     } else {
         format!(":{https_port}")
     };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    Some(format!("https://{}{port}{path}", authority.host()))
+    Some(format!("https://{name}{port}{path}"))
 }
 
-fn answer<B>(req: &Request<B>, https_port: u16) -> Response<Full<Bytes>> {
+fn answer<B>(req: &Request<B>, https_port: u16, hosts: &[String]) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::new()));
-    match location(req, https_port).and_then(|l| HeaderValue::from_str(&l).ok()) {
+    match location(req, https_port, hosts).and_then(|l| HeaderValue::from_str(&l).ok()) {
         Some(l) => {
             *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
             resp.headers_mut().insert(header::LOCATION, l);
@@ -65,12 +78,14 @@ pub async fn serve(listener: TcpListener, https_port: u16, current: Arc<Current>
             let _slot = slot;
             let limits = generation.limits().clone();
             let info = generation.client_conn(peer, 0);
+            let hosts = Arc::new(generation.listen().hosts.clone());
             drop(generation);
             let Some(_per_addr) = super::per_address_slot(&gate, &info, &limits, &metrics) else {
                 return;
             };
-            let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
-                Ok::<_, Infallible>(answer(&req, https_port))
+            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let hosts = hosts.clone();
+                async move { Ok::<_, Infallible>(answer(&req, https_port, &hosts)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -87,11 +102,38 @@ mod tests {
     use super::*;
 
     fn loc(host: Option<&str>, uri: &str, port: u16) -> Option<String> {
+        loc_in(&[], host, uri, port)
+    }
+
+    fn loc_in(hosts: &[&str], host: Option<&str>, uri: &str, port: u16) -> Option<String> {
         let mut b = Request::builder().uri(uri);
         if let Some(h) = host {
             b = b.header("host", h);
         }
-        location(&b.body(()).unwrap(), port)
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        location(&b.body(()).unwrap(), port, &hosts)
+    }
+
+    /// With `listen.hosts`, a foreign name is never redirected to.
+    #[test]
+    fn only_served_names_are_redirected_to() {
+        let hosts = ["cas.example.edu", "*.cas.example.edu"];
+        let to = |host| loc_in(&hosts, Some(host), "/cas/login", 443);
+        assert_eq!(
+            to("cas.example.edu").as_deref(),
+            Some("https://cas.example.edu/cas/login")
+        );
+        assert_eq!(
+            to("x509.cas.example.edu").as_deref(),
+            Some("https://x509.cas.example.edu/cas/login")
+        );
+        assert_eq!(
+            to("evil.example").as_deref(),
+            Some("https://cas.example.edu/cas/login")
+        );
+        let wildcards = loc_in(&["*.cas.example.edu"], Some("evil.example"), "/", 443);
+        assert_eq!(wildcards, None);
+        assert_eq!(loc(Some("evil.example:x@cas.example.edu"), "/", 443), None);
     }
 
     #[test]
