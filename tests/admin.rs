@@ -248,3 +248,60 @@ async fn every_metric_is_exported_and_counts() {
     assert_eq!(v("casfront_learned_entries"), 1.0);
     assert_eq!(v(r#"casfront_reloads_total{result="failed"}"#), 1.0);
 }
+
+/// A web page in the operator's browser cannot use the admin API: not by
+/// a cross-site form (a foreign `Origin`, `Sec-Fetch-Site: cross-site`),
+/// not by DNS rebinding (its own name as `Host`); curl and the operator's
+/// own page are served. No token is set: the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_refuses_other_sites_and_rebound_names() {
+    let cluster = Cluster::start(2, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = admin.local_addr().unwrap();
+    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.current.clone()));
+    let cas2 = cluster.generation().table().node_by_name("cas2").unwrap();
+    let state = || {
+        use casfront::routing::NodeStates;
+        cluster.generation().health().state(cas2)
+    };
+    let own = addr.to_string();
+    let forged: [&[(&str, &str)]; 4] = [
+        &[
+            ("origin", "https://evil.example"),
+            ("content-type", "text/plain"),
+        ],
+        &[("origin", "null")],
+        &[("sec-fetch-site", "cross-site")],
+        &[("host", "attacker.example:9901")],
+    ];
+    for headers in forged {
+        let r = send(addr, "POST", "/nodes/cas2/disable", headers, "").await;
+        assert_eq!(r.status, 403, "{headers:?}");
+        assert_eq!(
+            state(),
+            casfront::routing::NodeState::Healthy,
+            "{headers:?}"
+        );
+    }
+    let rebound = [("host", "attacker.example")];
+    assert_eq!(
+        send(addr, "GET", "/status.json", &rebound, "").await.status,
+        403
+    );
+    assert_eq!(send(addr, "GET", "/", &rebound, "").await.status, 403);
+    // curl (Host: the address), the operator's own page (same origin),
+    // localhost.
+    let r = send(addr, "GET", "/status.json", &[("host", &own)], "").await;
+    assert_eq!(r.status, 200);
+    let origin = format!("http://{own}");
+    let page = [("host", own.as_str()), ("origin", origin.as_str())];
+    let r = send(addr, "POST", "/nodes/cas2/disable", &page, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(state(), casfront::routing::NodeState::Disabled);
+    let local = format!("localhost:{}", addr.port());
+    let r = send(addr, "POST", "/nodes/cas2/enable", &[("host", &local)], "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(state(), casfront::routing::NodeState::Healthy);
+}

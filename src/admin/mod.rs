@@ -8,6 +8,13 @@
 //!   disabled one receives nothing) and `POST /reload` (as SIGHUP).
 //!
 //! With `[admin] token` set, a POST needs `Authorization: Bearer <token>`.
+//!
+//! A web page in an operator's browser must not reach it: a request whose
+//! `Host` is a name other than `localhost` or one of `[admin] hosts` is
+//! refused (DNS rebinding: a page's own name made to resolve to the admin
+//! address), and so is a POST whose `Origin` names another host or that a
+//! browser marks `Sec-Fetch-Site: cross-site` (a cross-site form). `curl`
+//! sends neither and is served.
 
 pub mod page;
 
@@ -51,6 +58,9 @@ pub async fn serve(listener: TcpListener, current: Arc<Current>) {
 /// Answers one admin request.
 pub async fn handle(current: &Arc<Current>, req: &Request<Incoming>) -> Resp {
     let generation = current.generation();
+    if let Some(refused) = check_caller(&generation, req) {
+        return refused;
+    }
     let path = req.uri().path();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     match path {
@@ -136,6 +146,60 @@ pub async fn handle(current: &Arc<Current>, req: &Request<Incoming>) -> Resp {
         StatusCode::OK,
         &json!({ "node": name, "state": generation.health().state(node).as_str() }),
     )
+}
+
+/// `None` when the request may come from where it says (see the module
+/// header), else the 403 to answer.
+fn check_caller(generation: &Generation, req: &Request<Incoming>) -> Option<Resp> {
+    let allowed = |name: &str| {
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<std::net::IpAddr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || generation
+                .admin_hosts()
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+    };
+    let authority = |v: &str| v.parse::<http::uri::Authority>().ok();
+    let host = match req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(h) => authority(h),
+        None => req.uri().authority().cloned(),
+    };
+    let refused = || {
+        Some(text(
+            StatusCode::FORBIDDEN,
+            "the admin API answers only to its own addresses and [admin] hosts\n",
+        ))
+    };
+    match &host {
+        Some(h) if !allowed(h.host()) || h.as_str().contains('@') => return refused(),
+        None if req.headers().contains_key(header::HOST) => return refused(),
+        _ => {}
+    }
+    if req.method() == Method::POST {
+        let fetch_site = req.headers().get("sec-fetch-site").map(|v| v.as_bytes());
+        if fetch_site == Some(b"cross-site") {
+            return refused();
+        }
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let origin = origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.parse::<http::Uri>().ok());
+            let same = match (origin.as_ref().and_then(http::Uri::host), &host) {
+                (Some(o), Some(h)) => o.eq_ignore_ascii_case(h.host()),
+                _ => false,
+            };
+            if !same {
+                return refused();
+            }
+        }
+    }
+    None
 }
 
 /// With a token configured, `None` when the request carries it, else the

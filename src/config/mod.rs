@@ -295,6 +295,9 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// Bearer token required for the admin API's POSTs, when set.
     pub token: Option<String>,
+    /// Host names the admin API answers to, besides IP addresses and
+    /// `localhost` (a name that resolves to the admin listener).
+    pub hosts: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

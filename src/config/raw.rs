@@ -143,6 +143,7 @@ impl Section for RawLog {
 pub struct RawAdmin {
     pub listen: Option<Str>,
     pub token: Option<Str>,
+    pub hosts: Option<Spanned<Vec<Str>>>,
 }
 
 impl Section for RawAdmin {

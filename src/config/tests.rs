@@ -548,6 +548,22 @@ fn admin_token() {
         errors(&short),
         ["7:9: admin token must be at least 16 printable characters without spaces"]
     );
+    // Beyond loopback without a token: a warning with its position.
+    let open = format!(
+        "{HEAD}[admin]\nlisten = \"0.0.0.0:9901\"\nhosts = [\"status.example.edu\"]\n{pool}"
+    );
+    assert_eq!(
+        warnings(&open),
+        [
+            "7:10: the admin API listens on 0.0.0.0:9901, beyond loopback, without a token: \
+          anyone who reaches it can drain, disable or reload; set [admin] token"
+        ]
+    );
+    assert_eq!(
+        parse_str(&open).config.unwrap().admin.hosts,
+        ["status.example.edu"]
+    );
+    assert!(warnings(&format!("{HEAD}[admin]\nlisten = \"[::1]:9901\"\n{pool}")).is_empty());
 }
 
 #[test]

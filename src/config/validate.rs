@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::diag::Diags;
 use super::raw::{PoolSections, Raw, RawNode, RawPool, Str};
-use super::values::{addr, authority, cookie_name, file, host_name, name, node_url, suffix};
+use super::values::{addr, authority, cookie_name, each, file, host_name, name, node_url, suffix};
 use super::{client_cert, defaults, edge, sections, Admin, ClientAuth, Config, Node, Pool};
 use crate::routing::suffix::f5_md5;
 use crate::routing::MAX_TGC_COOKIES;
@@ -49,9 +49,29 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
         Some(t) => Some(Some(t.get_ref().clone())),
         None => Some(None),
     };
-    let admin = admin_listen
-        .zip(token)
-        .map(|(listen, token)| Admin { listen, token });
+    let admin_hosts = each(admin.as_ref().and_then(|a| a.hosts.as_ref()), d, |h, d| {
+        host_name(h, "admin host", false, d)
+    });
+    if let (Some(listen), Some(None)) = (admin_listen, &token) {
+        if !listen.ip().is_loopback() {
+            let at = admin
+                .as_ref()
+                .and_then(|a| a.listen.as_ref())
+                .map_or(0..0, |l| l.span());
+            d.warn(
+                at,
+                format!(
+                    "the admin API listens on {listen}, beyond loopback, without a token: \
+                     anyone who reaches it can drain, disable or reload; set [admin] token"
+                ),
+            );
+        }
+    }
+    let admin = (admin_listen.zip(token).zip(admin_hosts)).map(|((listen, token), hosts)| Admin {
+        listen,
+        token,
+        hosts,
+    });
 
     let client_cert = client_cert::headers(raw.client_cert, d);
     let auth = tls.as_ref().map(|t| t.client.auth);

@@ -77,6 +77,8 @@ pub struct Generation {
     listen: Listen,
     tls: Arc<ListenerTls>,
     admin_token: Option<Arc<String>>,
+    /// `[admin] hosts`: names the admin API answers to besides addresses.
+    admin_hosts: Vec<String>,
     /// Per pool, in [`crate::routing::PoolId`] order.
     rules: Vec<PoolRules>,
     /// Some pool requires a client certificate somewhere: requests check.
@@ -153,6 +155,7 @@ impl Generation {
             listen: config.listen.clone(),
             tls: Arc::new(tls),
             admin_token: config.admin.token.clone().map(Arc::new),
+            admin_hosts: config.admin.hosts.clone(),
             certs_required: rules
                 .iter()
                 .any(|r| r.cert_required || !r.cert_paths.is_empty()),
@@ -220,6 +223,11 @@ impl Generation {
     /// `[admin] token`: the bearer token the admin API's POSTs need.
     pub fn admin_token(&self) -> Option<&Arc<String>> {
         self.admin_token.as_ref()
+    }
+
+    /// `[admin] hosts`.
+    pub fn admin_hosts(&self) -> &[String] {
+        &self.admin_hosts
     }
 
     /// The rules of pool `pool`.
