@@ -227,8 +227,10 @@ impl NodePool {
     pub async fn checkout(&self, fresh: bool) -> Result<Conn, UpstreamError> {
         if !fresh {
             if let Some(mut sender) = self.idle.take(self.settings.idle_timeout) {
-                // Its previous exchange may still be finishing in its task.
-                if sender.ready().await.is_ok() {
+                // Its previous exchange may still be finishing in its
+                // task: a moment, never longer than a new connection.
+                let ready = tokio::time::timeout(self.settings.connect_timeout, sender.ready());
+                if matches!(ready.await, Ok(Ok(()))) {
                     return Ok(Conn {
                         sender,
                         pooled: true,
@@ -312,8 +314,12 @@ impl NodePool {
         req: Request<RequestBody>,
     ) -> Result<Response<PooledBody>, SendError> {
         let Conn { mut sender, pooled } = conn;
-        let replayable = matches!(*req.method(), http::Method::GET | http::Method::HEAD)
-            && req.body().is_end_stream();
+        // A request body may still be on its way when the response is
+        // read (a node answers a GET at once; the client trickles the
+        // body): such a connection is not free for another request.
+        let body_pending = !req.body().is_end_stream();
+        let replayable =
+            matches!(*req.method(), http::Method::GET | http::Method::HEAD) && !body_pending;
         let copy = replayable.then(|| copy_request(&req));
         let timeout = self.settings.response_timeout;
         let resp = match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
@@ -335,14 +341,19 @@ impl NodePool {
                 });
             }
         };
+        let back = Back {
+            pool: self.clone(),
+            sender,
+            body_pending,
+        };
         if resp.body().is_end_stream() {
-            // HEAD, 204, 304: nobody may poll this body; the connection is free.
-            self.put_idle(sender);
+            // HEAD, 204, 304: nobody may poll this body; the response is done.
+            back.response_done();
             return Ok(resp.map(|inner| PooledBody { inner, back: None }));
         }
         Ok(resp.map(|inner| PooledBody {
             inner,
-            back: Some((self.clone(), sender)),
+            back: Some(back),
         }))
     }
 
@@ -461,7 +472,39 @@ enum Slot {
 /// the end. Dropped early (the client went away), the connection is closed.
 pub struct PooledBody {
     inner: Incoming,
-    back: Option<(Arc<NodePool>, SendRequest<RequestBody>)>,
+    back: Option<Back>,
+}
+
+/// A connection on its way back to its pool.
+struct Back {
+    pool: Arc<NodePool>,
+    sender: SendRequest<RequestBody>,
+    /// The request had a body not yet sent whole when it went out.
+    body_pending: bool,
+}
+
+impl Back {
+    /// The response was read to the end: the connection is free once its
+    /// request is sent whole too. A request body still coming waits, off
+    /// the pool, at most `idle_timeout`; then the connection is closed,
+    /// never handed to another request to wait behind it.
+    fn response_done(self) {
+        let Back {
+            pool,
+            mut sender,
+            body_pending,
+        } = self;
+        if !body_pending {
+            pool.put_idle(sender);
+            return;
+        }
+        let wait = pool.settings.idle_timeout;
+        tokio::spawn(async move {
+            if let Ok(Ok(())) = tokio::time::timeout(wait, sender.ready()).await {
+                pool.put_idle(sender);
+            }
+        });
+    }
 }
 
 impl Body for PooledBody {
@@ -481,8 +524,8 @@ impl Body for PooledBody {
             _ => false,
         };
         if done {
-            if let Some((pool, sender)) = self.back.take() {
-                pool.put_idle(sender);
+            if let Some(back) = self.back.take() {
+                back.response_done();
             }
         }
         frame
