@@ -14,7 +14,9 @@ use std::time::Duration;
 use casfront::demo::node::{self, NodeSpec};
 
 mod support;
+use std::process::Command;
 use support::client::{send, send_tls, tls_trusting};
+use support::process::{line_channel, wait_line};
 
 fn config_text(dir: &Path, nodes: &[(&str, SocketAddr)]) -> String {
     let mut s = format!(
@@ -103,4 +105,129 @@ async fn start_serve_reload_and_stop_gracefully() {
     assert_eq!((r.status, r.body.as_str()), (200, "slow\n"));
     assert!(tokio::net::TcpStream::connect(https).await.is_err());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `casfront run` under a systemd-like supervisor: READY=1 once serving,
+/// an access line per request with the ticket redacted, a SIGHUP that
+/// reloads a changed file (RELOADING=1, READY=1), then STOPPING=1 on
+/// SIGTERM and exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_notifies_logs_and_reloads_on_sighup() {
+    use casfront::demo::node::{spawn, NodeSpec};
+    use std::os::unix::net::UnixDatagram;
+    let cas1 = spawn(NodeSpec::named("cas1")).await.unwrap();
+    let cas2 = spawn(NodeSpec::named("cas2")).await.unwrap();
+    let cert = casfront::demo::self_signed().unwrap();
+    let cert_path = support::temp_file("server.pem", &cert.cert_pem);
+    let key_path = support::temp_file("server.key", &cert.key_pem);
+    let text = |nodes: &[(&str, std::net::SocketAddr)]| {
+        let mut s = format!(
+            "[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n\
+             [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n",
+            cert_path.display(),
+            key_path.display(),
+        );
+        for (name, addr) in nodes {
+            s.push_str(&format!(
+                "[[pool.node]]\nname = \"{name}\"\nurl = \"http://{addr}\"\n"
+            ));
+        }
+        s
+    };
+    let config = support::temp_file("sighup.toml", &text(&[("cas1", cas1.addr)]));
+    let socket_path = support::temp_file("notify.sock", "");
+    let _ = std::fs::remove_file(&socket_path);
+    let notify = UnixDatagram::bind(&socket_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let next_state = || {
+        let mut buf = [0u8; 64];
+        let n = notify.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut proc = support::process::Running(
+        Command::new(env!("CARGO_BIN_EXE_casfront"))
+            .args(["run", "-c", config.to_str().unwrap()])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = line_channel(proc.0.stdout.take().unwrap());
+    let stderr = line_channel(proc.0.stderr.take().unwrap());
+    let serving = wait_line(&stderr, |l| l.starts_with("casfront: serving https on "));
+    let addr: std::net::SocketAddr = serving.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(next_state(), "READY=1");
+
+    let tls = support::client::tls_trusting(&cert.cert_pem);
+    let target = "/cas/serviceValidate?service=s&ticket=ST-7-SECRETpart-cas1";
+    let r = support::client::send_tls(&tls, addr, "localhost", "GET", target, &[], "").await;
+    assert_eq!(r.header("x-cas-node"), Some("cas1"));
+    let line = wait_line(&stdout, |l| l.contains("serviceValidate"));
+    assert!(!line.contains("SECRET"), "{line}");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["path"], "/cas/serviceValidate?service=s&ticket=ST-…-cas1");
+    assert_eq!(v["status"], 200);
+    assert_eq!(
+        (v["node"].as_str(), v["rule"].as_str()),
+        (Some("cas1"), Some("ticket"))
+    );
+    assert_eq!(
+        (v["how"].as_str(), v["complete"].as_bool()),
+        (Some("suffix"), Some(true))
+    );
+    assert_eq!(v["bytes"].as_u64(), Some(r.body.len() as u64));
+    // Nor a client secret, a PKCE verifier or a ticket id encoded in a path.
+    for target in [
+        "/cas/oidc/token?client_id=a&client_secret=SECRETsecret&code_verifier=SECRETverifier",
+        "/cas/v1/tickets/%54GT-5-SECRETpart-cas1",
+    ] {
+        support::client::send_tls(&tls, addr, "localhost", "GET", target, &[], "").await;
+        let line = wait_line(&stdout, |l| {
+            l.contains("/cas/oidc/token") || l.contains("/v1/tickets/")
+        });
+        assert!(!line.contains("SECRET"), "{line}");
+    }
+
+    std::fs::write(&config, text(&[("cas1", cas1.addr), ("cas2", cas2.addr)])).unwrap();
+    let pid = proc.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let reloaded = wait_line(&stderr, |l| l.starts_with("casfront: reload"));
+    assert_eq!(reloaded, "casfront: reloaded: 1 node(s) kept, 1 added");
+    assert_eq!(
+        (next_state(), next_state()),
+        ("RELOADING=1".into(), "READY=1".into())
+    );
+    let r = support::client::send_tls(
+        &tls,
+        addr,
+        "localhost",
+        "GET",
+        "/cas/p3/serviceValidate?ticket=ST-1-x-cas2",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(
+        r.header("x-cas-node"),
+        Some("cas2"),
+        "the reloaded configuration serves"
+    );
+
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(next_state(), "STOPPING=1");
+    let status = proc.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_file(&socket_path);
 }

@@ -27,17 +27,27 @@ pub fn redact(value: &[u8], pool: Option<&PoolInfo>) -> String {
 }
 
 /// Query parameters whose values are credentials (CAS tickets, SAML
-/// artifacts, OAuth codes and tokens, a password sent the wrong way).
-const SECRET_PARAMS: [&str; 13] = [
+/// artifacts and messages, OAuth/OIDC codes, tokens, client secrets and
+/// PKCE verifiers, a password sent the wrong way).
+const SECRET_PARAMS: [&str; 22] = [
     "ticket",
     "pgt",
     "pgtId",
     "pgtIou",
     "SAMLart",
+    "SAMLRequest",
+    "SAMLResponse",
+    "logoutRequest",
     "code",
+    "code_verifier",
     "refresh_token",
     "access_token",
+    "id_token",
+    "id_token_hint",
     "token",
+    "client_secret",
+    "client_assertion",
+    "assertion",
     "password",
     "RelayState",
     "state",
@@ -60,8 +70,10 @@ pub fn target(target: &str, pool: Option<&PoolInfo>) -> String {
         }
         let mut params = segment.split(';');
         let name = params.next().unwrap_or("");
-        if ticket_prefix_end(name.as_bytes()).is_some() {
-            out.push_str(&redact(name.as_bytes(), pool));
+        // Read decoded, as routing reads it (`%54GT-...` is a TGT id).
+        let decoded: std::borrow::Cow<'_, [u8]> = percent_encoding::percent_decode_str(name).into();
+        if ticket_prefix_end(&decoded).is_some() {
+            out.push_str(&redact(&decoded, pool));
         } else {
             out.push_str(name);
         }
@@ -139,6 +151,22 @@ mod tests {
         assert_eq!(
             target("/cas/validate?t%69cket=ST-1-secret&%70gt=PGT-2-x", cas),
             "/cas/validate?t%69cket=ST-…&%70gt=PGT-…"
+        );
+        // OAuth/OIDC secrets, and a ticket id percent-encoded in the path.
+        assert_eq!(
+            target(
+                "/cas/oidc/token?client_id=app&client_secret=s3cr3t&code_verifier=v3r1f13r&grant_type=x",
+                cas
+            ),
+            "/cas/oidc/token?client_id=app&client_secret=…(6 bytes)&code_verifier=…(8 bytes)&grant_type=x"
+        );
+        assert_eq!(
+            target("/cas/v1/tickets/%54GT-5-secret-cas1", cas),
+            "/cas/v1/tickets/TGT-…-cas1"
+        );
+        assert_eq!(
+            target("/cas/oidc/logout?id_token_hint=eyJhbGciOi.e30.sig", cas),
+            "/cas/oidc/logout?id_token_hint=eyJ…(18 bytes)"
         );
         // Nothing to hide: unchanged.
         for plain in ["/", "/cas/login?service=x&renew=true", "/cas/", "/a//b?&x"] {

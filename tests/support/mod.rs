@@ -7,6 +7,7 @@ use std::path::Path;
 
 pub mod client;
 pub mod pki;
+pub mod process;
 
 use casfront::config;
 use casfront::routing::{Method, RoutingTable};
