@@ -14,7 +14,9 @@ use super::raw::{
     RawCertificate, RawHealth, RawLearned, RawLimits, RawListen, RawLog, RawRouteCookie, RawTls,
     RawUpstream,
 };
-use super::values::{addr, cidr, cookie_name, duration, each, file, host_name, size, threshold};
+use super::values::{
+    addr, cidr, cookie_name, duration, each, file, host_name, secret_file, size, threshold,
+};
 use super::IpNet;
 use super::{
     defaults, Certificate, HealthCheck, LearnedCookies, Limits, Listen, Log, LogFormat,
@@ -62,7 +64,7 @@ pub fn tls(
     match (&t.cert, &t.key) {
         (Some(cert), Some(key)) => {
             let cert = file(cert, base, d);
-            let key = file(key, base, d);
+            let key = secret_file(key, base, d);
             match (cert, key) {
                 (Some(cert), Some(key)) => certificates.push(Certificate {
                     cert,
@@ -104,7 +106,7 @@ pub fn tls(
 
 fn certificate(c: &RawCertificate, base: &Path, d: &mut Diags) -> Option<Certificate> {
     let cert = c.cert.as_ref().and_then(|v| file(v, base, d));
-    let key = c.key.as_ref().and_then(|v| file(v, base, d));
+    let key = c.key.as_ref().and_then(|v| secret_file(v, base, d));
     let names = each(c.names.as_ref(), d, |n, d| {
         host_name(n, "certificate name", true, d)
     });
@@ -417,7 +419,7 @@ pub fn route_cookie(
         None => Some(defaults::ROUTE_COOKIE.to_owned()),
     };
     let key = |v: &Str, d: &mut Diags| -> Option<[u8; 32]> {
-        let path = file(v, base, d)?;
+        let path = secret_file(v, base, d)?;
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {

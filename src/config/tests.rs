@@ -647,4 +647,24 @@ fn route_cookie_keys_are_read_and_checked() {
     assert!(p
         .errors()
         .any(|d| d.to_string().contains("missing key `key_file`")));
+    // A key every user may read is warned about, with its position.
+    use std::os::unix::fs::PermissionsExt;
+    let good = dir.join("good.key");
+    let one = text("[pool.route_cookie]\nkey_file = \"good.key\"\n");
+    let warnings = |mode| {
+        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(mode)).unwrap();
+        let p = parse(&one, &dir);
+        p.warnings().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    let open = warnings(0o644);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(
+        open[0].starts_with("13:12: warning: ") && open[0].ends_with("(mode 644): chmod o-rw"),
+        "{open:?}"
+    );
+    assert!(warnings(0o600).is_empty());
+    assert!(
+        warnings(0o640).is_empty(),
+        "a group such as ssl-cert may read it"
+    );
 }

@@ -159,6 +159,28 @@ pub fn file(v: &Str, base: &Path, d: &mut Diags) -> Option<PathBuf> {
     Some(base.join(v.get_ref()))
 }
 
+/// A file that holds a secret (a TLS private key, a route-cookie key):
+/// as [`file`], with a warning when the file exists and anyone on the
+/// machine may read or write it.
+pub fn secret_file(v: &Str, base: &Path, d: &mut Diags) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = file(v, base, d)?;
+    if let Ok(meta) = std::fs::metadata(&path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o006 != 0 {
+            d.warn(
+                v.span(),
+                format!(
+                    "{} holds a secret and is open to every user on this machine (mode {:o}): chmod o-rw",
+                    path.display(),
+                    mode & 0o777
+                ),
+            );
+        }
+    }
+    Some(path)
+}
+
 /// Pool and node names appear in URLs, metrics and logs.
 pub fn name(v: &Str, what: &str, d: &mut Diags) -> bool {
     let s = v.get_ref();
