@@ -13,6 +13,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,19 @@ type Key = u128;
 struct Generation {
     entries: HashMap<Key, (NodeId, Instant)>,
     started: Instant,
+    /// Entries this generation learned per client address (an IPv6 /64
+    /// as one): no more distinct sources than entries.
+    by_source: HashMap<IpAddr, usize>,
+}
+
+impl Generation {
+    fn new(now: Instant) -> Generation {
+        Generation {
+            entries: HashMap::new(),
+            started: now,
+            by_source: HashMap::new(),
+        }
+    }
 }
 
 /// The table; cheap to share behind an `Arc`.
@@ -37,10 +51,7 @@ pub struct LearnedTable {
 
 impl LearnedTable {
     pub fn new(capacity: usize, ttl: Duration) -> LearnedTable {
-        let gen = || Generation {
-            entries: HashMap::new(),
-            started: Instant::now(),
-        };
+        let gen = || Generation::new(Instant::now());
         LearnedTable {
             hashers: (RandomState::new(), RandomState::new()),
             half_capacity: (capacity / 2).max(1),
@@ -71,6 +82,7 @@ impl LearnedTable {
                 .filter_map(|(k, (n, at))| Some((*k, (map(*n)?, *at))))
                 .collect(),
             started: gen.started,
+            by_source: gen.by_source.clone(),
         };
         LearnedTable {
             hashers: self.hashers.clone(),
@@ -85,24 +97,45 @@ impl LearnedTable {
         self.half_capacity == (capacity / 2).max(1) && self.ttl == ttl
     }
 
-    /// Remembers that `node` set `cookie=value`.
-    pub fn learn(&self, pool: PoolId, cookie: &[u8], value: &[u8], node: NodeId, now: Instant) {
+    /// The most entries one client address (an IPv6 /64 as one) may add
+    /// to a generation: three quarters of it, so that no address alone
+    /// fills a generation and turns the table over, flushing everyone
+    /// else's cookies; a campus behind one NAT keeps most of the room.
+    fn share(&self) -> usize {
+        (self.half_capacity * 3 / 4).max(1)
+    }
+
+    /// Remembers that `node` set `cookie=value` in answer to a client at
+    /// `source`. `false`: not learned, `source` has added its share of
+    /// the current generation already.
+    pub fn learn(
+        &self,
+        pool: PoolId,
+        cookie: &[u8],
+        value: &[u8],
+        node: NodeId,
+        now: Instant,
+        source: IpAddr,
+    ) -> bool {
         let key = self.key(pool, cookie, value);
+        let source = crate::edge::client_key(source);
         let mut g = self.gens.write().unwrap_or_else(PoisonError::into_inner);
         let (current, previous) = &mut *g;
-        let full =
-            current.entries.len() >= self.half_capacity && !current.entries.contains_key(&key);
+        let known = current.entries.contains_key(&key);
+        if !known && current.by_source.get(&source).copied().unwrap_or(0) >= self.share() {
+            return false;
+        }
+        let full = current.entries.len() >= self.half_capacity && !known;
         if full || now.duration_since(current.started) >= self.ttl / 2 {
-            *previous = std::mem::replace(
-                current,
-                Generation {
-                    entries: HashMap::with_capacity(self.half_capacity.min(1024)),
-                    started: now,
-                },
-            );
+            let mut next = Generation::new(now);
+            next.entries.reserve(self.half_capacity.min(1024));
+            *previous = std::mem::replace(current, next);
         }
         previous.entries.remove(&key);
-        current.entries.insert(key, (node, now));
+        if current.entries.insert(key, (node, now)).is_none() {
+            *current.by_source.entry(source).or_insert(0) += 1;
+        }
+        true
     }
 
     /// Forgets `cookie=value` (the node expired the cookie: logout).
@@ -142,12 +175,17 @@ impl Learned for LearnedTable {
 mod tests {
     use super::*;
 
+    /// A client address, one per `i`.
+    fn from(i: u32) -> IpAddr {
+        IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 | i))
+    }
+
     #[test]
     fn a_remapped_copy_follows_moved_nodes() {
         let t = LearnedTable::new(100, Duration::from_secs(60));
         let now = Instant::now();
-        t.learn(0, b"TGC", b"a", 1, now);
-        t.learn(0, b"TGC", b"b", 2, now);
+        t.learn(0, b"TGC", b"a", 1, now, from(1));
+        t.learn(0, b"TGC", b"b", 2, now, from(1));
         let r = t.remapped(100, Duration::from_secs(60), |n| (n == 1).then_some(5));
         assert_eq!(r.find(0, b"TGC", b"a", now), Some(5));
         assert_eq!(r.find(0, b"TGC", b"b", now), None);
@@ -159,7 +197,7 @@ mod tests {
     fn learns_forgets_and_expires() {
         let t = LearnedTable::new(100, Duration::from_secs(60));
         let now = Instant::now();
-        t.learn(0, b"JSESSIONID", b"abc", 2, now);
+        t.learn(0, b"JSESSIONID", b"abc", 2, now, from(1));
         assert_eq!(t.find(0, b"JSESSIONID", b"abc", now), Some(2));
         assert_eq!(t.find(1, b"JSESSIONID", b"abc", now), None, "per pool");
         assert_eq!(t.find(0, b"TGC", b"abc", now), None, "per cookie name");
@@ -177,7 +215,7 @@ mod tests {
         let t = LearnedTable::new(1000, Duration::from_secs(3600));
         let now = Instant::now();
         for i in 0..100_000u32 {
-            t.learn(0, b"JSESSIONID", &i.to_le_bytes(), 1, now);
+            assert!(t.learn(0, b"JSESSIONID", &i.to_le_bytes(), 1, now, from(i)));
             assert!(t.len() <= 1000);
         }
         // The most recent half-capacity entries are all still known.
@@ -185,5 +223,31 @@ mod tests {
             assert_eq!(t.find(0, b"JSESSIONID", &i.to_le_bytes(), now), Some(1));
         }
         assert_eq!(t.find(0, b"JSESSIONID", &0u32.to_le_bytes(), now), None);
+    }
+
+    /// One address (an IPv6 /64 as one) cannot turn the table over: past
+    /// its share of a generation it learns nothing more, and what others
+    /// taught the table stays.
+    #[test]
+    fn one_address_cannot_flush_the_table() {
+        let t = LearnedTable::new(1000, Duration::from_secs(3600));
+        let now = Instant::now();
+        assert!(t.learn(0, b"TGC", b"victim", 2, now, from(1)));
+        let flood: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let mut learned = 0;
+        for i in 0..100_000u32 {
+            // A new address in the same /64 each time.
+            let source = match flood {
+                IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) + u128::from(i)).into()),
+                v4 => v4,
+            };
+            learned += usize::from(t.learn(0, b"TGC", &i.to_le_bytes(), 1, now, source));
+        }
+        assert_eq!(learned, 375, "three quarters of a generation of 500");
+        assert_eq!(t.find(0, b"TGC", b"victim", now), Some(2));
+        // A value already learned is refreshed even past the share.
+        assert!(t.learn(0, b"TGC", &0u32.to_le_bytes(), 1, now, flood));
+        // Another address still learns.
+        assert!(t.learn(0, b"TGC", b"other", 3, now, from(2)));
     }
 }

@@ -458,3 +458,28 @@ async fn rest_and_oauth_flows_reach_the_issuing_node() {
         );
     }
 }
+
+/// A flood of new session cookies from one address (each `GET /login`
+/// without a cookie makes a session) cannot turn the learned table over:
+/// the address fills only its share, and a user's learned TGC keeps
+/// routing its single sign-on to its node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_sessions_does_not_flush_the_learned_table() {
+    let fleet = Fleet::start("[learned]\ncapacity = 100\n").await;
+    let mut jar = Jar::default();
+    assert_eq!(fleet.login("alice", 0, &mut jar).await, 0);
+    let tls = tls_trusting(&fleet.trust);
+    let mut flood = support::client::KeepAlive::open(&tls, fleet.fronts[0], "localhost").await;
+    for _ in 0..300 {
+        let r = flood.get("/cas/login").await;
+        assert_eq!(r.status, 200);
+    }
+    let learned = fleet.cluster.generation().learned().len();
+    assert!(learned <= 100, "{learned}");
+    // Single sign-on three times: round robin would find the TGC's node
+    // once in three.
+    for round in 0..3 {
+        let sso = fleet.send(0, &mut jar, "GET", LOGIN, "").await;
+        assert_eq!(sso.status, 302, "round {round}: {}", sso.body);
+    }
+}

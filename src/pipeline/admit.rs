@@ -5,6 +5,7 @@
 //! client certificate (403). No node sees a refused request; the refusal
 //! is answered and counted in [`super::answer`].
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -17,15 +18,16 @@ use crate::edge::{check_target, client_addr, TargetError};
 use crate::generation::Generation;
 use crate::state::ProcessState;
 
-/// Passes `parts` on, or says why it may not be routed. `mapped` is its
-/// path as the node's servlet container will map it.
+/// Passes `parts` on, with the address the client is counted by (the
+/// forwarded one from a trusted proxy), or says why it may not be routed.
+/// `mapped` is its path as the node's servlet container will map it.
 pub(super) fn admit(
     generation: &Generation,
     state: &ProcessState,
     parts: &Parts,
     client: &ClientConn,
     mapped: &str,
-) -> Result<(), Stop> {
+) -> Result<IpAddr, Stop> {
     let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if target > generation.limits().max_uri {
         return Err(Stop::UriTooLong);
@@ -65,7 +67,7 @@ pub(super) fn admit(
     if generation.certs_required() {
         check_cert(generation, parts.uri.path(), mapped, client)?;
     }
-    Ok(())
+    Ok(ip)
 }
 
 /// Refused when the pool `path` goes to, or the pool the node will see it

@@ -2,6 +2,7 @@
 //! session cookies its response sets, and, with `[pool.route_cookie]`,
 //! follow the cookie learned with casfront's sealed route cookie.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -10,18 +11,22 @@ use crate::generation::Generation;
 use crate::routing::set_cookie::parse_set_cookie;
 use crate::routing::{names_its_node, parse, NodeId, PoolId};
 
-/// Learns from the `Set-Cookie` headers of `node`'s response (`sent`: the
-/// request's `Cookie`, to forget a cookie the node expires) and appends
+/// Whose response is learned from.
+pub(super) struct Learning<'a> {
+    pub pool: PoolId,
+    pub node: NodeId,
+    /// The client's address (the forwarded one from a trusted proxy):
+    /// each address may fill only its share of the learned table.
+    pub source: IpAddr,
+    /// The request's `Cookie`, to forget a cookie the node expires.
+    pub sent: Option<&'a HeaderValue>,
+}
+
+/// Learns from the `Set-Cookie` headers of a node's response and appends
 /// the pool's route cookie when one follows.
-pub(super) fn learn(
-    generation: &Generation,
-    pool: PoolId,
-    node: NodeId,
-    headers: &mut HeaderMap,
-    sent: Option<&HeaderValue>,
-) {
-    let route = learn_from(generation, pool, node, headers, sent)
-        .and_then(|followed| route_cookie(generation, pool, node, followed));
+pub(super) fn learn(generation: &Generation, from: &Learning<'_>, headers: &mut HeaderMap) {
+    let route = learn_from(generation, from, headers)
+        .and_then(|followed| route_cookie(generation, from.pool, from.node, followed));
     if let Some(route) = route {
         headers.append(header::SET_COOKIE, route);
     }
@@ -33,11 +38,10 @@ pub(super) fn learn(
 /// (`true`: expired).
 fn learn_from<'h>(
     generation: &Generation,
-    pool_id: PoolId,
-    node: NodeId,
+    from: &Learning<'_>,
     headers: &'h HeaderMap,
-    sent: Option<&HeaderValue>,
 ) -> Option<(&'h [u8], bool)> {
+    let (pool_id, node) = (from.pool, from.node);
     let table = generation.table();
     let pool = table.pool(pool_id)?;
     let learned = generation.learned();
@@ -51,7 +55,7 @@ fn learn_from<'h>(
             continue;
         }
         if expired {
-            if let Some(sent) = sent {
+            if let Some(sent) = from.sent {
                 let sent = [("cookie", sent.as_bytes())];
                 if let Some(old) = parse::cookie(&sent[..], name) {
                     learned.forget(pool_id, name, old);
@@ -60,7 +64,10 @@ fn learn_from<'h>(
         } else if !value.is_empty() {
             // A jvmRoute or a readable TGT id routes by itself.
             if !names_its_node(table, pool_id, tgc, name, value) {
-                learned.learn(pool_id, name, value, node, Instant::now());
+                let now = Instant::now();
+                if !learned.learn(pool_id, name, value, node, now, from.source) {
+                    tracing::debug!(source = %from.source, "learned table: the address has its share");
+                }
             }
         } else {
             continue;

@@ -104,7 +104,7 @@ async fn forward(
         "" => "/".into(),
         path => servlet_path(path),
     };
-    admit::admit(generation, state, &parts, client, &mapped)?;
+    let source = admit::admit(generation, state, &parts, client, &mapped)?;
     let method = Method::from_bytes(parts.method.as_str().as_bytes());
     let cert = client.cert.as_ref().and_then(ClientCert::identity);
     let wants_body = generation.table().wants_body(
@@ -157,13 +157,13 @@ async fn forward(
                 generation.handles().upstream(node, sent_at.elapsed());
                 let mut resp = resp.map(Either::Left);
                 prepare_response(&mut resp);
-                cookies::learn(
-                    generation,
-                    pool_id,
+                let learning = cookies::Learning {
+                    pool: pool_id,
                     node,
-                    resp.headers_mut(),
-                    sent_cookies.as_ref(),
-                );
+                    source,
+                    sent: sent_cookies.as_ref(),
+                };
+                cookies::learn(generation, &learning, resp.headers_mut());
                 if let Some(rules) = rules {
                     if rules.secure_cookies {
                         secure_cookies(resp.headers_mut());
