@@ -1,7 +1,7 @@
 //! Arbitrary bytes as a request into `route`: the input is split on NUL
 //! into method, path, query, cookie headers and body, so the fuzzer
 //! reaches every parser that reads client bytes (the path normaliser,
-//! path, query parameters,
+//! path, query parameters, the access log's redaction,
 //! path parameters, cookies, the SAML artifact). Checks that `route` and
 //! `wants_body` never panic and that `route` only returns a configured node
 //! usable for its rule.
@@ -62,6 +62,17 @@ fuzz_target!(|data: &[u8]| {
     };
     // Whether the proxy would wait for a body prefix: never panics either.
     let _ = t.wants_body(method, mapped, query, None);
+    // The access log's form of the target (decoded segments and keys):
+    // never panics, and never longer than a few bytes per byte.
+    if let Ok(path) = std::str::from_utf8(path) {
+        let query = query.and_then(|q| std::str::from_utf8(q).ok());
+        let target = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        let logged = casfront::routing::redact::target(&target, t.pool(0));
+        assert!(logged.len() <= 64 + 8 * target.len());
+    }
     let d = route(
         t,
         &view,
