@@ -147,31 +147,24 @@ fn apply(headers: &mut HeaderMap, remove: &[HeaderName], set: &[(HeaderName, Hea
 }
 
 /// Adds `Secure` to every `Set-Cookie` without it: the client reached
-/// casfront over https, whatever the node believes. A response whose
-/// cookies all have it is left alone (no allocation).
+/// casfront over https, whatever the node believes. Values are changed in
+/// place; one that has it already is left alone (no allocation).
 pub fn secure_cookies(headers: &mut HeaderMap) {
-    let insecure = |v: &HeaderValue| {
-        !crate::routing::set_cookie::set_cookie_attrs(v.as_bytes())
-            .any(|(k, _)| k.eq_ignore_ascii_case(b"secure"))
-    };
-    if !headers.get_all(header::SET_COOKIE).iter().any(insecure) {
+    let header::Entry::Occupied(mut cookies) = headers.entry(header::SET_COOKIE) else {
         return;
-    }
-    let all: Vec<HeaderValue> = headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| match insecure(v) {
-            true => {
-                let mut s = v.as_bytes().to_vec();
-                s.extend_from_slice(b"; Secure");
-                HeaderValue::from_bytes(&s).unwrap_or_else(|_| v.clone())
+    };
+    for v in cookies.iter_mut() {
+        let secure = crate::routing::set_cookie::set_cookie_attrs(v.as_bytes())
+            .any(|(k, _)| k.eq_ignore_ascii_case(b"secure"));
+        if !secure {
+            let mut s = Vec::with_capacity(v.len() + 8);
+            s.extend_from_slice(v.as_bytes());
+            s.extend_from_slice(b"; Secure");
+            // Checked again, but not copied again.
+            if let Ok(secured) = HeaderValue::from_maybe_shared(bytes::Bytes::from(s)) {
+                *v = secured;
             }
-            false => v.clone(),
-        })
-        .collect();
-    headers.remove(header::SET_COOKIE);
-    for v in all {
-        headers.append(header::SET_COOKIE, v);
+        }
     }
 }
 
