@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 mod support;
-use support::client::{connect_tls, send_tls, tls_trusting};
+use support::client::{connect_tls, send_tls, tls_trusting, whole_response};
 
 /// A keep-alive HTTP/1.1 node named `cas1` that answers each request as
 /// soon as its head is read, then swallows its body (by
@@ -87,22 +87,8 @@ async fn a_trickled_body_does_not_stall_the_next_request() {
         attacker.write_all(head.as_bytes()).await.unwrap();
         let mut answer = Vec::new();
         let mut buf = [0u8; 4096];
-        let whole = |a: &[u8]| {
-            let text = String::from_utf8_lossy(a);
-            let Some(end) = text.find("\r\n\r\n") else {
-                return false;
-            };
-            let length = (text[..end].lines())
-                .find_map(|l| {
-                    let (n, v) = l.split_once(':')?;
-                    n.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            a.len() >= end + 4 + length
-        };
         let answered = async {
-            while !whole(&answer) {
+            while !whole_response(&answer) {
                 let n = attacker.read(&mut buf).await.unwrap();
                 assert!(
                     n > 0,

@@ -116,23 +116,8 @@ pub async fn raw_tls(tls: &Arc<rustls::ClientConfig>, addr: SocketAddr, bytes: &
     let _ = s.write_all(bytes).await;
     let mut answer = Vec::new();
     let mut buf = [0u8; 8192];
-    let whole = |a: &[u8]| {
-        let text = String::from_utf8_lossy(a);
-        let Some(end) = text.find("\r\n\r\n") else {
-            return false;
-        };
-        let length = text[..end]
-            .lines()
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
-        a.len() >= end + 4 + length
-    };
     let read = async {
-        while !whole(&answer) {
+        while !whole_response(&answer) {
             match s.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => answer.extend_from_slice(&buf[..n]),
@@ -141,6 +126,24 @@ pub async fn raw_tls(tls: &Arc<rustls::ClientConfig>, addr: SocketAddr, bytes: &
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Whether `a` holds a whole HTTP/1.1 response: its head and as many body
+/// bytes as its `Content-Length` says (none without one).
+pub fn whole_response(a: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(a);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..end]
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    a.len() >= end + 4 + length
 }
 
 /// Sends one request on a new TLS connection to `server_name`.
