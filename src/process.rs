@@ -91,6 +91,7 @@ impl Started {
         let current = self.current.clone();
         let stopped = async {
             stop.await;
+            current.state().set_stopping();
             // Read now: a reload may have changed it.
             let grace = current.generation().limits().shutdown_grace;
             notify("STOPPING=1");

@@ -4,6 +4,7 @@
 //! the rate-limit store (per client address) and the TLS session cache and
 //! ticket keys, so that resumption survives a reload.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -24,6 +25,8 @@ pub struct ProcessState {
     /// The TLS session cache and ticket keys every generation's listener
     /// configuration shares.
     pub resumption: Resumption,
+    /// Shutting down: no new connections (`/ready` says so).
+    stopping: AtomicBool,
 }
 
 impl ProcessState {
@@ -34,7 +37,17 @@ impl ProcessState {
             gate: Gate::new(),
             rate: ArcSwap::from_pointee(RateLimits::new(&config.rate_limit)),
             resumption: Resumption::new()?,
+            stopping: AtomicBool::new(false),
         }))
+    }
+
+    /// The process is shutting down: it takes no new connections.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
     /// The rate-limit store in force (one atomic load, no lock).

@@ -305,3 +305,49 @@ async fn the_admin_api_refuses_other_sites_and_rebound_names() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(state(), casfront::routing::NodeState::Healthy);
 }
+
+/// `/live` answers while the process does; `/ready` says 503, with the
+/// reason, when a pool has no node that takes new logins (here every node
+/// drained or disabled), and 200 again when one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_and_ready() {
+    let cluster = Cluster::start(2, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = admin.local_addr().unwrap();
+    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.current.clone()));
+    let get = |path: &'static str| send(addr, "GET", path, &[], "");
+    let r = get("/live").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "live\n"));
+    let r = get("/ready").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "ready\n"));
+    // A draining node still owns its tickets, but takes no new login.
+    assert_eq!(
+        send(addr, "POST", "/nodes/cas1/drain", &[], "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(get("/ready").await.status, 200);
+    assert_eq!(
+        send(addr, "POST", "/nodes/cas2/disable", &[], "")
+            .await
+            .status,
+        200
+    );
+    let r = get("/ready").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "pool cas: no node takes new logins\n")
+    );
+    assert_eq!(get("/live").await.status, 200);
+    assert_eq!(
+        send(addr, "POST", "/nodes/cas2/enable", &[], "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(get("/ready").await.status, 200);
+    assert_eq!(send(addr, "POST", "/ready", &[], "").await.status, 405);
+}

@@ -92,7 +92,15 @@ async fn start_serve_reload_and_stop_gracefully() {
     // process returns, every connection finished, and no longer listens.
     let slow = tokio::spawn(get("/cas/slow?ms=1500".into()));
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(send(admin, "GET", "/ready", &[], "").await.status, 200);
     stop.send(()).unwrap();
+    // While it drains, `/ready` turns balancers and keepalived away.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = send(admin, "GET", "/ready", &[], "").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "shutting down: no new connections\n")
+    );
     let finished = tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("the process returns within its grace period")

@@ -3,6 +3,10 @@
 //! - `GET /`: the status page ([`page`]), `GET /status.json`: every pool's
 //!   nodes with their state, last check, requests, errors and latency;
 //! - `GET /metrics`: Prometheus text ([`crate::metrics`]);
+//! - `GET /live`: 200 while the process answers; `GET /ready`: 200 when a
+//!   configuration is in force, the process is not shutting down and every
+//!   pool has a node that takes new logins, else 503 with the reasons (for
+//!   keepalived, Kubernetes and load balancers);
 //! - `POST /nodes/{name}/drain|disable|enable` (maintenance: a draining
 //!   node keeps its tickets and sessions but takes no new logins; a
 //!   disabled one receives nothing) and `POST /reload` (as SIGHUP).
@@ -64,9 +68,11 @@ pub async fn handle(current: &Arc<Current>, req: &Request<Incoming>) -> Resp {
     let path = req.uri().path();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     match path {
-        "/" | "/status.json" | "/metrics" if !get => {
+        "/" | "/status.json" | "/metrics" | "/live" | "/ready" if !get => {
             return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
         }
+        "/live" => return text(StatusCode::OK, "live\n"),
+        "/ready" => return ready(current, &generation),
         "/" => {
             let reloads = current.metrics().reloads();
             return html(&page::render(&rows(&generation), reloads));
@@ -146,6 +152,31 @@ pub async fn handle(current: &Arc<Current>, req: &Request<Incoming>) -> Resp {
         StatusCode::OK,
         &json!({ "node": name, "state": generation.health().state(node).as_str() }),
     )
+}
+
+/// `/ready`: 200 `ready`, or 503 with one line per reason.
+fn ready(current: &Current, generation: &Generation) -> Resp {
+    let mut reasons = Vec::new();
+    if current.state().is_stopping() {
+        reasons.push("shutting down: no new connections".to_owned());
+    }
+    let table = generation.table();
+    for pool in table.pools() {
+        let usable = (pool.nodes.clone()).any(|n| generation.health().state(n).usable_for_any());
+        if !usable {
+            reasons.push(format!("pool {}: no node takes new logins", pool.name));
+        }
+    }
+    if reasons.is_empty() {
+        return text(StatusCode::OK, "ready\n");
+    }
+    let mut r = Response::new(Full::new(Bytes::from(reasons.join("\n") + "\n")));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
 }
 
 /// `None` when the request may come from where it says (see the module
