@@ -1,0 +1,166 @@
+//! What `deploy/` ships, checked with the real tools: the systemd unit
+//! with `systemd-analyze verify` (no warning) and its sandboxing with
+//! `systemd-analyze security --offline=yes` (exposure at most 2.0), the
+//! user it runs as with `systemd-sysusers --dry-run`, the alerts with
+//! `promtool check rules` and `promtool test rules` (and their metric names
+//! against what casfront exports). Without the tools
+//! (not installed) the tests say so and pass, except under CI, which
+//! installs them (`.ci/run`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod support;
+
+const UNIT: &str = include_str!("../deploy/systemd/casfront.service");
+
+/// Whether `tool` runs here; under CI its absence is a failure.
+fn have(tool: &str) -> bool {
+    let found = Command::new(tool).arg("--version").output().is_ok();
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        "{tool} is needed under CI"
+    );
+    if !found {
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
+/// The unit as installed, with this build's binary in place of
+/// `/usr/bin/casfront` (verify checks that the commands exist).
+fn unit_here() -> PathBuf {
+    let text = UNIT.replace("/usr/bin/casfront", env!("CARGO_BIN_EXE_casfront"));
+    let dir = support::temp_file("unit", "");
+    let _ = std::fs::remove_file(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("casfront.service");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_unit_verifies_cleanly() {
+    if !have("systemd-analyze") {
+        return;
+    }
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit_here())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let about_it: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("casfront.service"))
+        .collect();
+    assert!(about_it.is_empty(), "{stderr}");
+    for directive in [
+        "Type=notify",
+        "ExecStartPre=/usr/bin/casfront check -c /etc/casfront/casfront.toml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "ProtectSystem=strict",
+    ] {
+        assert!(UNIT.lines().any(|l| l == directive), "{directive}");
+    }
+}
+
+#[test]
+fn the_unit_is_sandboxed() {
+    if !have("systemd-analyze") {
+        return;
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(unit_here())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let overall = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let score: f64 = overall
+        .split(": ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{overall}"));
+    assert!(score <= 2.0, "{overall}");
+    assert!(overall.contains("OK"), "{overall}");
+}
+
+#[test]
+fn the_user_is_made_by_sysusers() {
+    if !have("systemd-sysusers") {
+        return;
+    }
+    let root = support::temp_file("sysroot", "");
+    let _ = std::fs::remove_file(&root);
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd/casfront.sysusers");
+    let out = Command::new("systemd-sysusers")
+        .arg("--dry-run")
+        .arg(format!("--root={}", root.display()))
+        .arg(conf)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("Creating user 'casfront'"), "{said}");
+    assert!(UNIT.lines().any(|l| l == "User=casfront"));
+}
+
+const RULES: &str = include_str!("../deploy/prometheus/casfront.rules.yml");
+
+/// `promtool check rules` and `promtool test rules` on the alerts.
+#[test]
+fn the_alerts_check_and_pass_their_tests() {
+    if !have("promtool") {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    for args in [
+        ["check", "rules", "casfront.rules.yml"],
+        ["test", "rules", "casfront.rules.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "promtool {args:?}: {said}");
+        assert!(said.contains("SUCCESS"), "{said}");
+    }
+}
+
+/// Every metric the alerts read is one casfront exports (a histogram's
+/// `_bucket`, `_sum` and `_count` series included).
+#[test]
+fn the_alerts_read_only_exported_metrics() {
+    use casfront::metrics::names::ALL;
+    let mut used: Vec<&str> = Vec::new();
+    let mut rest = RULES;
+    while let Some(at) = rest.find("casfront_") {
+        let name = &rest[at..];
+        let end = name
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(name.len());
+        used.push(&name[..end]);
+        rest = &name[end..];
+    }
+    assert!(used.len() >= 6, "{used:?}");
+    for name in used {
+        let exported = ALL.iter().any(|m| {
+            *m == name
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(m))
+        });
+        assert!(exported, "{name} is not a metric casfront exports");
+    }
+}
