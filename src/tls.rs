@@ -69,6 +69,17 @@ pub struct ListenerTls {
     /// certificates, for handshakes naming one of them (`config` then
     /// asks for none).
     pub by_name: Option<(Vec<String>, Arc<ServerConfig>)>,
+    /// The certificates served, for their expiry (metrics).
+    pub certificates: Vec<Served>,
+}
+
+/// A certificate served: where it came from, its first DNS name, and when
+/// it expires (seconds since the Unix epoch).
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub source: String,
+    pub name: String,
+    pub not_after: i64,
 }
 
 impl From<Arc<ServerConfig>> for ListenerTls {
@@ -77,6 +88,7 @@ impl From<Arc<ServerConfig>> for ListenerTls {
             config,
             client: None,
             by_name: None,
+            certificates: Vec::new(),
         }
     }
 }
@@ -104,11 +116,13 @@ impl ListenerTls {
                 config: build(client.clone())?,
                 client,
                 by_name: None,
+                certificates: Vec::new(),
             });
         }
         Ok(ListenerTls {
             config: build(None)?,
             by_name: Some((names.to_vec(), build(client.clone())?)),
+            certificates: Vec::new(),
             client,
         })
     }
@@ -125,6 +139,7 @@ fn provider() -> Arc<CryptoProvider> {
 struct Loaded {
     key: Arc<CertifiedKey>,
     names: Vec<String>,
+    served: Served,
 }
 
 /// What every TLS configuration of one process shares, so that session
@@ -174,12 +189,15 @@ pub fn from_config_with(
         loaded.push(one);
     }
     let client = ClientVerifier::from_config(&tls.client)?;
+    let certificates = loaded.iter().map(|l| l.served.clone()).collect();
     let resolver = Arc::new(SniResolver::new(loaded)?);
-    ListenerTls::new(
+    let mut listener = ListenerTls::new(
         |c| build(resolver.clone(), provider.clone(), Some(resumption), c),
         client,
         &tls.client.names,
-    )
+    )?;
+    listener.certificates = certificates;
+    Ok(listener)
 }
 
 /// A server configuration with one certificate, from PEM text (the demo
@@ -196,7 +214,18 @@ pub fn from_pem_trusting(
     trust: &config::ClientTrust,
 ) -> Result<ListenerTls, TlsError> {
     let client = ClientVerifier::from_config(trust)?;
-    ListenerTls::new(|c| pems(&[(cert, key)], c), client, &trust.names)
+    let mut listener = ListenerTls::new(|c| pems(&[(cert, key)], c), client, &trust.names)?;
+    let leaf = CertificateDer::pem_slice_iter(cert.as_bytes()).next();
+    if let Some(Ok(leaf)) = leaf {
+        let (names, not_after) = leaf_facts(&leaf).map_err(|why| TlsError::X509 {
+            path: "(memory)".into(),
+            why,
+        })?;
+        listener
+            .certificates
+            .push(served("(memory)", &names, not_after));
+    }
+    Ok(listener)
 }
 
 /// The same with several certificates, the first the default.
@@ -245,10 +274,11 @@ fn load(
     let Some(leaf) = chain.first() else {
         return Err(TlsError::NoCert(name.into()));
     };
-    let names = dns_names(leaf).map_err(|why| TlsError::X509 {
+    let (names, not_after) = leaf_facts(leaf).map_err(|why| TlsError::X509 {
         path: name.into(),
         why,
     })?;
+    let served = served(name, &names, not_after);
     let key = CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
         path: name.into(),
         source,
@@ -256,15 +286,25 @@ fn load(
     Ok(Loaded {
         key: Arc::new(key),
         names,
+        served,
     })
 }
 
-/// The DNS names of a certificate's subject alternative names, lowercase.
-fn dns_names(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+fn served(source: &str, names: &[String], not_after: i64) -> Served {
+    Served {
+        source: source.into(),
+        name: names.first().cloned().unwrap_or_else(|| "-".into()),
+        not_after,
+    }
+}
+
+/// The DNS names of a certificate's subject alternative names, lowercase,
+/// and the end of its validity (seconds since the Unix epoch).
+fn leaf_facts(der: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
     use x509_parser::extensions::GeneralName;
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
     let san = cert.subject_alternative_name().map_err(|e| e.to_string())?;
-    Ok(san
+    let names = san
         .map(|s| {
             s.value
                 .general_names
@@ -275,7 +315,8 @@ fn dns_names(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
                 })
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default();
+    Ok((names, cert.validity().not_after.timestamp()))
 }
 
 fn build(

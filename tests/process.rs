@@ -88,6 +88,20 @@ async fn start_serve_reload_and_stop_gracefully() {
     let r = get("/cas/serviceValidate?service=x&ticket=ST-1-a-cas2".into()).await;
     assert_eq!(r.header("x-cas-node"), Some("cas2"));
 
+    // The certificate served and the seconds it has left (the demo's is
+    // valid for decades).
+    let m = send(admin, "GET", "/metrics", &[], "").await.body;
+    let series = format!(
+        "casfront_certificate_expiry_seconds{{source=\"{}\",name=\"localhost\"}} ",
+        dir.join("cert.pem").display()
+    );
+    let left: i64 = (m.lines())
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("{series}\n{m}"))
+        .parse()
+        .unwrap();
+    assert!(left > 10 * 365 * 86_400, "{left}");
+
     // A request in flight when the stop comes is answered; then the
     // process returns, every connection finished, and no longer listens.
     let slow = tokio::spawn(get("/cas/slow?ms=1500".into()));

@@ -79,6 +79,14 @@ pub async fn handle(current: &Arc<Current>, req: &Request<Incoming>) -> Resp {
         }
         "/status.json" => return json_response(StatusCode::OK, &status(&generation)),
         "/metrics" => {
+            let served = generation.tls().certificates.iter();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            current.metrics().certificates(
+                served.map(|c| (c.source.as_str(), c.name.as_str(), c.not_after)),
+                now,
+            );
             let body = current.metrics().encode(
                 generation.table(),
                 |n| generation.health().state(n),

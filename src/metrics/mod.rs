@@ -64,6 +64,12 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    source: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -227,6 +233,8 @@ pub struct Metrics {
     refusals: Vec<Counter>,
     /// Indexed as `CERT_STATUSES`.
     client_certs: Vec<Counter>,
+    /// Seconds until each served certificate expires.
+    certificate_expiry: Family<CertificateLabels, Gauge>,
     /// One scrape at a time: a scrape clears and refills the state gauge.
     scrape: std::sync::Mutex<()>,
 }
@@ -258,6 +266,7 @@ impl Metrics {
             reloads: Family::default(),
             refusals: Vec::new(),
             client_certs: Vec::new(),
+            certificate_expiry: Family::default(),
             scrape: std::sync::Mutex::new(()),
         };
         let mut r = Registry::default();
@@ -326,6 +335,11 @@ impl Metrics {
             .iter()
             .map(|&status| certs.get_or_create_owned(&StatusLabels { status }))
             .collect();
+        r.register(
+            names::CERTIFICATE_EXPIRY,
+            "Seconds until each certificate served expires (negative: expired)",
+            m.certificate_expiry.clone(),
+        );
         Metrics {
             registry: r,
             refusals,
@@ -421,6 +435,26 @@ impl Metrics {
     pub fn reloads(&self) -> (u64, u64) {
         let get = |result| self.reloads.get_or_create(&ResultLabels { result }).get();
         (get("ok"), get("failed"))
+    }
+
+    /// Sets the certificate expiry gauge for the certificates served now:
+    /// `(source, name, not_after)` each, `now` and `not_after` in seconds
+    /// since the Unix epoch. Certificates no longer served disappear.
+    pub fn certificates<'a>(
+        &self,
+        served: impl Iterator<Item = (&'a str, &'a str, i64)>,
+        now: i64,
+    ) {
+        self.certificate_expiry.clear();
+        for (source, name, not_after) in served {
+            let labels = CertificateLabels {
+                source: source.to_owned(),
+                name: name.to_owned(),
+            };
+            self.certificate_expiry
+                .get_or_create(&labels)
+                .set(not_after.saturating_sub(now));
+        }
     }
 
     /// The Prometheus text exposition, after setting the gauges read from

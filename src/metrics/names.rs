@@ -12,9 +12,10 @@ pub const LEARNED_ENTRIES: &str = "casfront_learned_entries";
 pub const RELOADS: &str = "casfront_reloads";
 pub const REFUSALS: &str = "casfront_refusals";
 pub const CLIENT_CERTIFICATES: &str = "casfront_client_certificates";
+pub const CERTIFICATE_EXPIRY: &str = "casfront_certificate_expiry_seconds";
 
 /// Every name as it appears in the exposition (counters end in `_total`).
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     "casfront_requests_total",
     "casfront_fallthroughs_total",
     "casfront_upstream_duration_seconds",
@@ -26,4 +27,5 @@ pub const ALL: [&str; 11] = [
     "casfront_reloads_total",
     "casfront_refusals_total",
     "casfront_client_certificates_total",
+    "casfront_certificate_expiry_seconds",
 ];
