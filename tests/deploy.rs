@@ -3,7 +3,8 @@
 //! `systemd-analyze security --offline=yes` (exposure at most 2.0), the
 //! user it runs as with `systemd-sysusers --dry-run`, the alerts with
 //! `promtool check rules` and `promtool test rules` (and their metric names
-//! against what casfront exports). Without the tools
+//! against what casfront exports), the keepalived pair's configuration with
+//! `keepalived --config-test`. Without the tools
 //! (not installed) the tests say so and pass, except under CI, which
 //! installs them (`.ci/run`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +18,10 @@ const UNIT: &str = include_str!("../deploy/systemd/casfront.service");
 
 /// Whether `tool` runs here; under CI its absence is a failure.
 fn have(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().is_ok();
+    let found = Command::new(path_of(tool))
+        .arg("--version")
+        .output()
+        .is_ok();
     assert!(
         found || std::env::var_os("CI").is_none(),
         "{tool} is needed under CI"
@@ -26,6 +30,16 @@ fn have(tool: &str) -> bool {
         eprintln!("skipped: {tool} is not installed");
     }
     found
+}
+
+/// `tool` on the PATH, else in /usr/sbin (keepalived, for a PATH without it).
+fn path_of(tool: &str) -> PathBuf {
+    let sbin = Path::new("/usr/sbin").join(tool);
+    let on_path = Command::new(tool).arg("--version").output().is_ok();
+    if !on_path && sbin.exists() {
+        return sbin;
+    }
+    PathBuf::from(tool)
 }
 
 /// The unit as installed, with this build's binary in place of
@@ -163,4 +177,41 @@ fn the_alerts_read_only_exported_metrics() {
         });
         assert!(exported, "{name} is not a metric casfront exports");
     }
+}
+
+/// `keepalived --config-test` on the pair's configuration: no message. (A
+/// clean test ends keepalived 2.2 by SIGTERM, not exit 0; a configuration
+/// with a fault exits non-zero with a message, as the broken copy shows.)
+#[test]
+fn the_keepalived_configuration_tests_clean() {
+    use std::os::unix::process::ExitStatusExt;
+    if !have("keepalived") {
+        return;
+    }
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/keepalived/keepalived.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        text.contains("http://127.0.0.1:9901/ready"),
+        "the check is /ready"
+    );
+    let test = |path: &Path| {
+        let log = support::temp_file("keepalived.log", "");
+        let out = Command::new(path_of("keepalived"))
+            .arg(format!("--config-test={}", log.display()))
+            .arg("-f")
+            .arg(path)
+            .output()
+            .unwrap();
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        let clean = out.status.success() || out.status.signal() == Some(15);
+        (clean && said.trim().is_empty(), said)
+    };
+    let (ok, said) = test(&conf);
+    assert!(ok, "{said}");
+    let broken = support::temp_file(
+        "keepalived.conf",
+        &text.replace("virtual_router_id 51", "virtual_router_id 999"),
+    );
+    let (ok, said) = test(&broken);
+    assert!(!ok && said.contains("999"), "{said}");
 }
