@@ -3,8 +3,9 @@
 //! `systemd-analyze security --offline=yes` (exposure at most 2.0), the
 //! user it runs as with `systemd-sysusers --dry-run`, the alerts with
 //! `promtool check rules` and `promtool test rules` (and their metric names
-//! against what casfront exports), the keepalived pair's configuration with
-//! `keepalived --config-test`. Without the tools
+//! against what casfront exports), the Grafana dashboard's queries (every
+//! exported metric shown, nothing else), the keepalived pair's
+//! configuration with `keepalived --config-test`. Without the tools
 //! (not installed) the tests say so and pass, except under CI, which
 //! installs them (`.ci/run`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -152,13 +153,10 @@ fn the_alerts_check_and_pass_their_tests() {
     }
 }
 
-/// Every metric the alerts read is one casfront exports (a histogram's
-/// `_bucket`, `_sum` and `_count` series included).
-#[test]
-fn the_alerts_read_only_exported_metrics() {
-    use casfront::metrics::names::ALL;
-    let mut used: Vec<&str> = Vec::new();
-    let mut rest = RULES;
+/// The `casfront_*` metric names `text` mentions.
+fn metric_names(text: &str) -> Vec<&str> {
+    let mut used = Vec::new();
+    let mut rest = text;
     while let Some(at) = rest.find("casfront_") {
         let name = &rest[at..];
         let end = name
@@ -167,15 +165,57 @@ fn the_alerts_read_only_exported_metrics() {
         used.push(&name[..end]);
         rest = &name[end..];
     }
-    assert!(used.len() >= 6, "{used:?}");
+    used
+}
+
+/// The exported metric `name` is (a histogram's `_bucket`, `_sum` and
+/// `_count` series are its own), if any.
+fn exported(name: &str) -> Option<&'static str> {
+    casfront::metrics::names::ALL.iter().copied().find(|m| {
+        *m == name
+            || ["_bucket", "_sum", "_count"]
+                .iter()
+                .any(|s| name.strip_suffix(s) == Some(m))
+    })
+}
+
+/// Every metric the alerts read is one casfront exports.
+#[test]
+fn the_alerts_read_only_exported_metrics() {
+    let used = metric_names(RULES);
+    assert!(used.len() >= 7, "{used:?}");
     for name in used {
-        let exported = ALL.iter().any(|m| {
-            *m == name
-                || ["_bucket", "_sum", "_count"]
-                    .iter()
-                    .any(|s| name.strip_suffix(s) == Some(m))
-        });
-        assert!(exported, "{name} is not a metric casfront exports");
+        assert!(
+            exported(name).is_some(),
+            "{name} is not a metric casfront exports"
+        );
+    }
+}
+
+/// The Grafana dashboard: JSON with panels, every query on a metric
+/// casfront exports, and every exported metric on some panel.
+#[test]
+fn the_dashboard_shows_every_metric_and_only_those() {
+    let text = include_str!("../deploy/grafana/casfront.json");
+    let dashboard: serde_json::Value = serde_json::from_str(text).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    let mut shown = std::collections::BTreeSet::new();
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in metric_names(expr) {
+                let m = exported(name);
+                assert!(
+                    m.is_some(),
+                    "{name} in {:?} is not exported",
+                    panel["title"]
+                );
+                shown.extend(m);
+            }
+        }
+    }
+    for m in casfront::metrics::names::ALL {
+        assert!(shown.contains(m), "no panel shows {m}");
     }
 }
 
