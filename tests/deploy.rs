@@ -255,3 +255,40 @@ fn the_keepalived_configuration_tests_clean() {
     let (ok, said) = test(&broken);
     assert!(!ok && said.contains("999"), "{said}");
 }
+
+/// The two-region example (docs/deploy.md) is valid, and routes as the
+/// page says: new logins to the region's own nodes, then to the other
+/// region's when none is up; another region's ticket to its issuer.
+#[test]
+fn the_two_region_example_routes_as_documented() {
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/two-regions.example.toml"
+    );
+    let casfront = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_casfront"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let said = casfront(&["check", "-c", config]);
+    assert!(
+        said.ends_with("ok: 1 pool(s), 4 node(s), 0 warning(s)\n"),
+        "{said}"
+    );
+    let node = |args: &[&str]| -> String {
+        let mut all = vec!["explain", "-c", config];
+        all.extend_from_slice(args);
+        let v: serde_json::Value = serde_json::from_str(&casfront(&all)).unwrap();
+        v["node"].as_str().unwrap().to_owned()
+    };
+    let validate = "/cas/serviceValidate?service=x&ticket=ST-1-abc-cas-w1";
+    assert_eq!(node(&[validate]), "cas-w1");
+    for pick in ["0", "1", "2", "3"] {
+        assert!(node(&["--pick", pick, "/cas/login"]).starts_with("cas-e"));
+    }
+    let east_down = ["--down", "cas-e1", "--down", "cas-e2", "/cas/login"];
+    assert!(node(&east_down).starts_with("cas-w"));
+}
