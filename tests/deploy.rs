@@ -292,3 +292,93 @@ fn the_two_region_example_routes_as_documented() {
     let east_down = ["--down", "cas-e1", "--down", "cas-e2", "/cas/login"];
     assert!(node(&east_down).starts_with("cas-w"));
 }
+
+/// The Debian package `cargo deb --profile release-lto` made (`.ci/run`
+/// makes it before the tests; without it, outside CI, this says so):
+/// extracted into a throwaway root, its binary checks its own
+/// configuration; the configuration is a conffile; the unit and the user
+/// file are where systemd reads them.
+#[test]
+fn the_debian_package_installs_a_checked_configuration() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debian");
+    let deb = std::fs::read_dir(&dir).ok().and_then(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+    });
+    let Some(deb) = deb else {
+        assert!(std::env::var_os("CI").is_none(), "no package in {dir:?}");
+        eprintln!("skipped: no package (cargo deb --profile release-lto)");
+        return;
+    };
+    let dpkg = |args: &[&str]| {
+        let out = Command::new("dpkg-deb")
+            .args(args)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let contents = dpkg(&["--contents"]);
+    for path in [
+        "./usr/bin/casfront",
+        "./etc/casfront/casfront.toml",
+        "./usr/lib/systemd/system/casfront.service",
+        "./usr/lib/sysusers.d/casfront.conf",
+        "./usr/share/casfront/prometheus/casfront.rules.yml",
+    ] {
+        assert!(
+            contents.lines().any(|l| l.ends_with(path)),
+            "{path}\n{contents}"
+        );
+    }
+    let root = support::temp_file("deb-root", "");
+    let _ = std::fs::remove_file(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let out = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let conffiles = Command::new("dpkg-deb")
+        .args(["--ctrl-tarfile"])
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let listing = Command::new("tar")
+        .args(["-xO", "./conffiles"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut tar| {
+            use std::io::Write;
+            tar.stdin.take().unwrap().write_all(&conffiles.stdout)?;
+            tar.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout).trim(),
+        "/etc/casfront/casfront.toml"
+    );
+    let config = root.join("etc/casfront/casfront.toml");
+    let out = Command::new(root.join("usr/bin/casfront"))
+        .arg("check")
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains(": ok: "), "{said}");
+    let unit =
+        std::fs::read_to_string(root.join("usr/lib/systemd/system/casfront.service")).unwrap();
+    assert_eq!(unit, UNIT);
+}
