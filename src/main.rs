@@ -81,6 +81,10 @@ enum Command {
         /// The first node's port (0: any free port).
         #[arg(long, default_value_t = 0, value_name = "PORT")]
         node_port: u16,
+        /// The address the nodes listen on with --nodes-only (e.g. a test
+        /// network's, for front ends on other hosts).
+        #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+        node_ip: std::net::IpAddr,
         /// Nodes as CAS 4.1 to 7.x without shared keys: an opaque signed
         /// `TGC` only its node accepts, no jvmRoute, REST and OAuth.
         #[arg(long)]
@@ -135,13 +139,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             nodes,
             nodes_only,
             node_port,
+            node_ip,
             modern,
         } => {
             if nodes == 0 {
                 bail!("--nodes must be at least 1");
             }
             if nodes_only {
-                runtime()?.block_on(casfront::demo::run::nodes_only(nodes, node_port, modern))?;
+                runtime()?.block_on(casfront::demo::run::nodes_only(
+                    nodes, node_ip, node_port, modern,
+                ))?;
             } else {
                 runtime()?.block_on(casfront::demo::run::cluster(listen, nodes, modern))?;
             }

@@ -84,7 +84,12 @@ pub async fn cluster(listen: SocketAddr, nodes: usize, modern: bool) -> anyhow::
 }
 
 /// Runs demo nodes only (`casN` on consecutive ports) until Ctrl-C.
-pub async fn nodes_only(n: usize, first_port: u16, modern: bool) -> anyhow::Result<()> {
+pub async fn nodes_only(
+    n: usize,
+    ip: std::net::IpAddr,
+    first_port: u16,
+    modern: bool,
+) -> anyhow::Result<()> {
     let mut running = Vec::with_capacity(n);
     for i in 0..n {
         let port = match first_port {
@@ -99,7 +104,7 @@ pub async fn nodes_only(n: usize, first_port: u16, modern: bool) -> anyhow::Resu
             true => super::node::NodeSpec::modern(&name, true),
             false => super::node::NodeSpec::named(&name),
         };
-        let node = super::node::spawn_on(spec, SocketAddr::from(([127, 0, 0, 1], port)))
+        let node = super::node::spawn_on(spec, SocketAddr::new(ip, port))
             .await
             .with_context(|| format!("starting a demo node on port {port}"))?;
         println!("{} on http://{}", node.spec.name, node.addr);
