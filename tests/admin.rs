@@ -21,9 +21,7 @@ async fn drain_disable_enable_and_status() {
     let cluster = Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), with_token)
         .await
         .unwrap();
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = admin.local_addr().unwrap();
-    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.current.clone()));
+    let (admin_addr, _admin) = support::admin(&cluster.current).await;
     let tls = tls_trusting(&cluster.cert_pem);
     let get = |target: &'static str| {
         let tls = tls.clone();
@@ -129,9 +127,7 @@ async fn every_metric_is_exported_and_counts() {
     let mut cluster = Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), |c| c)
         .await
         .unwrap();
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = admin.local_addr().unwrap();
-    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.current.clone()));
+    let (admin_addr, _admin) = support::admin(&cluster.current).await;
     let tls = tls_trusting(&cluster.cert_pem);
     let addr = cluster.addr;
     let get = |target: &'static str| {
@@ -258,9 +254,7 @@ async fn the_admin_api_refuses_other_sites_and_rebound_names() {
     let cluster = Cluster::start(2, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = admin.local_addr().unwrap();
-    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.current.clone()));
+    let (addr, _admin) = support::admin(&cluster.current).await;
     let cas2 = cluster.generation().table().node_by_name("cas2").unwrap();
     let state = || {
         use casfront::routing::NodeStates;
@@ -314,9 +308,7 @@ async fn live_and_ready() {
     let cluster = Cluster::start(2, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = admin.local_addr().unwrap();
-    let _admin = tokio::spawn(casfront::admin::serve(admin, cluster.current.clone()));
+    let (addr, _admin) = support::admin(&cluster.current).await;
     let get = |path: &'static str| send(addr, "GET", path, &[], "");
     let r = get("/live").await;
     assert_eq!((r.status, r.body.as_str()), (200, "live\n"));

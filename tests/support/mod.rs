@@ -149,6 +149,17 @@ pub async fn front(
     (addr, current, Serving(task))
 }
 
+/// casfront's admin API for `current` on `127.0.0.1:0`: its address, and
+/// a guard that stops it when dropped.
+pub async fn admin(
+    current: &std::sync::Arc<casfront::current::Current>,
+) -> (std::net::SocketAddr, Serving) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(casfront::admin::serve(listener, current.clone()));
+    (addr, Serving(task))
+}
+
 /// Aborts the server task when dropped.
 pub struct Serving(tokio::task::JoinHandle<()>);
 
