@@ -510,4 +510,6 @@ pub fn load(path: &Path) -> Result<Parsed, LoadError> {
 #[cfg(test)]
 mod edge_tests;
 #[cfg(test)]
+mod section_tests;
+#[cfg(test)]
 mod tests;
