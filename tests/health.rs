@@ -1,6 +1,7 @@
 //! Active health checks end to end: a node killed under continuous load is
 //! taken out with no failed request, and comes back once it passes `rise`
-//! checks after it is revived on the same port.
+//! checks after it is revived on the same port, long before the
+//! `down_cooldown` its failed connections set (a node rollout).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,7 +38,7 @@ async fn a_killed_node_leaves_and_a_revived_one_returns_without_a_failed_request
         c.replacen(
             "path_prefix = \"/cas\"\n",
             "path_prefix = \"/cas\"\n[pool.health]\ninterval = \"100ms\"\ntimeout = \"80ms\"\n\
-             rise = 2\nfall = 2\n[pool.upstream]\ndown_cooldown = \"10ms\"\n",
+             rise = 2\nfall = 2\n[pool.upstream]\ndown_cooldown = \"30s\"\n",
             1,
         )
     })
@@ -87,8 +88,7 @@ async fn a_killed_node_leaves_and_a_revived_one_returns_without_a_failed_request
     })
     .await;
     assert!(out.is_some(), "cas2 was not taken out");
-    // It stays out while dead, though its 10 ms cool-down has long passed:
-    // only passing checks bring it back.
+    // It stays out while dead: only passing checks bring it back.
     let back_early = until(Duration::from_millis(500), || {
         proxy.health().state(cas2) != NodeState::Down
     })
@@ -96,7 +96,8 @@ async fn a_killed_node_leaves_and_a_revived_one_returns_without_a_failed_request
     assert_eq!(back_early, None, "cas2 came back while dead");
     let before = on_cas2.load(Ordering::Relaxed);
 
-    // Revive it on the same port: back after `rise` passing checks.
+    // Revive it on the same port: back after `rise` passing checks, not
+    // after the 30 s cool-down of the connections that failed on it.
     let revived = node::spawn_on(NodeSpec::named("cas2"), addr).await.unwrap();
     let back = until(Duration::from_secs(2), || {
         proxy.health().state(cas2) == NodeState::Healthy

@@ -179,8 +179,8 @@ impl HealthTable {
             .is_some_and(|n| n.last_check.load(Ordering::Relaxed) > 0)
     }
 
-    /// A connection to `node` failed: out at once, for at least its
-    /// cool-down, and (when checks run) until `rise` checks pass.
+    /// A connection to `node` failed: out at once; back when `rise` checks
+    /// pass (when checks run), else when its cool-down ends.
     pub fn mark_down(&self, node: NodeId) {
         let Some(n) = self.node(node) else { return };
         let cooldown = u64::try_from(n.settings.cooldown.as_millis()).unwrap_or(u64::MAX);
@@ -199,10 +199,19 @@ impl HealthTable {
         self.checked.store(true, Ordering::Relaxed);
         n.last_check.store(self.now_ms(), Ordering::Relaxed);
         let mut t = lock(&n.threshold);
-        if first {
+        let up = if first {
             t.force(ok);
-            self.set_up(n, ok);
-        } else if let Some(up) = t.record(ok) {
+            Some(ok)
+        } else {
+            t.record(ok)
+        };
+        if let Some(up) = up {
+            // Back after `rise` passing checks, whatever passive mark it
+            // carries: a node restarted during a rollout serves again as
+            // soon as its checks say so, not `down_cooldown` later.
+            if up {
+                n.down_until.store(0, Ordering::Relaxed);
+            }
             self.set_up(n, up);
         }
     }
@@ -315,6 +324,19 @@ mod tests {
         h.mark_down(0);
         assert_eq!(h.state(0), NodeState::Down);
         std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(h.state(0), NodeState::Healthy);
+    }
+
+    /// With checks, `rise` passing checks bring a node back before a long
+    /// cool-down ends (a node restarted in a rollout).
+    #[test]
+    fn with_checks_a_node_is_back_when_rise_checks_pass_not_after_the_cooldown() {
+        let h = health(3_600_000);
+        h.record(0, true, true);
+        h.mark_down(0);
+        h.record(0, true, false);
+        assert_eq!(h.state(0), NodeState::Down, "one pass of rise 2");
+        h.record(0, true, false);
         assert_eq!(h.state(0), NodeState::Healthy);
     }
 
