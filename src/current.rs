@@ -89,7 +89,7 @@ impl Current {
         let state = ProcessState::new(&config)?;
         let tls = tls::from_config_with(&config.tls, &state.resumption)?;
         let generation = Arc::new(Generation::new(&config, tls, &state.metrics)?);
-        let checker = start_checks(&generation, &config).await;
+        let checker = generation.start_checks(check::targets(&config)).await;
         Ok(Arc::new(Current {
             generation: ArcSwap::new(generation),
             state,
@@ -152,23 +152,13 @@ impl Current {
         self.generation.store(next.clone());
         let restart_needed = restart_needed(&source.started, new);
         // Dropping the old checker stops its tasks.
-        running.checker = Some(Checker::start(next.pools(), next.health().clone(), targets).await);
+        running.checker = Some(next.start_checks(targets).await);
         Ok(Reloaded {
             carried,
             warnings: parsed.warnings().map(shown).collect(),
             restart_needed,
         })
     }
-}
-
-/// The health checks of `generation`, after a first round on every node.
-async fn start_checks(generation: &Generation, config: &Config) -> Checker {
-    Checker::start(
-        generation.pools(),
-        generation.health().clone(),
-        check::targets(config),
-    )
-    .await
 }
 
 /// The settings of `new` that differ from `old` and that only a restart

@@ -190,9 +190,8 @@ impl Cluster {
     /// Starts active health checks of the nodes (they stop when the
     /// checker is dropped).
     pub async fn start_checks(&self) -> Checker {
-        let generation = self.generation();
         let targets = check::targets(&self.config);
-        Checker::start(generation.pools(), generation.health().clone(), targets).await
+        self.generation().start_checks(targets).await
     }
 }
 

@@ -19,6 +19,7 @@ use http::header::HeaderValue;
 use crate::client::ClientConn;
 use crate::client_cert::CertHeaders;
 use crate::config::{ClientCertHeaders, Config, HeaderRules, Limits, Listen, Scheme};
+use crate::health::check::{Checker, Target};
 use crate::health::HealthTable;
 use crate::learned::LearnedTable;
 use crate::metrics::{Handles, Metrics};
@@ -76,7 +77,7 @@ pub struct Generation {
     limits: Limits,
     listen: Listen,
     tls: Arc<ListenerTls>,
-    admin_token: Option<Arc<String>>,
+    admin_token: Option<String>,
     /// `[admin] hosts`: names the admin API answers to besides addresses.
     admin_hosts: Vec<String>,
     /// Per pool, in [`crate::routing::PoolId`] order.
@@ -91,8 +92,6 @@ pub struct Generation {
     handles: Handles,
     /// Per node: pool, name and URL, which a reload matches.
     identity: Vec<String>,
-    /// `[learned]` capacity and TTL, for the reload's carry-over.
-    learned_size: (usize, std::time::Duration),
 }
 
 impl Generation {
@@ -154,7 +153,7 @@ impl Generation {
             limits: config.limits.clone(),
             listen: config.listen.clone(),
             tls: Arc::new(tls),
-            admin_token: config.admin.token.clone().map(Arc::new),
+            admin_token: config.admin.token.clone(),
             admin_hosts: config.admin.hosts.clone(),
             certs_required: rules
                 .iter()
@@ -164,7 +163,6 @@ impl Generation {
             login_paths: login_paths(config),
             access_log: config.log.access,
             identity: takeover::identities(config),
-            learned_size: (config.learned.capacity, config.learned.ttl),
         })
     }
 
@@ -185,6 +183,13 @@ impl Generation {
     /// Whether some pool caps its nodes' connections (`max_connections`).
     pub fn capped(&self) -> bool {
         self.capped
+    }
+
+    /// Active health checks of this generation's nodes (`targets`, from
+    /// [`crate::health::check::targets`]), after a first round on every
+    /// node not checked yet; they stop when the checker is dropped.
+    pub async fn start_checks(&self, targets: Vec<Target>) -> Checker {
+        Checker::start(&self.pools, self.health.clone(), targets).await
     }
 
     /// Every node's health (the checker records into it).
@@ -221,8 +226,8 @@ impl Generation {
     }
 
     /// `[admin] token`: the bearer token the admin API's POSTs need.
-    pub fn admin_token(&self) -> Option<&Arc<String>> {
-        self.admin_token.as_ref()
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
     }
 
     /// `[admin] hosts`.

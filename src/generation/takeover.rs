@@ -93,7 +93,7 @@ impl Generation {
             .pools()
             .iter()
             .map(|p| &p.name));
-        let (capacity, ttl) = self.learned_size;
+        let (capacity, ttl) = (config.learned.capacity, config.learned.ttl);
         if same_pools && old.identity == self.identity && old.learned.fits(capacity, ttl) {
             self.learned = old.learned.clone();
         } else if same_pools {
