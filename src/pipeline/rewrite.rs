@@ -274,13 +274,8 @@ fn remove_forwarding(headers: &mut HeaderMap) {
         "x-real-ip",
         "forwarded",
     ];
-    let (mut usual, mut unusual) = ([false; USUAL.len()], false);
-    for k in headers.keys().map(HeaderName::as_str) {
-        match USUAL.iter().position(|u| *u == k) {
-            Some(i) => usual[i] = true,
-            None => unusual |= is_forwarding(k),
-        }
-    }
+    let mut unusual = false;
+    let usual = present(headers, &USUAL, |k| unusual |= is_forwarding(k));
     for (name, _) in USUAL.iter().zip(usual).filter(|(_, hit)| *hit) {
         headers.remove(*name);
     }
