@@ -494,7 +494,9 @@ impl Back {
             mut sender,
             body_pending,
         } = self;
-        if !body_pending {
+        // Ready now: the body went out whole (a login form's, long before
+        // the answer), so no task need wait for it.
+        if !body_pending || sender.is_ready() {
             pool.put_idle(sender);
             return;
         }
