@@ -75,7 +75,7 @@ pub async fn handle(current: &Arc<Current>, req: &Request<Incoming>) -> Resp {
         "/ready" => return ready(current, &generation),
         "/" => {
             let reloads = current.metrics().reloads();
-            return html(&page::render(&rows(&generation), reloads));
+            return html(page::render(&rows(&generation), reloads));
         }
         "/status.json" => return json_response(StatusCode::OK, &status(&generation)),
         "/metrics" => {
@@ -92,12 +92,11 @@ pub async fn handle(current: &Arc<Current>, req: &Request<Incoming>) -> Resp {
                 |n| generation.health().state(n),
                 generation.learned().len(),
             );
-            let mut r = Response::new(Full::new(Bytes::from(body)));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            return reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body,
             );
-            return r;
         }
         _ => {}
     }
@@ -178,13 +177,7 @@ fn ready(current: &Current, generation: &Generation) -> Resp {
     if reasons.is_empty() {
         return text(StatusCode::OK, "ready\n");
     }
-    let mut r = Response::new(Full::new(Bytes::from(reasons.join("\n") + "\n")));
-    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
+    text(StatusCode::SERVICE_UNAVAILABLE, reasons.join("\n") + "\n")
 }
 
 /// `None` when the request may come from where it says (see the module
@@ -323,31 +316,25 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// An answer of the admin API: `status`, `content_type`, `body`.
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    r
+    reply(status, "application/json", value.to_string())
 }
 
-fn html(body: &str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    r
+fn html(body: String) -> Resp {
+    reply(StatusCode::OK, "text/html; charset=utf-8", body)
 }
 
-fn text(status: StatusCode, body: &'static str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    reply(status, "text/plain; charset=utf-8", body)
 }

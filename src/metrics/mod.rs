@@ -235,7 +235,8 @@ pub struct Metrics {
     client_certs: Vec<Counter>,
     /// Seconds until each served certificate expires.
     certificate_expiry: Family<CertificateLabels, Gauge>,
-    /// One scrape at a time: a scrape clears and refills the state gauge.
+    /// One scrape at a time: a scrape clears and refills the state and
+    /// certificate gauges.
     scrape: std::sync::Mutex<()>,
 }
 
@@ -445,6 +446,12 @@ impl Metrics {
         served: impl Iterator<Item = (&'a str, &'a str, i64)>,
         now: i64,
     ) {
+        // Under the scrape lock, as the state gauge: no scrape encodes it
+        // half refilled.
+        let _one = self
+            .scrape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.certificate_expiry.clear();
         for (source, name, not_after) in served {
             let labels = CertificateLabels {
