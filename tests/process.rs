@@ -29,11 +29,7 @@ fn config_text(dir: &Path, nodes: &[(&str, SocketAddr)]) -> String {
         key = dir.join("key.pem").display(),
         no_rate_limit = support::NO_RATE_LIMIT,
     );
-    for (name, addr) in nodes {
-        s.push_str(&format!(
-            "[[pool.node]]\nname = \"{name}\"\nurl = \"http://{addr}\"\n"
-        ));
-    }
+    s.push_str(&support::node_tables(nodes));
     s
 }
 
@@ -150,11 +146,7 @@ async fn run_notifies_logs_and_reloads_on_sighup() {
             cert_path.display(),
             key_path.display(),
         );
-        for (name, addr) in nodes {
-            s.push_str(&format!(
-                "[[pool.node]]\nname = \"{name}\"\nurl = \"http://{addr}\"\n"
-            ));
-        }
+        s.push_str(&support::node_tables(nodes));
         s
     };
     let config = support::temp_file("sighup.toml", &text(&[("cas1", cas1.addr)]));

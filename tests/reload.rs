@@ -37,11 +37,7 @@ fn config_text(
         key = dir.join("key.pem").display(),
         no_rate_limit = support::NO_RATE_LIMIT,
     );
-    for (name, addr) in nodes {
-        s.push_str(&format!(
-            "[[pool.node]]\nname = \"{name}\"\nurl = \"http://{addr}\"\n"
-        ));
-    }
+    s.push_str(&support::node_tables(nodes));
     s
 }
 

@@ -169,6 +169,14 @@ impl Drop for Serving {
     }
 }
 
+/// `[[pool.node]]` tables for plain-HTTP nodes, by name and address.
+pub fn node_tables(nodes: &[(&str, std::net::SocketAddr)]) -> String {
+    nodes
+        .iter()
+        .map(|(name, addr)| format!("[[pool.node]]\nname = \"{name}\"\nurl = \"http://{addr}\"\n"))
+        .collect()
+}
+
 /// Parses configuration text that must be valid.
 pub fn config_of(text: &str) -> config::Config {
     let parsed = config::parse(text, Path::new("."));
