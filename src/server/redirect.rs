@@ -4,8 +4,8 @@
 //! first name of the list that is not a wildcard. A request without a
 //! usable Host gets 400 (so does one for another name when every served
 //! name is a wildcard): the redirect never points at a host casfront does
-//! not serve, nor at one the client did not name. Its connections count against the same caps as the
-//! https listener's.
+//! not serve, nor at one the client did not name. Its connections count
+//! against the same caps as the https listener's.
 
 use std::convert::Infallible;
 
@@ -19,23 +19,17 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::current::Current;
-use crate::edge::host_matches;
+use crate::edge::{check_target, host_matches};
 
 /// Where `req` goes on https, listening on `https_port`, serving
-/// `hosts` (`listen.hosts`; empty: any name).
+/// `hosts` (`listen.hosts`; empty: any name). The name asked for is read
+/// as the https listener reads it ([`check_target`]: one valid `Host`,
+/// agreeing with an absolute URI, no user information).
 pub fn location<B>(req: &Request<B>, https_port: u16, hosts: &[String]) -> Option<String> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())?;
-    let authority: http::uri::Authority = host.parse().ok()?;
-    if authority.as_str().contains('@') {
-        return None;
-    }
-    let served = hosts.is_empty() || hosts.iter().any(|h| host_matches(h, authority.host()));
+    let asked = check_target(req.version(), req.uri(), req.headers(), &[]).ok()??;
+    let served = hosts.is_empty() || hosts.iter().any(|h| host_matches(h, asked));
     let name = match served {
-        true => authority.host(),
+        true => asked,
         false => hosts.iter().find(|h| !h.starts_with("*."))?.as_str(),
     };
     let port = if https_port == 443 {
