@@ -189,12 +189,30 @@ pub fn from_config_with(
         loaded.push(one);
     }
     let client = ClientVerifier::from_config(&tls.client)?;
+    listener(
+        loaded,
+        provider,
+        Some(resumption),
+        client,
+        &tls.client.names,
+    )
+}
+
+/// The listener's TLS for certificates already loaded, the first the
+/// default, asking for client certificates as `client` and `names` say.
+fn listener(
+    loaded: Vec<Loaded>,
+    provider: Arc<CryptoProvider>,
+    resumption: Option<&Resumption>,
+    client: Option<Arc<ClientVerifier>>,
+    names: &[String],
+) -> Result<ListenerTls, TlsError> {
     let certificates = loaded.iter().map(|l| l.served.clone()).collect();
     let resolver = Arc::new(SniResolver::new(loaded)?);
     let mut listener = ListenerTls::new(
-        |c| build(resolver.clone(), provider.clone(), Some(resumption), c),
+        |c| build(resolver.clone(), provider.clone(), resumption, c),
         client,
-        &tls.client.names,
+        names,
     )?;
     listener.certificates = certificates;
     Ok(listener)
@@ -214,30 +232,20 @@ pub fn from_pem_trusting(
     trust: &config::ClientTrust,
 ) -> Result<ListenerTls, TlsError> {
     let client = ClientVerifier::from_config(trust)?;
-    let mut listener = ListenerTls::new(|c| pems(&[(cert, key)], c), client, &trust.names)?;
-    let leaf = CertificateDer::pem_slice_iter(cert.as_bytes()).next();
-    if let Some(Ok(leaf)) = leaf {
-        let (names, not_after) = leaf_facts(&leaf).map_err(|why| TlsError::X509 {
-            path: "(memory)".into(),
-            why,
-        })?;
-        listener
-            .certificates
-            .push(served("(memory)", &names, not_after));
-    }
-    Ok(listener)
+    let provider = provider();
+    let loaded = load_pems(&[(cert, key)], &provider)?;
+    listener(loaded, provider, None, client, &trust.names)
 }
 
 /// The same with several certificates, the first the default.
 pub fn from_pems(pairs: &[(&str, &str)]) -> Result<Arc<ServerConfig>, TlsError> {
-    pems(pairs, None)
+    let provider = provider();
+    let loaded = load_pems(pairs, &provider)?;
+    build(Arc::new(SniResolver::new(loaded)?), provider, None, None)
 }
 
-fn pems(
-    pairs: &[(&str, &str)],
-    client: Option<Arc<ClientVerifier>>,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = provider();
+/// Certificates and keys from PEM text.
+fn load_pems(pairs: &[(&str, &str)], provider: &CryptoProvider) -> Result<Vec<Loaded>, TlsError> {
     let mut loaded = Vec::with_capacity(pairs.len());
     for (cert, key) in pairs {
         let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
@@ -251,9 +259,9 @@ fn pems(
                 path: "(memory)".into(),
                 source,
             })?;
-        loaded.push(load(chain, key, "(memory)", &provider)?);
+        loaded.push(load(chain, key, "(memory)", provider)?);
     }
-    build(Arc::new(SniResolver::new(loaded)?), provider, None, client)
+    Ok(loaded)
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
