@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Keep};
 use crate::generation::takeover::Carried;
 use crate::generation::{BuildError, Generation};
 use crate::health::check::{self, Checker};
@@ -25,6 +25,8 @@ use crate::tls::{self, ListenerTls, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    #[error("{0}")]
+    State(String),
     #[error("casfront was not started from a configuration file")]
     NoFile,
     #[error("reading the configuration: {0}")]
@@ -74,8 +76,10 @@ impl Current {
         config: &Config,
         tls: impl Into<ListenerTls>,
     ) -> Result<Arc<Current>, ReloadError> {
-        let state = ProcessState::new(config)?;
-        let generation = Generation::new(config, tls.into(), &state.metrics)?;
+        let mut config = config.clone();
+        config.prepare_state(Keep::InMemory).map_err(ReloadError::State)?;
+        let state = ProcessState::new(&config)?;
+        let generation = Generation::new(&config, tls.into(), &state.metrics)?;
         Ok(Arc::new(Current {
             generation: ArcSwap::from_pointee(generation),
             state,
@@ -85,7 +89,9 @@ impl Current {
 
     /// Starts serving `config`, read from `path`: builds the process state
     /// and the first generation, and runs the first round of health checks.
-    pub async fn start(path: PathBuf, config: Config) -> Result<Arc<Current>, ReloadError> {
+    pub async fn start(path: PathBuf, mut config: Config) -> Result<Arc<Current>, ReloadError> {
+        // Done already by a caller that reports on it (`process::start`).
+        config.prepare_state(Keep::OnDisk).map_err(ReloadError::State)?;
         let state = ProcessState::new(&config)?;
         let tls = tls::from_config_with(&config.tls, &state.resumption)?;
         let generation = Arc::new(Generation::new(&config, tls, &state.metrics)?);
@@ -130,9 +136,11 @@ impl Current {
         let mut running = source.running.lock().await;
         let parsed = config::load(&source.path)?;
         let shown = |d: &config::Diagnostic| format!("{}:{d}", source.path.display());
-        let Some(new) = parsed.config.as_ref() else {
+        let Some(mut new) = parsed.config.clone() else {
             return Err(ReloadError::Invalid(parsed.errors().map(shown).collect()));
         };
+        new.prepare_state(Keep::OnDisk).map_err(ReloadError::State)?;
+        let new = &new;
         let tls = tls::from_config_with(&new.tls, &self.state.resumption)?;
         let mut next = Generation::new(new, tls, &self.state.metrics)?;
         // Nodes the reload adds are checked before they can be chosen. The

@@ -232,12 +232,28 @@ fn load(path: &Path, summary: bool) -> anyhow::Result<Option<Config>> {
     let errors = parsed.errors().count();
     let warnings = parsed.warnings().count();
     match &parsed.config {
-        Some(c) if summary => println!(
-            "{}: ok: {} pool(s), {} node(s), {warnings} warning(s)",
-            path.display(),
-            c.pools.len(),
-            c.pools.iter().map(|p| p.nodes.len()).sum::<usize>()
-        ),
+        Some(c) if summary => {
+            println!(
+                "{}: ok: {} pool(s), {} node(s), {warnings} warning(s)",
+                path.display(),
+                c.pools.len(),
+                c.pools.iter().map(|p| p.nodes.len()).sum::<usize>()
+            );
+            if c.uses_state_key() {
+                let key = c.state.route_key();
+                let now = if key.exists() {
+                    "exists"
+                } else {
+                    "created at first start, mode 0600"
+                };
+                println!(
+                    "route-cookie key: {} ({now}; state directory from {}); \
+                     peer instances route alike when they hold a copy of this file",
+                    key.display(),
+                    c.state.from
+                );
+            }
+        }
         None => eprintln!(
             "{}: {errors} error(s), {warnings} warning(s)",
             path.display()

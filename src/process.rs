@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, Keep};
 use crate::current::Current;
 use crate::notify::notify;
 use crate::routing::{NodeState, NodeStates};
@@ -44,7 +44,16 @@ pub struct Started {
 
 /// Builds the first generation (checking every node once) and binds the
 /// listeners of `config`, read from `path`.
-pub async fn start(path: PathBuf, config: Config) -> anyhow::Result<Started> {
+pub async fn start(path: PathBuf, mut config: Config) -> anyhow::Result<Started> {
+    let created = config.prepare_state(Keep::OnDisk).map_err(anyhow::Error::msg)?;
+    if config.uses_state_key() {
+        let key = config.state.route_key();
+        let how = if created.is_some() { "created" } else { "kept" };
+        say!(
+            "casfront: route-cookie key {} ({how}; copy it to peer instances to share routes)",
+            key.display()
+        );
+    }
     let current = Current::start(path, config.clone()).await?;
     let generation = current.generation();
     let nodes = generation.table().nodes().len();

@@ -225,7 +225,22 @@ fn check_accepts_the_example() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 3 pool(s), 5 node(s)"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("ok: 3 pool(s), 5 node(s)"), "{said}");
+    // Where the route-cookie key is, and that check did not create it.
+    let out = Command::new(env!("CARGO_BIN_EXE_casfront"))
+        .args(["check", "-c", EXAMPLE])
+        .env("STATE_DIRECTORY", "/nonexistent/casfront-state")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(
+            "route-cookie key: /nonexistent/casfront-state/route.key (created at first start, \
+             mode 0600; state directory from $STATE_DIRECTORY)"
+        ),
+        "{said}"
+    );
 }
 
 #[test]
@@ -270,7 +285,15 @@ fn check_reports_a_missing_file() {
 
 #[test]
 fn run_reports_unreadable_certificates() {
-    let out = casfront(&["run", "-c", EXAMPLE]);
+    // Its state (the route-cookie key) in a directory of its own, not
+    // beside the example in the source tree.
+    let state = std::env::temp_dir().join(format!("casfront-cli-state-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_casfront"))
+        .args(["run", "-c", EXAMPLE])
+        .env("STATE_DIRECTORY", &state)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&state);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

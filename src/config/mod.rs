@@ -3,13 +3,15 @@
 //! report every problem at once with its line and column. Submodules: `raw`
 //! (serde structs and the section-by-section reader), `validate` (checks
 //! across values), `sections` and `edge` (one section each), `diag`
-//! (diagnostics and positions).
+//! (diagnostics and positions), `state` (the state directory and the
+//! route-cookie key kept there).
 
 pub mod client_cert;
 mod diag;
 mod edge;
 mod raw;
 mod sections;
+pub mod state;
 mod validate;
 mod values;
 
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 pub use client_cert::{CertFormat, ClientAuth, ClientCertHeaders, ClientTrust, PoolCert};
 pub use diag::{Diagnostic, Severity};
+pub use state::{Keep, StateDir, StateFrom};
 pub use ipnet::IpNet;
 
 /// A validated configuration.
@@ -33,6 +36,8 @@ pub struct Config {
     pub limits: Limits,
     pub rate_limit: RateLimit,
     pub log: Log,
+    /// `[state]`: the state directory.
+    pub state: StateDir,
     pub pools: Vec<Pool>,
 }
 

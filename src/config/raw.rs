@@ -1,7 +1,7 @@
 //! Raw serde structs (`deny_unknown_fields`) mirroring the TOML file, and
 //! the reader that fills them section by section — `[listen]`, `[tls]` and
 //! each `[[tls.certificate]]`, `[client_cert]`, `[admin]`, `[learned]`, `[limits]`,
-//! `[rate_limit]`, `[log]`, each `[[pool]]`, its `[pool.health]`,
+//! `[rate_limit]`, `[log]`, `[state]`, each `[[pool]]`, its `[pool.health]`,
 //! `[pool.upstream]`, `[pool.headers]`, `[pool.route_cookie]` and each
 //! `[[pool.node]]`
 //! — so that one bad section does not hide the problems of the others.
@@ -241,6 +241,7 @@ impl Section for RawHeaders {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRouteCookie {
+    pub enabled: Option<bool>,
     pub name: Option<Str>,
     pub key_file: Option<Str>,
     pub previous_key_file: Option<Str>,
@@ -248,7 +249,17 @@ pub struct RawRouteCookie {
 
 impl Section for RawRouteCookie {
     const TABLE: &'static str = "[pool.route_cookie]";
-    const REQUIRED: &'static [&'static str] = &["key_file"];
+}
+
+/// `[state]`: where casfront keeps what must outlive the process.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub directory: Option<Str>,
+}
+
+impl Section for RawState {
+    const TABLE: &'static str = "[state]";
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,6 +299,7 @@ pub struct Raw {
     pub limits: Option<Spanned<RawLimits>>,
     pub rate_limit: Option<Spanned<RawRateLimit>>,
     pub log: Option<Spanned<RawLog>>,
+    pub state: Option<Spanned<RawState>>,
     pub pools: Vec<PoolSections>,
     /// Which sections were present (missing ones are reported by validation).
     pub has_listen: bool,
@@ -303,6 +315,7 @@ const TOP: &[&str] = &[
     "limits",
     "rate_limit",
     "log",
+    "state",
     "pool",
 ];
 const TLS_SUBTABLES: &[&str] = &["certificate"];
@@ -334,6 +347,7 @@ pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
             "limits" => raw.limits = section(value, &[], diags),
             "rate_limit" => raw.rate_limit = section(value, &[], diags),
             "log" => raw.log = section(value, &[], diags),
+            "state" => raw.state = section(value, &[], diags),
             "pool" => {
                 for (pool, span) in array_of_tables(value, "pool", diags) {
                     raw.pools.push(read_pool(pool, span, diags));

@@ -111,10 +111,31 @@ fn route_cookie_keys_are_read_and_checked() {
         "{e}"
     );
     assert!(e.contains("15:21: error: cannot read"), "{e}");
-    let p = parse(&text("[pool.route_cookie]\nname = \"R\"\n"), &dir);
+    // Without key_file: the state directory's key, on by default, read
+    // if it is there; created only by a process about to serve.
+    let state = dir.join("state");
+    let _ = std::fs::remove_dir_all(&state);
+    let in_state = |section: &str| text(&format!("{section}[state]\ndirectory = \"state\"\n"));
+    for section in ["", "[pool.route_cookie]\nname = \"R\"\n"] {
+        let mut c = parse(&in_state(section), &dir).config.unwrap();
+        let rc = c.pools[0].route_cookie.clone().unwrap();
+        assert!(rc.generated && rc.keys.is_empty(), "{rc:?}");
+        assert_eq!(c.state.route_key(), state.join("route.key"));
+        assert!(!state.exists(), "parsing created the state directory");
+        assert!(c.prepare_state(crate::config::Keep::OnDisk).unwrap().is_some());
+        let rc = c.pools[0].route_cookie.clone().unwrap();
+        assert_eq!(rc.keys.len(), 1);
+        // Read back, the same key, by the next parse.
+        let again = parse(&in_state(section), &dir).config.unwrap();
+        assert_eq!(again.pools[0].route_cookie.as_ref().unwrap().keys, rc.keys);
+        let _ = std::fs::remove_dir_all(&state);
+    }
+    let off = parse(&text("[pool.route_cookie]\nenabled = false\n"), &dir);
+    assert_eq!(off.config.unwrap().pools[0].route_cookie, None);
+    let p = parse(&text("[pool.route_cookie]\nprevious_key_file = \"good.key\"\n"), &dir);
     assert!(p
         .errors()
-        .any(|d| d.to_string().contains("missing key `key_file`")));
+        .any(|d| d.to_string().contains("previous_key_file needs key_file")));
     // A key every user may read is warned about, with its position.
     use std::os::unix::fs::PermissionsExt;
     let good = dir.join("good.key");

@@ -3,12 +3,14 @@
 //! `[[tls.certificate]]` list, `[learned]`, `[limits]`, and a pool's
 //! `[pool.health]` and `[pool.upstream]`.
 
+use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
 
 use super::diag::Diags;
+use super::state::{read_key, StateDir};
 use super::raw::Str;
 use super::raw::{
     RawCertificate, RawHealth, RawLearned, RawLimits, RawListen, RawLog, RawRouteCookie, RawTls,
@@ -405,56 +407,61 @@ pub fn learned(raw: Option<Spanned<RawLearned>>, d: &mut Diags) -> Option<Learne
 
 /// `[pool.route_cookie]`: the cookie's name and its keys, read from their
 /// files now so that `casfront check` reports a bad key with its place.
+/// On unless `enabled = false`; without `key_file`, the key is the state
+/// directory's (`state`), read here if it exists, created at start if not.
 pub fn route_cookie(
     raw: Option<Spanned<RawRouteCookie>>,
     base: &Path,
+    state: Option<&StateDir>,
+    span: Range<usize>,
     d: &mut Diags,
 ) -> Option<Option<RouteCookieKeys>> {
-    let Some(raw) = raw.map(Spanned::into_inner) else {
+    let raw = raw.map(Spanned::into_inner);
+    if raw.as_ref().and_then(|r| r.enabled) == Some(false) {
         return Some(None);
+    }
+    let (name, key_file, previous) = match raw {
+        Some(r) => (r.name, r.key_file, r.previous_key_file),
+        None => (None, None, None),
     };
-    let name = match &raw.name {
+    let name = match &name {
         Some(n) if cookie_name(n, d) => Some(n.get_ref().clone()),
         Some(_) => None,
         None => Some(defaults::ROUTE_COOKIE.to_owned()),
     };
     let key = |v: &Str, d: &mut Diags| -> Option<[u8; 32]> {
         let path = secret_file(v, base, d)?;
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                d.error(v.span(), format!("cannot read {}: {e}", path.display()));
-                return None;
-            }
-        };
-        let hex = text.trim();
-        let bytes: Option<Vec<u8>> = (hex.len() == 64)
-            .then(|| {
-                (0..32)
-                    .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
-                    .collect()
-            })
-            .flatten();
-        match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
-            Some(k) => Some(k),
-            None => {
-                d.error(
-                    v.span(),
-                    format!(
-                        "{} must hold 32 random bytes as 64 hex characters (openssl rand -hex 32)",
-                        path.display()
-                    ),
-                );
-                None
-            }
-        }
+        read_key(&path).map_err(|e| d.error(v.span(), e)).ok()
     };
-    let current = raw.key_file.as_ref().and_then(|v| key(v, d));
-    let previous = match &raw.previous_key_file {
+    let previous = match &previous {
+        // A rotation names both files: the state key is never "previous".
+        Some(v) if key_file.is_none() => {
+            d.error(v.span(), "previous_key_file needs key_file (rotate with both set)");
+            None
+        }
         Some(v) => key(v, d).map(Some),
         None => Some(None),
     };
-    let mut keys = vec![current?];
+    let (mut keys, generated) = match &key_file {
+        Some(v) => (vec![key(v, d)?], false),
+        None => {
+            // Read if it exists; a process about to serve creates it.
+            let path = state?.route_key();
+            let keys = match path.exists().then(|| read_key(&path)) {
+                Some(Err(e)) => {
+                    d.error(span, format!("the state directory's route-cookie key: {e}"));
+                    return None;
+                }
+                Some(Ok(k)) => vec![k],
+                None => Vec::new(),
+            };
+            (keys, true)
+        }
+    };
     keys.extend(previous?);
-    Some(Some(RouteCookieKeys { name: name?, keys }))
+    Some(Some(RouteCookieKeys {
+        name: name?,
+        keys,
+        generated,
+    }))
 }

@@ -120,7 +120,7 @@ fn unknown_and_missing_keys() {
         [
             "3:1: unknown key `htps` (did you mean `https`?); expected one of: https, http, trusted_proxies, hosts, proxy_protocol",
             "5:8: `tls.cert` is set without `tls.key`",
-            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, client_cert, admin, learned, limits, rate_limit, log, pool",
+            "6:2: unknown section `tsl` (did you mean `tls`?); expected one of: listen, tls, client_cert, admin, learned, limits, rate_limit, log, state, pool",
             "10:1: missing key `url` in [[pool.node]]",
         ]
     );

@@ -75,12 +75,13 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
 
     let client_cert = client_cert::headers(raw.client_cert, d);
     let auth = tls.as_ref().map(|t| t.client.auth);
+    let state = super::state::state(raw.state, base, d);
     let mut names = Names::default();
     let mut pools = Vec::new();
     let mut total_nodes = 0usize;
     for sections in raw.pools {
         total_nodes += sections.nodes.len();
-        pools.push(pool(sections, base, auth, &mut names, d));
+        pools.push(pool(sections, base, state.as_ref(), auth, &mut names, d));
     }
     if total_nodes > usize::from(u16::MAX) {
         d.error(
@@ -101,6 +102,7 @@ pub fn validate(raw: Raw, base: &Path, d: &mut Diags) -> Option<Config> {
         limits: limits?,
         rate_limit: rate_limit?,
         log: log?,
+        state: state?,
         pools: pools.into_iter().collect::<Option<_>>()?,
     })
 }
@@ -131,6 +133,7 @@ impl Names {
 fn pool(
     s: PoolSections,
     base: &Path,
+    state: Option<&super::StateDir>,
     auth: Option<ClientAuth>,
     names: &mut Names,
     d: &mut Diags,
@@ -176,10 +179,11 @@ fn pool(
     let health = sections::health(s.health, prefix.as_deref().unwrap_or("/"), d);
     let upstream = sections::upstream(s.upstream, d);
     let headers = edge::headers(s.headers, d);
-    let route_span = s.route_cookie.as_ref().map(Spanned::span);
-    let route_cookie = sections::route_cookie(s.route_cookie, base, d);
+    let route_span = (s.route_cookie.as_ref()).map_or(s.span.clone(), Spanned::span);
+    let route_cookie =
+        sections::route_cookie(s.route_cookie, base, state, route_span.clone(), d);
     // The route cookie must not shadow a cookie the nodes set.
-    if let (Some(Some(rc)), Some(span)) = (&route_cookie, route_span) {
+    if let (Some(Some(rc)), span) = (&route_cookie, route_span) {
         let taken = tgc_cookies.iter().flatten().any(|c| *c == rc.name)
             || session_cookie.as_deref() == Some(rc.name.as_str())
             || raw
@@ -219,7 +223,8 @@ fn pool(
             if node.name.len() > 64 {
                 d.error(
                     raw.span(),
-                    "with [pool.route_cookie], node names are at most 64 bytes (they are sealed in the cookie)",
+                    "with the route cookie (on by default), node names are at most 64 bytes \
+                     (they are sealed in it); shorten it or set [pool.route_cookie] enabled = false",
                 );
             }
         }

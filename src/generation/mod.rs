@@ -33,6 +33,10 @@ use crate::upstream::{self, NodePool, NodeTls};
 pub enum BuildError {
     #[error(transparent)]
     Tls(#[from] upstream::TlsSetupError),
+    /// The state directory's key was not given to the configuration
+    /// ([`Config::prepare_state`]).
+    #[error("pool `{0}`: the route cookie has no key (the state directory was not prepared)")]
+    NoRouteKey(String),
 }
 
 /// One pool's rules for the requests it routes, beside the routing table.
@@ -105,6 +109,9 @@ impl Generation {
     ) -> Result<Generation, BuildError> {
         let mut pools = Vec::new();
         for pool in &config.pools {
+            if pool.route_cookie.as_ref().is_some_and(|r| r.keys.is_empty()) {
+                return Err(BuildError::NoRouteKey(pool.name.clone()));
+            }
             let https = pool.nodes.iter().any(|n| n.url.scheme == Scheme::Https);
             let client_tls = if https {
                 Some(upstream::client_tls(pool)?)

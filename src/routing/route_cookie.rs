@@ -23,6 +23,9 @@ const MAX_SEALED: usize = NONCE_LEN + 64 + 16;
 pub struct RouteCookieKeys {
     pub name: String,
     pub keys: Vec<[u8; KEY_LEN]>,
+    /// The key is the one casfront generates in its state directory (no
+    /// `key_file`); until the process has it, `keys` is empty.
+    pub generated: bool,
 }
 
 impl std::fmt::Debug for RouteCookieKeys {
@@ -30,6 +33,7 @@ impl std::fmt::Debug for RouteCookieKeys {
         f.debug_struct("RouteCookieKeys")
             .field("name", &self.name)
             .field("keys", &self.keys.len())
+            .field("generated", &self.generated)
             .finish()
     }
 }

@@ -15,6 +15,7 @@ pub(crate) fn pools() -> Vec<PoolSpec> {
         route_cookie: Some(route_cookie::RouteCookieKeys {
             name: ROUTE_COOKIE.into(),
             keys: vec![ROUTE_KEY],
+            generated: false,
         }),
         ..PoolSpec::new(
             "cas",
