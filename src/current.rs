@@ -77,7 +77,9 @@ impl Current {
         tls: impl Into<ListenerTls>,
     ) -> Result<Arc<Current>, ReloadError> {
         let mut config = config.clone();
-        config.prepare_state(Keep::InMemory).map_err(ReloadError::State)?;
+        config
+            .prepare_state(Keep::InMemory)
+            .map_err(ReloadError::State)?;
         let state = ProcessState::new(&config)?;
         let generation = Generation::new(&config, tls.into(), &state.metrics)?;
         Ok(Arc::new(Current {
@@ -91,7 +93,9 @@ impl Current {
     /// and the first generation, and runs the first round of health checks.
     pub async fn start(path: PathBuf, mut config: Config) -> Result<Arc<Current>, ReloadError> {
         // Done already by a caller that reports on it (`process::start`).
-        config.prepare_state(Keep::OnDisk).map_err(ReloadError::State)?;
+        config
+            .prepare_state(Keep::OnDisk)
+            .map_err(ReloadError::State)?;
         let state = ProcessState::new(&config)?;
         let tls = tls::from_config_with(&config.tls, &state.resumption)?;
         let generation = Arc::new(Generation::new(&config, tls, &state.metrics)?);
@@ -139,7 +143,8 @@ impl Current {
         let Some(mut new) = parsed.config.clone() else {
             return Err(ReloadError::Invalid(parsed.errors().map(shown).collect()));
         };
-        new.prepare_state(Keep::OnDisk).map_err(ReloadError::State)?;
+        new.prepare_state(Keep::OnDisk)
+            .map_err(ReloadError::State)?;
         let new = &new;
         let tls = tls::from_config_with(&new.tls, &self.state.resumption)?;
         let mut next = Generation::new(new, tls, &self.state.metrics)?;

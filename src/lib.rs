@@ -16,7 +16,8 @@
 //! - [`current`]: the generation in force and its reload;
 //! - [`server`] (the listeners), [`admin`] (status and maintenance API),
 //!   [`access_log`];
-//! - [`process`]: the process's life (start, signals, reload, shutdown);
+//! - [`process`]: the process's life (start, signals, reload, shutdown),
+//!   with [`upgrade`] (the hot binary upgrade, inherited sockets);
 //! - on top, used by no module below: [`explain`], [`demo`], [`bench`].
 #![forbid(unsafe_code)]
 
@@ -41,4 +42,5 @@ pub mod routing;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod upgrade;
 pub mod upstream;

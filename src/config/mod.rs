@@ -21,8 +21,8 @@ use std::time::Duration;
 
 pub use client_cert::{CertFormat, ClientAuth, ClientCertHeaders, ClientTrust, PoolCert};
 pub use diag::{Diagnostic, Severity};
-pub use state::{Keep, StateDir, StateFrom};
 pub use ipnet::IpNet;
+pub use state::{Keep, StateDir, StateFrom};
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq)]

@@ -122,7 +122,10 @@ fn route_cookie_keys_are_read_and_checked() {
         assert!(rc.generated && rc.keys.is_empty(), "{rc:?}");
         assert_eq!(c.state.route_key(), state.join("route.key"));
         assert!(!state.exists(), "parsing created the state directory");
-        assert!(c.prepare_state(crate::config::Keep::OnDisk).unwrap().is_some());
+        assert!(c
+            .prepare_state(crate::config::Keep::OnDisk)
+            .unwrap()
+            .is_some());
         let rc = c.pools[0].route_cookie.clone().unwrap();
         assert_eq!(rc.keys.len(), 1);
         // Read back, the same key, by the next parse.
@@ -132,7 +135,10 @@ fn route_cookie_keys_are_read_and_checked() {
     }
     let off = parse(&text("[pool.route_cookie]\nenabled = false\n"), &dir);
     assert_eq!(off.config.unwrap().pools[0].route_cookie, None);
-    let p = parse(&text("[pool.route_cookie]\nprevious_key_file = \"good.key\"\n"), &dir);
+    let p = parse(
+        &text("[pool.route_cookie]\nprevious_key_file = \"good.key\"\n"),
+        &dir,
+    );
     assert!(p
         .errors()
         .any(|d| d.to_string().contains("previous_key_file needs key_file")));

@@ -10,12 +10,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::diag::Diags;
-use super::state::{read_key, StateDir};
 use super::raw::Str;
 use super::raw::{
     RawCertificate, RawHealth, RawLearned, RawLimits, RawListen, RawLog, RawRouteCookie, RawTls,
     RawUpstream,
 };
+use super::state::{read_key, StateDir};
 use super::values::{
     addr, cidr, cookie_name, duration, each, file, host_name, secret_file, size, threshold,
 };
@@ -436,7 +436,10 @@ pub fn route_cookie(
     let previous = match &previous {
         // A rotation names both files: the state key is never "previous".
         Some(v) if key_file.is_none() => {
-            d.error(v.span(), "previous_key_file needs key_file (rotate with both set)");
+            d.error(
+                v.span(),
+                "previous_key_file needs key_file (rotate with both set)",
+            );
             None
         }
         Some(v) => key(v, d).map(Some),

@@ -62,20 +62,29 @@ impl StateDir {
 }
 
 /// `[state]`, with the fallbacks the module header lists.
-pub(super) fn state(raw: Option<Spanned<RawState>>, base: &Path, d: &mut Diags) -> Option<StateDir> {
+pub(super) fn state(
+    raw: Option<Spanned<RawState>>,
+    base: &Path,
+    d: &mut Diags,
+) -> Option<StateDir> {
     if let Some(dir) = raw.and_then(|r| r.into_inner().directory) {
         if dir.get_ref().is_empty() {
             d.error(dir.span(), "state directory must not be empty");
             return None;
         }
+        let dir = base.join(dir.get_ref());
         return Some(StateDir {
-            directory: base.join(dir.get_ref()),
+            directory: std::path::absolute(&dir).unwrap_or(dir),
             from: StateFrom::Config,
         });
     }
     // systemd separates several directories with ':'; the first is ours.
     let systemd = std::env::var_os("STATE_DIRECTORY")
-        .and_then(|v| v.to_str().and_then(|s| s.split(':').next()).map(PathBuf::from))
+        .and_then(|v| {
+            v.to_str()
+                .and_then(|s| s.split(':').next())
+                .map(PathBuf::from)
+        })
         .filter(|p| p.is_absolute());
     Some(match systemd {
         Some(directory) => StateDir {
@@ -87,7 +96,7 @@ pub(super) fn state(raw: Option<Spanned<RawState>>, base: &Path, d: &mut Diags) 
             from: StateFrom::Default,
         },
         None => StateDir {
-            directory: base.to_owned(),
+            directory: std::path::absolute(base).unwrap_or_else(|_| base.to_owned()),
             from: StateFrom::BesideConfig,
         },
     })
@@ -95,8 +104,8 @@ pub(super) fn state(raw: Option<Spanned<RawState>>, base: &Path, d: &mut Diags) 
 
 /// A key file: 32 bytes as 64 hex characters.
 pub(super) fn read_key(path: &Path) -> Result<[u8; KEY_LEN], String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let hex = text.trim();
     let bytes: Option<Vec<u8>> = (hex.len() == 2 * KEY_LEN)
         .then(|| {
@@ -157,7 +166,11 @@ impl Config {
                 (read_key(&path)?, created.then_some(path))
             }
         };
-        for rc in self.pools.iter_mut().filter_map(|p| p.route_cookie.as_mut()) {
+        for rc in self
+            .pools
+            .iter_mut()
+            .filter_map(|p| p.route_cookie.as_mut())
+        {
             if rc.generated && rc.keys.is_empty() {
                 rc.keys.push(key);
             }

@@ -180,8 +180,7 @@ fn pool(
     let upstream = sections::upstream(s.upstream, d);
     let headers = edge::headers(s.headers, d);
     let route_span = (s.route_cookie.as_ref()).map_or(s.span.clone(), Spanned::span);
-    let route_cookie =
-        sections::route_cookie(s.route_cookie, base, state, route_span.clone(), d);
+    let route_cookie = sections::route_cookie(s.route_cookie, base, state, route_span.clone(), d);
     // The route cookie must not shadow a cookie the nodes set.
     if let (Some(Some(rc)), span) = (&route_cookie, route_span) {
         let taken = tgc_cookies.iter().flatten().any(|c| *c == rc.name)

@@ -109,7 +109,11 @@ impl Generation {
     ) -> Result<Generation, BuildError> {
         let mut pools = Vec::new();
         for pool in &config.pools {
-            if pool.route_cookie.as_ref().is_some_and(|r| r.keys.is_empty()) {
+            if pool
+                .route_cookie
+                .as_ref()
+                .is_some_and(|r| r.keys.is_empty())
+            {
                 return Err(BuildError::NoRouteKey(pool.name.clone()));
             }
             let https = pool.nodes.iter().any(|n| n.url.scheme == Scheme::Https);

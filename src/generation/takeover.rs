@@ -1,6 +1,7 @@
 //! What a new generation keeps from the one it replaces: the health of
 //! every node it still has (same pool, name and URL) and the learned
-//! cookie table. Upstream connections are not kept: the new generation's
+//! cookie table; and what a new process takes over from the one it
+//! replaces in a binary upgrade ([`Handover`]: the operator's modes). Upstream connections are not kept: the new generation's
 //! pools connect afresh, and the old idle connections close when its last
 //! request is done. (Rate counts are process state: see
 //! [`crate::state::ProcessState::reconfigure`].)
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use super::Generation;
 use crate::config::Config;
-use crate::health::{HealthTable, NodeSettings};
+use crate::health::{HealthTable, Mode, NodeSettings};
 use crate::routing::NodeId;
 
 /// Per node in configuration order, what its health needs.
@@ -111,5 +112,41 @@ impl Generation {
             nodes_added: origin.len() - kept,
             learned_kept: same_pools,
         }
+    }
+}
+
+/// What an upgraded process takes over from its predecessor: each node's
+/// operator mode (drained or disabled), by the node's identity. Node health
+/// is not taken: the new process checks every node before it serves. The
+/// learned cookie table is not either: the route cookie (on by default)
+/// carries every route a node set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Handover {
+    pub modes: Vec<(String, Mode)>,
+}
+
+impl Generation {
+    /// What a successor process takes over.
+    pub fn handover(&self) -> Handover {
+        let modes = (self.identity.iter().zip(0..=NodeId::MAX))
+            .map(|(id, n)| (id.clone(), self.health.mode(n)))
+            .filter(|(_, m)| *m != Mode::Enabled)
+            .collect();
+        Handover { modes }
+    }
+
+    /// Takes `handover` from a predecessor: the modes of the nodes this
+    /// generation still has. How many nodes took one.
+    pub fn receive(&self, handover: &Handover) -> usize {
+        let ids: HashMap<&str, NodeId> = (self.identity.iter().zip(0..=NodeId::MAX))
+            .map(|(id, n)| (id.as_str(), n))
+            .collect();
+        (handover.modes.iter())
+            .filter_map(|(id, mode)| {
+                ids.get(id.as_str())
+                    .map(|&n| self.health.set_mode(n, *mode))
+            })
+            .filter(|set| *set)
+            .count()
     }
 }

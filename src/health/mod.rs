@@ -61,7 +61,8 @@ impl Threshold {
 }
 
 /// What an operator set for a node.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum Mode {
     Enabled = 0,
@@ -231,6 +232,15 @@ impl HealthTable {
             n.since.store(self.now_ms(), Ordering::Relaxed);
         }
         true
+    }
+
+    /// The operator's mode of `node`.
+    pub fn mode(&self, node: NodeId) -> Mode {
+        match self.node(node).map(|n| n.mode.load(Ordering::Relaxed)) {
+            Some(1) => Mode::Draining,
+            Some(2) => Mode::Disabled,
+            _ => Mode::Enabled,
+        }
     }
 
     /// How long ago `node` was last checked and last changed state.
