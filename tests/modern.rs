@@ -11,6 +11,7 @@ use casfront::demo::node::NodeSpec;
 use casfront::demo::Cluster;
 
 mod support;
+use support::browser::Jar;
 use support::client::{send_tls, tls_trusting};
 
 /// The cookie an F5 sets for pool member `addr` (F5 article K6917).
@@ -86,30 +87,6 @@ async fn an_f5_persistence_cookie_routes_to_its_member() {
         seen.insert(get(other.clone()).await);
     }
     assert!(seen.len() > 1, "{seen:?}");
-}
-
-/// A browser's cookie jar: what nodes set (through casfront) is sent back.
-#[derive(Default, Clone)]
-struct Jar(std::collections::BTreeMap<String, String>);
-
-impl Jar {
-    fn header(&self) -> String {
-        let pairs: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        pairs.join("; ")
-    }
-
-    fn absorb(&mut self, r: &support::client::Reply) {
-        for set in r.headers.get_all("set-cookie") {
-            let set = set.to_str().unwrap();
-            let (pair, attrs) = set.split_once(';').unwrap_or((set, ""));
-            let (k, v) = pair.split_once('=').unwrap();
-            if attrs.to_ascii_lowercase().contains("max-age=0") {
-                self.0.remove(k.trim());
-            } else {
-                self.0.insert(k.trim().into(), v.trim().into());
-            }
-        }
-    }
 }
 
 /// casfront instances in front of one set of modern-mode nodes.

@@ -44,13 +44,15 @@ pub async fn serve<I>(
     let metrics = current.metrics().clone();
     let streams = h2.then(|| Arc::new(Streams::new(limits.h2_max_resets)));
     let sends = Arc::new(Sends::new());
-    let (counted, watched) = (streams.clone(), sends.clone());
+    let requests = Arc::new(Requests::default());
+    let (counted, watched, begun) = (streams.clone(), sends.clone(), requests.clone());
     // Boxed, the request's future is allocated while it runs: hyper keeps
     // a slot of the service future's size per connection, idle or not.
     let svc = service_fn(move |req| {
         let (current, client) = (current.clone(), client.clone());
         let guard = counted.as_ref().map(|s| Streams::open(s.clone()));
         let sends = watched.clone();
+        begun.begin();
         Box::pin(async move {
             let resp = respond(&current, req, &client).await;
             if let Some(mut g) = guard {
@@ -66,7 +68,15 @@ pub async fn serve<I>(
         // Boxed: an HTTP/2 connection's state is several times an HTTP/1
         // one's, and an unboxed branch would size every connection's task.
         Some(streams) => {
-            let h2 = serve_h2(io, svc, streams, limits.clone(), stop, sends.clone());
+            let h2 = serve_h2(
+                io,
+                svc,
+                streams,
+                limits.clone(),
+                stop,
+                sends.clone(),
+                requests,
+            );
             let closed = Box::pin(h2).await;
             match closed {
                 Closed::Resets => metrics.refused(Refusal::H2Resets),
@@ -84,7 +94,7 @@ pub async fn serve<I>(
                 sends: &sends,
                 timeout: limits.send_timeout,
             };
-            if drive(conn, stop, None, send).await == Closed::Stalled {
+            if drive(conn, stop, &requests, None, send).await == Closed::Stalled {
                 metrics.refused(Refusal::SendTimeout);
             }
         }
@@ -98,6 +108,7 @@ async fn serve_h2<I, S>(
     limits: Limits,
     stop: watch::Receiver<bool>,
     sends: Arc<Sends>,
+    requests: Arc<Requests>,
 ) -> Closed
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -126,7 +137,7 @@ where
         sends: &sends,
         timeout: limits.send_timeout,
     };
-    drive(conn, stop, Some(watch), send).await
+    drive(conn, stop, &requests, Some(watch), send).await
 }
 
 /// One request on the generation in force: the pipeline's response,
@@ -172,7 +183,48 @@ struct Watch<'a> {
     linger: Duration,
 }
 
-/// Drives `conn` to its end, closing it gracefully when told to. An
+/// The requests a connection has begun, to close it when told to stop
+/// without losing one: a connection accepted just before the stop (a
+/// shutdown, an upgrade) has its first request served, whose client has
+/// sent it or is sending it; an HTTP/1 connection kept alive between
+/// requests is closed after the answer to its next request (which says
+/// `Connection: close`) or after [`LINGER`] without one — closing it while
+/// idle would race a request already on its way (HAProxy's
+/// `idle-close-on-response`). HTTP/2 has GOAWAY for that.
+#[derive(Default)]
+struct Requests {
+    begun: AtomicU64,
+    notify: Notify,
+}
+
+/// How long an idle HTTP/1 connection may take to send its next request
+/// once the server is stopping.
+const LINGER: Duration = Duration::from_secs(2);
+
+impl Requests {
+    fn begin(&self) {
+        self.begun.fetch_add(1, Ordering::Relaxed);
+        self.notify.notify_waiters();
+    }
+
+    fn count(&self) -> u64 {
+        self.begun.load(Ordering::Relaxed)
+    }
+
+    /// Until more than `seen` requests have begun.
+    async fn more_than(&self, seen: u64) {
+        loop {
+            let notified = self.notify.notified();
+            if self.count() > seen {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Drives `conn` to its end, closing it gracefully when told to (when no
+/// request would be lost: [`Requests`]). An
 /// HTTP/2 connection past `h2_max_resets` is dropped at once (a graceful
 /// GOAWAY would let it open streams until it answers a PING); one closed
 /// for idleness that is still open after `linger` (a client that never
@@ -180,12 +232,16 @@ struct Watch<'a> {
 async fn drive<C: GracefulConnection>(
     conn: C,
     mut stop: watch::Receiver<bool>,
+    requests: &Requests,
     watch: Option<Watch<'_>>,
     send: SendWatch<'_>,
 ) -> Closed {
     tokio::pin!(conn);
     let mut why = Closed::Ended;
     let mut drop_at = None;
+    // Told to stop: closed once more than this many requests have begun
+    // (HTTP/1: or at the deadline).
+    let mut close_after: Option<(u64, Option<Instant>)> = None;
     loop {
         let open = why == Closed::Ended;
         let resets = async {
@@ -216,7 +272,19 @@ async fn drive<C: GracefulConnection>(
                 }
                 continue;
             }
-            _ = stop.wait_for(|s| *s), if open => why = Closed::Stopped,
+            _ = stop.wait_for(|s| *s), if open => {
+                why = Closed::Stopped;
+                let begun = requests.count();
+                close_after = match &watch {
+                    None => Some((begun, Some(Instant::now() + LINGER))),
+                    Some(_) if begun == 0 => Some((0, None)),
+                    Some(_) => None,
+                };
+                if close_after.is_some() {
+                    continue;
+                }
+            }
+            () = next_request(requests, close_after), if close_after.is_some() => close_after = None,
             _ = resets, if open => return Closed::Resets,
             _ = idle, if open => {
                 match &watch {
@@ -229,6 +297,23 @@ async fn drive<C: GracefulConnection>(
             }
         }
         conn.as_mut().graceful_shutdown();
+    }
+}
+
+/// Until more than `seen` requests have begun, or the deadline.
+async fn next_request(requests: &Requests, close_after: Option<(u64, Option<Instant>)>) {
+    let Some((seen, deadline)) = close_after else {
+        return std::future::pending().await;
+    };
+    let deadline = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = requests.more_than(seen) => {}
+        () = deadline => {}
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+pub mod browser;
 pub mod client;
 pub mod pki;
 pub mod process;
