@@ -74,6 +74,7 @@ fn the_unit_verifies_cleanly() {
     assert!(about_it.is_empty(), "{stderr}");
     for directive in [
         "Type=notify",
+        "NotifyAccess=all",
         "ExecStartPre=/usr/bin/casfront check -c /etc/casfront/casfront.toml",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "AmbientCapabilities=CAP_NET_BIND_SERVICE",

@@ -125,3 +125,97 @@ async fn a_killed_node_leaves_and_a_revived_one_returns_without_a_failed_request
     );
     drop(revived);
 }
+
+/// A node that reads each request and closes the connection unanswered
+/// (a node going down under a request); how many it took.
+async fn black_hole() -> (std::net::SocketAddr, Arc<AtomicU64>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let took = Arc::new(AtomicU64::new(0));
+    let counted = took.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (addr, took)
+}
+
+/// A request that may go to any node, with an idempotent method and no
+/// body, that a node takes and does not answer goes to another node; a
+/// POST, or a request a ticket sent to that node, is answered 502 and
+/// never sent elsewhere (the node may have acted on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_request_is_retried_elsewhere_only_when_any_node_would_do() {
+    let good = node::spawn(NodeSpec::named("cas1")).await.unwrap();
+    let cert = casfront::demo::self_signed().unwrap();
+    let tls = tls_trusting(&cert.cert_pem);
+    for (method, target, body, want, retried) in [
+        ("GET", "/cas/login", "", 200, true),
+        ("HEAD", "/cas/login", "", 200, true),
+        ("POST", "/cas/login", "username=u&password=p", 502, false),
+        (
+            "GET",
+            "/cas/serviceValidate?service=s&ticket=ST-1-abc-bad",
+            "",
+            502,
+            false,
+        ),
+    ] {
+        // A cluster of its own each time: the first failure marks the
+        // node down.
+        let (hole, took) = black_hole().await;
+        let text = format!(
+            "[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n\
+             [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n{}{}",
+            support::node_tables(&[("bad", hole), ("cas1", good.addr)]),
+            support::NO_RATE_LIMIT
+        );
+        let config = support::config_of(&text);
+        let listener_tls = casfront::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
+        let (addr, current, _serving) = support::front(&config, listener_tls).await;
+        let before = good.heard().len();
+        // Several times: the round robin must reach the bad node.
+        let mut reached = 0;
+        for _ in 0..4 {
+            if took.load(Ordering::Relaxed) > 0 {
+                break;
+            }
+            let headers = [("content-type", "application/x-www-form-urlencoded")];
+            let r =
+                support::client::send_tls(&tls, addr, "localhost", method, target, &headers, body)
+                    .await;
+            reached += 1;
+            if took.load(Ordering::Relaxed) > 0 {
+                assert_eq!(r.status, want, "{method} {target}: {}", r.body.trim());
+            }
+        }
+        assert_eq!(
+            took.load(Ordering::Relaxed),
+            1,
+            "{method} {target}: the bad node took none ({reached} sent)"
+        );
+        let heard_after = good.heard().len() - before;
+        // Retried: cas1 heard each request sent (the one the bad node took
+        // included); not retried: it heard only those routed to it.
+        let expected = if retried { reached } else { reached - 1 };
+        assert_eq!(
+            heard_after,
+            expected,
+            "{method} {target}: {:?}",
+            good.heard()
+        );
+        // A new connection closed unanswered takes the node out (a POST's
+        // failure may be the request's own: it does not).
+        let bad = current.generation().table().node_by_name("bad").unwrap();
+        let down = current.generation().health().state(bad) == NodeState::Down;
+        assert_eq!(down, method != "POST", "{method} {target}");
+    }
+}

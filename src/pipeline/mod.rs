@@ -11,7 +11,9 @@
 //! 5. the pool's rules (`host_override`, `[pool.headers]`, then the client
 //!    certificate headers, last, so that no rule can forge them), and send;
 //!    a pooled connection that closed before the request went out is
-//!    retried on a new one;
+//!    retried on a new one, and a request for any node with an idempotent
+//!    method and no body that a node took and did not answer goes to
+//!    another node;
 //! 6. learn the cookies the node sets and add the route cookie
 //!    ([`cookies`]);
 //! 7. rewrite the response ([`rewrite`]: hop-by-hop headers, `Secure` on
@@ -175,7 +177,15 @@ async fn forward(
             Err(SendError::Again {
                 req: back,
                 node_failed,
+                sent,
             }) => {
+                // A request the node took and did not answer goes to
+                // another node only if any node would do: one a ticket or
+                // session sent there is that node's (it may have used the
+                // ticket before it failed).
+                if sent && node_failed && out.rule != Some(Rule::Any) {
+                    return Err(Stop::Node(node, Fault::Closed));
+                }
                 if node_failed {
                     answer::fault(generation, node, Fault::Closed);
                 }

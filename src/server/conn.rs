@@ -1,7 +1,6 @@
 //! One client connection's HTTP, after TLS: HTTP/1.1 or HTTP/2 with the
 //! client-side limits of `[limits]`, driven until it ends, the server stops
-//! (graceful: HTTP/1 closes after the response in flight, HTTP/2 gets a
-//! GOAWAY), or, for HTTP/2, the connection idles past `idle_timeout`
+//! (graceful, losing no request on its way: [`Requests`]), or, for HTTP/2, the connection idles past `idle_timeout`
 //! (GOAWAY, then dropped if still open after `handshake_timeout`) or its
 //! client cancels more than `h2_max_resets` streams before their answer
 //! (rapid reset: each cancels a request to a node; dropped at once); on

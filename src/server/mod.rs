@@ -39,9 +39,9 @@ pub async fn serve(listener: TcpListener, current: Arc<Current>) {
 
 /// Accepts TLS connections on `listener` until `shutdown` completes with
 /// the grace period; then stops accepting, lets the requests in flight
-/// finish (HTTP/1 keep-alive connections close after their current
-/// response, HTTP/2 ones get a GOAWAY) and returns when they have, or after
-/// `grace`. Returns whether every connection finished in time.
+/// finish and closes each connection without losing a request on its way
+/// ([`conn`]: HTTP/1 after the answer to its next request or a short
+/// linger, HTTP/2 by GOAWAY) and returns when they have, or after `grace`. Returns whether every connection finished in time.
 pub async fn serve_until(
     listener: TcpListener,
     current: Arc<Current>,

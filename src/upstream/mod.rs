@@ -104,13 +104,14 @@ impl Conn {
 /// Why [`NodePool::send`] returned no response.
 pub enum SendError {
     /// The request may be sent again, on a new connection: it was never
-    /// written (the connection was closed first), or it is a GET or HEAD
-    /// without a body that the node did not answer at all. `node_failed`:
-    /// a new connection failed that way, so the node is out of order (a
-    /// pooled one may just have timed out on the node's side).
+    /// written (the connection was closed first), or it has an idempotent
+    /// method and no body and the node did not answer at all (`sent`).
+    /// `node_failed`: a new connection failed that way, so the node is out
+    /// of order (a pooled one may just have timed out on the node's side).
     Again {
         req: Box<Request<RequestBody>>,
         node_failed: bool,
+        sent: bool,
     },
     Failed(UpstreamError),
 }
@@ -318,8 +319,7 @@ impl NodePool {
         // read (a node answers a GET at once; the client trickles the
         // body): such a connection is not free for another request.
         let body_pending = !req.body().is_end_stream();
-        let replayable =
-            matches!(*req.method(), http::Method::GET | http::Method::HEAD) && !body_pending;
+        let replayable = idempotent(req.method()) && !body_pending;
         let copy = replayable.then(|| copy_request(&req));
         let timeout = self.settings.response_timeout;
         let resp = match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
@@ -330,14 +330,15 @@ impl NodePool {
             }
             Ok(Ok(resp)) => resp,
             Ok(Err(mut e)) => {
-                let (req, node_failed) = match (e.take_message(), copy) {
-                    (Some(unsent), _) => (unsent, !pooled),
-                    (None, Some(copy)) if no_response(e.error()) => (copy, !pooled),
+                let (req, sent) = match (e.take_message(), copy) {
+                    (Some(unsent), _) => (unsent, false),
+                    (None, Some(copy)) if no_response(e.error()) => (copy, true),
                     _ => return Err(SendError::Failed(self.request_error(e.into_error()))),
                 };
                 return Err(SendError::Again {
                     req: Box::new(req),
-                    node_failed,
+                    node_failed: !pooled,
+                    sent,
                 });
             }
         };
@@ -558,6 +559,14 @@ fn no_response(e: &hyper::Error) -> bool {
                 ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
             )
         })
+}
+
+/// Methods whose request, sent twice, has the effect of sending it once
+/// (RFC 9110 §9.2.2); with no body, one the node did not answer may be
+/// sent again.
+fn idempotent(m: &http::Method) -> bool {
+    use http::Method as M;
+    [M::GET, M::HEAD, M::OPTIONS, M::TRACE, M::PUT, M::DELETE].contains(m)
 }
 
 /// A body-less request's copy, to send again.
