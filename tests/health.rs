@@ -1,7 +1,9 @@
-//! Active health checks end to end: a node killed under continuous load is
-//! taken out with no failed request, and comes back once it passes `rise`
-//! checks after it is revived on the same port, long before the
-//! `down_cooldown` its failed connections set (a node rollout).
+//! Nodes that fail and come back, end to end: a node killed under
+//! continuous load is taken out with no failed request, and comes back once
+//! it passes `rise` checks after it is revived on the same port, long
+//! before the `down_cooldown` its failed connections set; a rolling restart
+//! of every node fails no request; a request a node took and did not answer
+//! goes to another node only when any node would do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -218,4 +220,95 @@ async fn an_unanswered_request_is_retried_elsewhere_only_when_any_node_would_do(
         let down = current.generation().health().state(bad) == NodeState::Down;
         assert_eq!(down, method != "POST", "{method} {target}");
     }
+}
+
+/// A rolling restart of all three nodes under load, each down for 300 ms
+/// and back when its checks pass: no request without a ticket fails
+/// (those in flight on a stopping node go to another), and each node is
+/// back within `rise` × `interval` plus an interval of its revival.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_every_node_fails_no_request() {
+    let specs = (1..=3)
+        .map(|i| NodeSpec::named(&format!("cas{i}")))
+        .collect();
+    let mut cluster = Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), |c| {
+        let c = format!("{c}{}", support::NO_RATE_LIMIT);
+        c.replacen(
+            "path_prefix = \"/cas\"\n",
+            "path_prefix = \"/cas\"\n[pool.health]\ninterval = \"100ms\"\ntimeout = \"80ms\"\n\
+             rise = 2\nfall = 2\n",
+            1,
+        )
+    })
+    .await
+    .unwrap();
+    let proxy = cluster.generation();
+    let _checks = cluster.start_checks().await;
+    let tls = tls_trusting(&cluster.cert_pem);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut load = Vec::new();
+    for kept in [true, true, false] {
+        let (stop, sent, failed, tls) = (stop.clone(), sent.clone(), failed.clone(), tls.clone());
+        let addr = cluster.addr;
+        load.push(tokio::spawn(async move {
+            let mut client = KeepAlive::open(&tls, addr, "localhost").await;
+            while !stop.load(Ordering::Relaxed) {
+                let r = if kept {
+                    client.get("/cas/login").await
+                } else {
+                    let r = support::client::send_tls(
+                        &tls,
+                        addr,
+                        "localhost",
+                        "GET",
+                        "/cas/login",
+                        &[],
+                        "",
+                    );
+                    r.await
+                };
+                sent.fetch_add(1, Ordering::Relaxed);
+                if r.status != 200 {
+                    eprintln!("failed: {} {}", r.status, r.body.trim());
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let mut slowest = Duration::ZERO;
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let name = format!("cas{}", i + 1);
+        let id = proxy.table().node_by_name(&name).unwrap();
+        let old = cluster.nodes.remove(i);
+        let addr = old.addr;
+        old.stop().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let revived = node::spawn_on(NodeSpec::named(&name), addr).await.unwrap();
+        cluster.nodes.insert(i, revived);
+        let back = until(Duration::from_secs(3), || {
+            proxy.health().state(id) == NodeState::Healthy
+        })
+        .await
+        .unwrap_or_else(|| panic!("{name} did not come back"));
+        slowest = slowest.max(back);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!(
+        "rolling restart: {sent} requests, {failed} failed; nodes back after at most {slowest:?}"
+    );
+    assert!(sent > 100, "{sent}");
+    assert_eq!(failed, 0, "of {sent} requests");
+    // rise (2) × interval (100 ms) + an interval, with room for a loaded
+    // machine's scheduling: far below a cool-down.
+    assert!(
+        slowest < Duration::from_millis(800),
+        "a node came back after {slowest:?}"
+    );
 }
