@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, Keep};
-use crate::generation::takeover::Carried;
+use crate::generation::takeover::{Carried, Handover, Received};
 use crate::generation::{BuildError, Generation};
 use crate::health::check::{self, Checker};
 use crate::metrics::Metrics;
@@ -91,16 +91,27 @@ impl Current {
 
     /// Starts serving `config`, read from `path`: builds the process state
     /// and the first generation, and runs the first round of health checks.
-    pub async fn start(path: PathBuf, mut config: Config) -> Result<Arc<Current>, ReloadError> {
+    pub async fn start(path: PathBuf, config: Config) -> Result<Arc<Current>, ReloadError> {
+        Ok(Current::start_with(path, config, None).await?.0)
+    }
+
+    /// The same, taking over what a process being upgraded hands over.
+    pub async fn start_with(
+        path: PathBuf,
+        mut config: Config,
+        handover: Option<&Handover>,
+    ) -> Result<(Arc<Current>, Received), ReloadError> {
         // Done already by a caller that reports on it (`process::start`).
         config
             .prepare_state(Keep::OnDisk)
             .map_err(ReloadError::State)?;
         let state = ProcessState::new(&config)?;
         let tls = tls::from_config_with(&config.tls, &state.resumption)?;
-        let generation = Arc::new(Generation::new(&config, tls, &state.metrics)?);
+        let mut generation = Generation::new(&config, tls, &state.metrics)?;
+        let received = (handover.map(|h| generation.receive(&config, h))).unwrap_or_default();
+        let generation = Arc::new(generation);
         let checker = generation.start_checks(check::targets(&config)).await;
-        Ok(Arc::new(Current {
+        let current = Arc::new(Current {
             generation: ArcSwap::new(generation),
             state,
             source: Some(Source {
@@ -110,7 +121,8 @@ impl Current {
                     checker: Some(checker),
                 }),
             }),
-        }))
+        });
+        Ok((current, received))
     }
 
     /// The generation in force.

@@ -6,11 +6,11 @@
 //! entries each; inserting into a full current generation (or one older
 //! than half the TTL) drops the previous generation and starts a new one.
 //! An entry lives between TTL/2 and TTL, and memory stays flat under a flood
-//! of distinct cookies. Keys are a 128-bit keyed hash of the triple, so the
-//! table holds no cookie value (they are credentials) and a lookup
-//! allocates nothing.
+//! of distinct cookies. Keys are a 128-bit keyed hash (two SipHash-1-3 of
+//! random keys) of the triple, so the table holds no cookie value (they are
+//! credentials) and a lookup allocates nothing. A binary upgrade hands the
+//! table, its hash keys included, to the new process ([`Exported`]).
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -39,9 +39,27 @@ impl Generation {
     }
 }
 
+/// One SipHash-1-3 key.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct SipKey(u64, u64);
+
+impl BuildHasher for SipKey {
+    type Hasher = siphasher::sip::SipHasher13;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        siphasher::sip::SipHasher13::new_with_keys(self.0, self.1)
+    }
+}
+
+impl SipKey {
+    fn random() -> SipKey {
+        SipKey(rand::random(), rand::random())
+    }
+}
+
 /// The table; cheap to share behind an `Arc`.
 pub struct LearnedTable {
-    hashers: (RandomState, RandomState),
+    hashers: (SipKey, SipKey),
     half_capacity: usize,
     ttl: Duration,
     /// Lookups (every request with an opaque TGC or session id) share the
@@ -53,7 +71,7 @@ impl LearnedTable {
     pub fn new(capacity: usize, ttl: Duration) -> LearnedTable {
         let gen = || Generation::new(Instant::now());
         LearnedTable {
-            hashers: (RandomState::new(), RandomState::new()),
+            hashers: (SipKey::random(), SipKey::random()),
             half_capacity: (capacity / 2).max(1),
             ttl,
             gens: RwLock::new((gen(), gen())),
@@ -61,7 +79,7 @@ impl LearnedTable {
     }
 
     fn key(&self, pool: PoolId, cookie: &[u8], value: &[u8]) -> Key {
-        let half = |s: &RandomState| s.hash_one((pool, cookie, value));
+        let half = |s: &SipKey| s.hash_one((pool, cookie, value));
         u128::from(half(&self.hashers.0)) << 64 | u128::from(half(&self.hashers.1))
     }
 
@@ -85,7 +103,7 @@ impl LearnedTable {
             by_source: gen.by_source.clone(),
         };
         LearnedTable {
-            hashers: self.hashers.clone(),
+            hashers: self.hashers,
             half_capacity: (capacity / 2).max(1),
             ttl,
             gens: RwLock::new((copy(&g.0), copy(&g.1))),
@@ -165,6 +183,70 @@ impl LearnedTable {
     }
 }
 
+/// A table as handed to another process: its hash keys, and each entry
+/// with its node (by index in the exporter's configuration) and age.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Exported {
+    hashers: Option<(SipKey, SipKey)>,
+    /// Current generation first: (key, node, milliseconds since learned).
+    current: Vec<(u128, NodeId, u64)>,
+    previous: Vec<(u128, NodeId, u64)>,
+}
+
+impl LearnedTable {
+    /// Everything the table holds, for a successor process.
+    pub fn export(&self) -> Exported {
+        let now = Instant::now();
+        let g = self.gens.read().unwrap_or_else(PoisonError::into_inner);
+        let entries = |gen: &Generation| -> Vec<(u128, NodeId, u64)> {
+            (gen.entries.iter())
+                .map(|(k, (n, at))| {
+                    let age = now.saturating_duration_since(*at).as_millis();
+                    (*k, *n, u64::try_from(age).unwrap_or(u64::MAX))
+                })
+                .collect()
+        };
+        Exported {
+            hashers: Some(self.hashers),
+            current: entries(&g.0),
+            previous: entries(&g.1),
+        }
+    }
+
+    /// A table of `capacity` and `ttl` holding what `exported` held (its
+    /// nodes through `map`; entries of nodes gone, or past the TTL, are
+    /// dropped, and the newest kept when there are more than fit).
+    pub fn import(
+        exported: &Exported,
+        capacity: usize,
+        ttl: Duration,
+        map: impl Fn(NodeId) -> Option<NodeId>,
+    ) -> LearnedTable {
+        let mut table = LearnedTable::new(capacity, ttl);
+        let Some(hashers) = exported.hashers else {
+            return table;
+        };
+        table.hashers = hashers;
+        let now = Instant::now();
+        let fill = |entries: &[(u128, NodeId, u64)]| {
+            let mut gen = Generation::new(now);
+            let mut kept: Vec<_> = (entries.iter())
+                .filter(|(_, _, age)| Duration::from_millis(*age) < ttl)
+                .filter_map(|(k, n, age)| Some((*k, map(*n)?, *age)))
+                .collect();
+            kept.sort_unstable_by_key(|(_, _, age)| *age);
+            kept.truncate(table.half_capacity);
+            for (k, n, age) in kept {
+                let at = now.checked_sub(Duration::from_millis(age)).unwrap_or(now);
+                gen.entries.insert(k, (n, at));
+            }
+            gen
+        };
+        table.gens = RwLock::new((fill(&exported.current), fill(&exported.previous)));
+        table
+    }
+}
+
 impl Learned for LearnedTable {
     fn lookup(&self, pool: PoolId, cookie: &[u8], value: &[u8]) -> Option<NodeId> {
         self.find(pool, cookie, value, Instant::now())
@@ -191,6 +273,30 @@ mod tests {
         assert_eq!(r.find(0, b"TGC", b"b", now), None);
         assert!(t.fits(101, Duration::from_secs(60)));
         assert!(!t.fits(100, Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn an_exported_table_is_found_again_in_its_successor() {
+        let ttl = Duration::from_secs(60);
+        let t = LearnedTable::new(100, ttl);
+        let now = Instant::now();
+        t.learn(0, b"TGC", b"a", 1, now, from(1));
+        t.learn(0, b"JSESSIONID", b"b", 2, now, from(1));
+        // Through JSON, as the upgrade channel carries it.
+        let text = serde_json::to_string(&t.export()).unwrap();
+        assert!(!text.contains("\"a\""), "{text}");
+        let exported: Exported = serde_json::from_str(&text).unwrap();
+        let n = LearnedTable::import(&exported, 100, ttl, |n| (n == 1).then_some(7));
+        let later = Instant::now();
+        assert_eq!(n.find(0, b"TGC", b"a", later), Some(7));
+        assert_eq!(
+            n.find(0, b"JSESSIONID", b"b", later),
+            None,
+            "its node is gone"
+        );
+        assert_eq!(n.len(), 1);
+        // Without hash keys (an exporter that had no table): empty.
+        assert!(LearnedTable::import(&Exported::default(), 100, ttl, Some).is_empty());
     }
 
     #[test]

@@ -68,15 +68,19 @@ pub async fn start(path: PathBuf, mut config: Config) -> anyhow::Result<Started>
             key.display()
         );
     }
-    let current = Current::start(path, config.clone()).await?;
+    let handover = predecessor.as_ref().map(|p| &p.handover);
+    let (current, received) = Current::start_with(path, config.clone(), handover).await?;
     let generation = current.generation();
     let nodes = generation.table().nodes().len();
     let up = (generation.table().node_ids())
         .filter(|&(n, _)| generation.health().state(n) == NodeState::Healthy)
         .count();
-    if let Some(p) = &predecessor {
-        let taken = generation.receive(&p.handover);
-        say!("casfront: taking over from the process being upgraded ({taken} node mode(s))");
+    if predecessor.is_some() {
+        say!(
+            "casfront: took over from the process being upgraded: {} node mode(s), {} learned cookie(s)",
+            received.modes,
+            received.learned
+        );
     }
     drop(generation);
     say!("casfront: {up} of {nodes} node(s) passed the first health check");

@@ -7,7 +7,8 @@
 //! `http`, `admin`), so nothing waiting in an accept queue is lost. The two
 //! meet on an abstract Unix socket of a random name, given to the new
 //! process in `CASFRONT_UPGRADE` and accepted from that process's id only:
-//! the old process sends what it carries ([`Handover`]), the new one
+//! the old process sends what it carries ([`Handover`]: node modes, the
+//! learned cookie table), the new one
 //! answers `ready` once it listens. It has told systemd `MAINPID=` and
 //! `READY=1` itself (`NotifyAccess=all`). Then the old process stops
 //! accepting and drains. If the new one fails (its configuration, its start)

@@ -6,8 +6,9 @@
 //!   logged-in user's single sign-on still reaches the node that knows the
 //!   TGC, every login form opened before still submits;
 //! - twenty `SIGUSR2` upgrades in a row under load (keep-alive and new
-//!   HTTP/1.1 connections, HTTP/2, single sign-on): no request fails, and
-//!   each old process is gone after draining;
+//!   HTTP/1.1 connections, HTTP/2, single sign-on): no request fails, each
+//!   old process is gone after draining, and a drained node and the learned
+//!   cookies pass from process to process;
 //! - an upgrade whose new process cannot start (a broken configuration)
 //!   leaves the old one serving.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -463,10 +464,28 @@ async fn twenty_upgrades_under_load_fail_no_request() {
         }
         users
     });
+    // An operator drained cas3: every new process keeps it so.
+    let r = support::client::send(c.admin, "POST", "/nodes/cas3/drain", &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let mut old = vec![c.pid];
-    for _ in 0..20 {
+    for i in 0..20 {
         tokio::time::sleep(Duration::from_millis(150)).await;
         old.push(c.upgrade());
+        if i == 0 {
+            // The learned cookies went over too (each user's TGC and
+            // session at least).
+            let said = wait_line(&c.stderr, |l| {
+                l.contains("took over from the process being upgraded")
+            });
+            let learned: usize = said
+                .split(", ")
+                .nth(1)
+                .and_then(|p| p.split(' ').next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(said.contains(": 1 node mode(s)") && learned >= 10, "{said}");
+        }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -500,6 +519,13 @@ async fn twenty_upgrades_under_load_fail_no_request() {
             "process {pid} still there after its upgrade"
         );
     }
+    let status = support::client::send(c.admin, "GET", "/status.json", &[], "").await;
+    let v: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let cas3 = &v["pools"][0]["nodes"][2];
+    assert_eq!(
+        (cas3["name"].as_str(), cas3["state"].as_str()),
+        (Some("cas3"), Some("draining"))
+    );
     // The users' routes are intact in the last process.
     let failed = every(&site, addr, &mut users, Step::Sso).await;
     assert!(failed.is_empty(), "{failed:?}");

@@ -1,7 +1,8 @@
 //! What a new generation keeps from the one it replaces: the health of
 //! every node it still has (same pool, name and URL) and the learned
 //! cookie table; and what a new process takes over from the one it
-//! replaces in a binary upgrade ([`Handover`]: the operator's modes). Upstream connections are not kept: the new generation's
+//! replaces in a binary upgrade ([`Handover`]: the operator's modes and
+//! the learned cookie table). Upstream connections are not kept: the new generation's
 //! pools connect afresh, and the old idle connections close when its last
 //! request is done. (Rate counts are process state: see
 //! [`crate::state::ProcessState::reconfigure`].)
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use super::Generation;
 use crate::config::Config;
 use crate::health::{HealthTable, Mode, NodeSettings};
+use crate::learned::{Exported, LearnedTable};
 use crate::routing::NodeId;
 
 /// Per node in configuration order, what its health needs.
@@ -116,13 +118,26 @@ impl Generation {
 }
 
 /// What an upgraded process takes over from its predecessor: each node's
-/// operator mode (drained or disabled), by the node's identity. Node health
-/// is not taken: the new process checks every node before it serves. The
-/// learned cookie table is not either: the route cookie (on by default)
-/// carries every route a node set.
+/// operator mode (drained or disabled) by the node's identity, and the
+/// learned cookie table (kept when the pools are the same, by name and
+/// order, its nodes by identity). Node health is not taken: the new
+/// process checks every node before it serves.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Handover {
     pub modes: Vec<(String, Mode)>,
+    /// Pool names, in the exporter's order (the learned keys hold the
+    /// pool's index).
+    pub pools: Vec<String>,
+    /// Node identities, in the exporter's order.
+    pub nodes: Vec<String>,
+    pub learned: Exported,
+}
+
+/// What a process took over from its predecessor.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    pub modes: usize,
+    pub learned: usize,
 }
 
 impl Generation {
@@ -132,21 +147,40 @@ impl Generation {
             .map(|(id, n)| (id.clone(), self.health.mode(n)))
             .filter(|(_, m)| *m != Mode::Enabled)
             .collect();
-        Handover { modes }
+        Handover {
+            modes,
+            pools: self.table.pools().iter().map(|p| p.name.clone()).collect(),
+            nodes: self.identity.clone(),
+            learned: self.learned.export(),
+        }
     }
 
-    /// Takes `handover` from a predecessor: the modes of the nodes this
-    /// generation still has. How many nodes took one.
-    pub fn receive(&self, handover: &Handover) -> usize {
+    /// Takes `handover` from a predecessor, before this generation serves
+    /// (`config` is this generation's): the modes and learned cookies of
+    /// the nodes it still has.
+    pub fn receive(&mut self, config: &Config, handover: &Handover) -> Received {
         let ids: HashMap<&str, NodeId> = (self.identity.iter().zip(0..=NodeId::MAX))
             .map(|(id, n)| (id.as_str(), n))
             .collect();
-        (handover.modes.iter())
+        let modes = (handover.modes.iter())
             .filter_map(|(id, mode)| {
                 ids.get(id.as_str())
                     .map(|&n| self.health.set_mode(n, *mode))
             })
             .filter(|set| *set)
-            .count()
+            .count();
+        let same_pools = (self.table.pools().iter().map(|p| &p.name)).eq(handover.pools.iter());
+        if same_pools {
+            let map = |old: NodeId| {
+                let id = handover.nodes.get(usize::from(old))?;
+                ids.get(id.as_str()).copied()
+            };
+            let (capacity, ttl) = (config.learned.capacity, config.learned.ttl);
+            self.learned = Arc::new(LearnedTable::import(&handover.learned, capacity, ttl, map));
+        }
+        Received {
+            modes,
+            learned: self.learned.len(),
+        }
     }
 }

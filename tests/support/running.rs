@@ -26,6 +26,7 @@ pub struct Casfront {
     child: Option<std::process::Child>,
     pub stderr: Receiver<String>,
     pub https: SocketAddr,
+    pub admin: SocketAddr,
 }
 
 impl Casfront {
@@ -55,7 +56,12 @@ impl Casfront {
             child: Some(child),
             stderr,
             https: "0.0.0.0:0".parse().unwrap(),
+            admin: "0.0.0.0:0".parse().unwrap(),
         };
+        let admin = wait_line(&c.stderr, |l| {
+            l.starts_with("casfront: admin API and status page on http://")
+        });
+        c.admin = admin.rsplit('/').next().unwrap().parse().unwrap();
         let serving = wait_line(&c.stderr, |l| l.starts_with("casfront: serving https on "));
         c.https = serving.rsplit(' ').next().unwrap().parse().unwrap();
         assert_eq!(c.next_ready(), pid, "READY=1 from the process started");
