@@ -1,16 +1,19 @@
 //! Process state: what lives as long as the process, across every
 //! generation ([`crate::generation`]): the metrics, the connection gate
 //! (client connections of every listener, against the `[limits]` caps),
-//! the rate-limit store (per client address) and the TLS session cache and
-//! ticket keys, so that resumption survives a reload.
+//! the rate-limit store and the failed-login throttle (per client
+//! address), the requests in flight (with the open connections, the
+//! pressure that engages the per-address caps), and the TLS session cache
+//! and ticket keys, so that resumption survives a reload.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::edge::gate::Gate;
+use crate::edge::logins::LoginThrottle;
 use crate::edge::rate::RateLimits;
 use crate::metrics::Metrics;
 use crate::tls::{Resumption, TlsError};
@@ -22,6 +25,10 @@ pub struct ProcessState {
     pub gate: Arc<Gate>,
     /// Request and login counts per client address (`[rate_limit]`).
     rate: ArcSwap<RateLimits>,
+    /// Failed logins per address and user (`[rate_limit]`).
+    logins: ArcSwap<LoginThrottle>,
+    /// Requests between admission and their response's headers.
+    in_flight: AtomicUsize,
     /// The TLS session cache and ticket keys every generation's listener
     /// configuration shares.
     pub resumption: Resumption,
@@ -36,6 +43,8 @@ impl ProcessState {
             metrics: Arc::new(Metrics::new()),
             gate: Gate::new(),
             rate: ArcSwap::from_pointee(RateLimits::new(&config.rate_limit)),
+            logins: ArcSwap::from_pointee(LoginThrottle::new(&config.rate_limit)),
+            in_flight: AtomicUsize::new(0),
             resumption: Resumption::new()?,
             stopping: AtomicBool::new(false),
         }))
@@ -55,14 +64,45 @@ impl ProcessState {
         self.rate.load()
     }
 
-    /// For a reload to `config`: the rate counts are kept unless
-    /// `[rate_limit]` changed (a client that spent its allowance does not
-    /// get it back by a reload); then they start afresh.
+    /// The failed-login throttle in force.
+    pub fn logins(&self) -> arc_swap::Guard<Arc<LoginThrottle>> {
+        self.logins.load()
+    }
+
+    /// Counts a request in flight until the guard drops.
+    pub fn flight(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+
+    /// Whether the per-address caps apply now: connections open plus
+    /// requests in flight reach `limits.pressure` of `max_connections`.
+    pub fn under_pressure(&self, limits: &Limits) -> bool {
+        let load = self.gate.open() + self.in_flight.load(Ordering::Relaxed);
+        load as f64 >= limits.pressure * limits.max_connections as f64
+    }
+
+    /// For a reload to `config`: the rate counts and login failures are
+    /// kept unless `[rate_limit]` changed (a client that spent its
+    /// allowance does not get it back by a reload); then they start afresh.
     pub fn reconfigure(&self, config: &Config) {
         if *self.rate.load().config() != config.rate_limit {
             self.rate
                 .store(Arc::new(RateLimits::new(&config.rate_limit)));
         }
+        if *self.logins.load().config() != config.rate_limit {
+            self.logins
+                .store(Arc::new(LoginThrottle::new(&config.rate_limit)));
+        }
+    }
+}
+
+/// A request in flight ([`ProcessState::flight`]).
+pub struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

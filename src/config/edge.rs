@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use super::diag::Diags;
 use super::raw::{RawHeaderMap, RawHeaders, RawRateLimit, Str};
-use super::values::size;
+use super::values::{duration, share, size};
 use super::{HeaderRules, RateLimit};
 
 /// `[rate_limit]`, with defaults.
@@ -36,6 +36,35 @@ pub fn rate_limit(raw: Option<Spanned<RawRateLimit>>, d: &mut Diags) -> Option<R
         def.login_burst,
         d,
     );
+    let login_failures = rate(
+        r.and_then(|l| l.login_failures.as_ref()),
+        "login_failures",
+        def.login_failures,
+        d,
+    );
+    let login_window = duration(
+        r.and_then(|l| l.login_window.as_ref()),
+        def.login_window,
+        d,
+    );
+    let address_failures = rate(
+        r.and_then(|l| l.address_failures.as_ref()),
+        "address_failures",
+        def.address_failures,
+        d,
+    );
+    let address_failure_share = share(
+        r.and_then(|l| l.address_failure_share.as_ref()),
+        "address_failure_share",
+        def.address_failure_share,
+        d,
+    );
+    let address_failure_ceiling = rate(
+        r.and_then(|l| l.address_failure_ceiling.as_ref()),
+        "address_failure_ceiling",
+        def.address_failure_ceiling,
+        d,
+    );
     let max_clients = size(
         r.and_then(|l| l.max_clients.as_ref()),
         "max_clients",
@@ -60,6 +89,11 @@ pub fn rate_limit(raw: Option<Spanned<RawRateLimit>>, d: &mut Diags) -> Option<R
         burst: burst?,
         login_per_minute: login_per_minute?,
         login_burst: login_burst?,
+        login_failures: login_failures?,
+        login_window: login_window?,
+        address_failures: address_failures?,
+        address_failure_share: address_failure_share?,
+        address_failure_ceiling: address_failure_ceiling?,
         max_clients: max_clients?,
     })
 }

@@ -122,8 +122,16 @@ pub struct Limits {
     /// accepting until one closes (the kernel's backlog holds the rest).
     pub max_connections: usize,
     /// Client connections open at once from one address (an IPv6 /64);
-    /// over it a new connection is closed at once. Trusted proxies are exempt.
+    /// over it a new connection is closed at once. Trusted proxies are
+    /// exempt. Enforced under pressure only (`pressure`).
     pub max_connections_per_ip: usize,
+    /// The share of `max_connections` (connections open plus requests in
+    /// flight) from which the per-address caps apply —
+    /// `max_connections_per_ip` and `[rate_limit] requests_per_second` — so
+    /// that a campus behind one NAT is served in full while casfront has
+    /// room, and the heaviest addresses are held back first when it has
+    /// not. 0: always.
+    pub pressure: f64,
     /// TCP accept to the end of the TLS handshake, PROXY header included.
     pub handshake_timeout: Duration,
     /// HTTP/1: time to read a request's headers, which is also how long a
@@ -154,6 +162,7 @@ impl Default for Limits {
             max_header_bytes: defaults::MAX_HEADER_BYTES,
             max_connections: defaults::MAX_CONNECTIONS,
             max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
+            pressure: defaults::PRESSURE,
             handshake_timeout: Duration::from_secs(defaults::HANDSHAKE_TIMEOUT_SECS),
             header_read_timeout: Duration::from_secs(defaults::HEADER_READ_TIMEOUT_SECS),
             idle_timeout: Duration::from_secs(defaults::H2_IDLE_TIMEOUT_SECS),
@@ -174,9 +183,21 @@ pub struct RateLimit {
     pub requests_per_second: u32,
     /// All requests, at once.
     pub burst: u32,
-    /// POST to a pool's `/login` or `/v1/tickets` (password guessing).
+    /// A hard cap on login attempts per address, successes included (off
+    /// by default: a campus behind one NAT logs in hundreds a minute).
     pub login_per_minute: u32,
     pub login_burst: u32,
+    /// The failed-login throttle ([`crate::edge::logins`]): failures per
+    /// (address, user) in `login_window` (0: off).
+    pub login_failures: u32,
+    pub login_window: Duration,
+    /// Failures per address in `login_window` before the address may be
+    /// cut off (0: off), when they are at least `address_failure_share` of
+    /// its attempts, or `address_failure_ceiling` whatever the share (0:
+    /// no ceiling).
+    pub address_failures: u32,
+    pub address_failure_share: f64,
+    pub address_failure_ceiling: u32,
     /// Clients tracked at most; past it the counts start over.
     pub max_clients: usize,
 }
@@ -188,6 +209,11 @@ impl Default for RateLimit {
             burst: defaults::REQUEST_BURST,
             login_per_minute: defaults::LOGINS_PER_MINUTE,
             login_burst: defaults::LOGIN_BURST,
+            login_failures: defaults::LOGIN_FAILURES,
+            login_window: Duration::from_secs(defaults::LOGIN_WINDOW_SECS),
+            address_failures: defaults::ADDRESS_FAILURES,
+            address_failure_share: defaults::ADDRESS_FAILURE_SHARE,
+            address_failure_ceiling: defaults::ADDRESS_FAILURE_CEILING,
             max_clients: defaults::RATE_MAX_CLIENTS,
         }
     }
@@ -330,6 +356,9 @@ pub struct Pool {
     /// `secure_cookies`: a `Set-Cookie` from a node gets `Secure` when it
     /// lacks it (clients reach casfront over https only).
     pub secure_cookies: bool,
+    /// `login_username_field`: the form field a login POST names its user
+    /// in (the failed-login throttle counts per user).
+    pub login_username_field: String,
     /// `[pool.route_cookie]`: casfront's own sealed route cookie.
     pub route_cookie: Option<RouteCookieKeys>,
     pub nodes: Vec<Node>,
@@ -427,8 +456,9 @@ pub mod defaults {
     /// Well under the usual `LimitNOFILE` of a service (the README's unit
     /// sets 65536), two descriptors per proxied connection.
     pub const MAX_CONNECTIONS: usize = 10_000;
-    /// A browser opens up to 6 connections per host: room for ~40 busy
-    /// browsers behind one NAT; raise it for a campus NAT.
+    /// A browser opens up to 6 connections per host: ~40 busy browsers;
+    /// enforced only under pressure ([`PRESSURE`]), so a campus NAT is not
+    /// held to it while casfront has room.
     pub const MAX_CONNECTIONS_PER_IP: usize = 256;
     /// A full handshake takes a few round trips; 10 s covers slow mobile links.
     pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
@@ -449,10 +479,17 @@ pub mod defaults {
     pub const REQUESTS_PER_SECOND: u32 = 100;
     pub const REQUEST_BURST: u32 = 200;
     /// One login a second from one address, sustained, with room for a NAT.
-    pub const LOGINS_PER_MINUTE: u32 = 60;
+    pub const LOGINS_PER_MINUTE: u32 = 0;
     pub const LOGIN_BURST: u32 = 20;
     /// About 10 MiB of counters at most.
     pub const RATE_MAX_CLIENTS: usize = 100_000;
+    pub const LOGIN_FAILURES: u32 = 5;
+    pub const LOGIN_WINDOW_SECS: u64 = 15 * 60;
+    pub const ADDRESS_FAILURES: u32 = 30;
+    pub const ADDRESS_FAILURE_SHARE: f64 = 0.8;
+    pub const ADDRESS_FAILURE_CEILING: u32 = 5000;
+    pub const PRESSURE: f64 = 0.5;
+    pub const USERNAME_FIELD: &str = "username";
 }
 
 /// The outcome of reading a configuration: the config when there was no

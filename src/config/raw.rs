@@ -100,6 +100,7 @@ pub struct RawLimits {
     pub max_header_bytes: Option<Spanned<i64>>,
     pub max_connections: Option<Spanned<i64>>,
     pub max_connections_per_ip: Option<Spanned<i64>>,
+    pub pressure: Option<Spanned<f64>>,
     pub handshake_timeout: Option<Str>,
     pub header_read_timeout: Option<Str>,
     pub idle_timeout: Option<Str>,
@@ -119,6 +120,11 @@ pub struct RawRateLimit {
     pub burst: Option<Spanned<i64>>,
     pub login_per_minute: Option<Spanned<i64>>,
     pub login_burst: Option<Spanned<i64>>,
+    pub login_failures: Option<Spanned<i64>>,
+    pub login_window: Option<Str>,
+    pub address_failures: Option<Spanned<i64>>,
+    pub address_failure_share: Option<Spanned<f64>>,
+    pub address_failure_ceiling: Option<Spanned<i64>>,
     pub max_clients: Option<Spanned<i64>>,
 }
 
@@ -167,6 +173,7 @@ pub struct RawPool {
     pub bigip_cookie: Option<Str>,
     pub ticket_routing: Option<bool>,
     pub secure_cookies: Option<bool>,
+    pub login_username_field: Option<Str>,
 }
 
 impl Section for RawPool {

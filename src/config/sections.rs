@@ -17,7 +17,7 @@ use super::raw::{
 };
 use super::state::{read_key, StateDir};
 use super::values::{
-    addr, cidr, cookie_name, duration, each, file, host_name, secret_file, size, threshold,
+    addr, cidr, cookie_name, duration, each, file, host_name, secret_file, share, size, threshold,
 };
 use super::IpNet;
 use super::{
@@ -173,6 +173,7 @@ pub fn limits(raw: Option<Spanned<RawLimits>>, d: &mut Diags) -> Option<Limits> 
         def.max_connections_per_ip,
         d,
     );
+    let pressure = share(r.and_then(|l| l.pressure.as_ref()), "pressure", def.pressure, d);
     let handshake_timeout = duration(
         r.and_then(|l| l.handshake_timeout.as_ref()),
         def.handshake_timeout,
@@ -207,6 +208,7 @@ pub fn limits(raw: Option<Spanned<RawLimits>>, d: &mut Diags) -> Option<Limits> 
         max_header_bytes: max_header_bytes?,
         max_connections: max_connections?,
         max_connections_per_ip: max_connections_per_ip?,
+        pressure: pressure?,
         handshake_timeout: handshake_timeout?,
         header_read_timeout: header_read_timeout?,
         idle_timeout: idle_timeout?,

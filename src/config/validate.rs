@@ -168,6 +168,14 @@ fn pool(
     });
     let ticket_routing = raw.as_ref().map(|p| p.ticket_routing.unwrap_or(true));
     let secure_cookies = raw.as_ref().map(|p| p.secure_cookies.unwrap_or(true));
+    let login_username_field = raw.as_ref().map(|p| match &p.login_username_field {
+        Some(f) if f.get_ref().is_empty() || !f.get_ref().bytes().all(|b| b.is_ascii_graphic()) => {
+            d.error(f.span(), "login_username_field must be a form field name");
+            None
+        }
+        Some(f) => Some(f.get_ref().clone()),
+        None => Some(defaults::USERNAME_FIELD.to_owned()),
+    });
     let host_override = raw.as_ref().map(|p| match &p.host_override {
         Some(h) => authority(h, "host_override", d).map(Some),
         None => Some(None),
@@ -243,6 +251,7 @@ fn pool(
         bigip_cookie: bigip_cookie??,
         ticket_routing: ticket_routing?,
         secure_cookies: secure_cookies?,
+        login_username_field: login_username_field??,
         route_cookie: route_cookie?,
         nodes: complete?,
     })

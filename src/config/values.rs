@@ -38,6 +38,20 @@ pub fn duration(v: Option<&Str>, default: Duration, d: &mut Diags) -> Option<Dur
     }
 }
 
+/// A share between 0 and 1 (`pressure`, `address_failure_share`).
+pub fn share(v: Option<&Spanned<f64>>, key: &str, default: f64, d: &mut Diags) -> Option<f64> {
+    let Some(v) = v else {
+        return Some(default);
+    };
+    let x = *v.get_ref();
+    if (0.0..=1.0).contains(&x) {
+        Some(x)
+    } else {
+        d.error(v.span(), format!("`{key}` must be between 0 and 1, not {x}"));
+        None
+    }
+}
+
 pub fn threshold(v: Option<&Spanned<i64>>, key: &str, default: u32, d: &mut Diags) -> Option<u32> {
     count(v, key, 1..=1000, default.into(), d).and_then(|n| u32::try_from(n).ok())
 }

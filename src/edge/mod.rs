@@ -1,10 +1,12 @@
 //! Edge protection: what casfront refuses before a request is routed.
-//! Submodules: [`gate`] (connection caps), [`proxy_header`] (the PROXY
-//! protocol), [`rate`] (request rate limits). Here: the client address
+//! Submodules: [`gate`] (connection caps), [`logins`] (the failed-login
+//! throttle), [`proxy_header`] (the PROXY protocol), [`rate`] (request
+//! rate limits). Here: the client address
 //! limits are counted by, and the request-target checks (`Host` against
 //! the absolute URI, the `listen.hosts` allow-list).
 
 pub mod gate;
+pub mod logins;
 pub mod proxy_header;
 pub mod rate;
 

@@ -188,6 +188,7 @@ mod tests {
             login_per_minute: login,
             login_burst,
             max_clients: 1000,
+            ..RateLimit::default()
         }
     }
 
