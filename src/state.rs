@@ -133,12 +133,12 @@ mod tests {
         let state =
             ProcessState::new(&config("requests_per_second = 1\nburst = 2")).expect("state");
         for _ in 0..2 {
-            assert!(state.rate().check(client, false).is_ok());
+            assert!(state.rate().check(client, false, true).is_ok());
         }
-        assert!(state.rate().check(client, false).is_err());
+        assert!(state.rate().check(client, false, true).is_err());
         state.reconfigure(&config("requests_per_second = 1\nburst = 2"));
-        assert!(state.rate().check(client, false).is_err());
+        assert!(state.rate().check(client, false, true).is_err());
         state.reconfigure(&config("requests_per_second = 1\nburst = 3"));
-        assert!(state.rate().check(client, false).is_ok());
+        assert!(state.rate().check(client, false, true).is_ok());
     }
 }

@@ -75,9 +75,13 @@ pub async fn handle(current: &Arc<Current>, req: &Request<Incoming>) -> Resp {
         "/ready" => return ready(current, &generation),
         "/" => {
             let reloads = current.metrics().reloads();
-            return html(page::render(&rows(&generation), reloads));
+            let throttled = current
+                .state()
+                .logins()
+                .throttled(std::time::Instant::now());
+            return html(page::render(&rows(&generation), reloads, throttled));
         }
-        "/status.json" => return json_response(StatusCode::OK, &status(&generation)),
+        "/status.json" => return json_response(StatusCode::OK, &status(current, &generation)),
         "/metrics" => {
             let served = generation.tls().certificates.iter();
             let now = std::time::SystemTime::now()
@@ -298,7 +302,7 @@ pub fn rows(generation: &Generation) -> Vec<NodeRow> {
 }
 
 /// Every pool with its nodes.
-pub fn status(generation: &Generation) -> serde_json::Value {
+pub fn status(current: &Current, generation: &Generation) -> serde_json::Value {
     let rows = rows(generation);
     let pools: Vec<serde_json::Value> = generation
         .table()
@@ -309,7 +313,14 @@ pub fn status(generation: &Generation) -> serde_json::Value {
             json!({ "name": pool.name, "nodes": nodes })
         })
         .collect();
-    json!({ "pools": pools })
+    let (pairs, addresses) = current
+        .state()
+        .logins()
+        .throttled(std::time::Instant::now());
+    json!({
+        "pools": pools,
+        "login_throttle": { "pairs": pairs, "addresses": addresses },
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

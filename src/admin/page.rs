@@ -19,9 +19,10 @@ tr.healthy td.state{color:#137333}tr.draining td.state{color:#b06000}\
 tr.down td.state{color:#c5221f}tr.disabled td.state{color:#5f6368}\
 tr.down{background:#fce8e6}tr.draining{background:#fef7e0}tr.disabled{background:#f1f3f4}";
 
-/// The page for `rows` (every node, grouped by pool in order) and the
-/// reload counts (ok, failed).
-pub fn render(rows: &[NodeRow], reloads: (u64, u64)) -> String {
+/// The page for `rows` (every node, grouped by pool in order), the
+/// reload counts (ok, failed) and the failed-login throttle's refusals now
+/// ((address, user) pairs, addresses).
+pub fn render(rows: &[NodeRow], reloads: (u64, u64), throttled: (usize, usize)) -> String {
     let mut s = String::with_capacity(4096);
     let up = rows
         .iter()
@@ -34,11 +35,14 @@ pub fn render(rows: &[NodeRow], reloads: (u64, u64)) -> String {
          <meta http-equiv=\"refresh\" content=\"5\">\
          <title>casfront status</title><style>{STYLE}</style></head><body>\
          <h1>casfront</h1><p class=\"meta\">{up} of {} node(s) usable · \
-         reloads: {} ok, {} failed · refreshes every 5 s · \
+         reloads: {} ok, {} failed · failed logins held back: {} (address, user) \
+         pair(s), {} address(es) · refreshes every 5 s · \
          <a href=\"/status.json\">status.json</a> · <a href=\"/metrics\">metrics</a></p>",
         rows.len(),
         reloads.0,
-        reloads.1
+        reloads.1,
+        throttled.0,
+        throttled.1
     );
     let mut pool: Option<&str> = None;
     for r in rows {
@@ -141,8 +145,10 @@ mod tests {
                 row("registry", "reg1", "draining"),
             ],
             (3, 1),
+            (2, 1),
         );
         assert_eq!(page.matches("<table>").count(), 2);
+        assert!(page.contains("failed logins held back: 2 (address, user) pair(s), 1 address(es)"));
         assert_eq!(page.matches("<tr class=").count(), 3);
         assert!(page.contains("2 of 3 node(s) usable"));
         assert!(page.contains("reloads: 3 ok, 1 failed"));

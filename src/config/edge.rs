@@ -42,11 +42,7 @@ pub fn rate_limit(raw: Option<Spanned<RawRateLimit>>, d: &mut Diags) -> Option<R
         def.login_failures,
         d,
     );
-    let login_window = duration(
-        r.and_then(|l| l.login_window.as_ref()),
-        def.login_window,
-        d,
-    );
+    let login_window = duration(r.and_then(|l| l.login_window.as_ref()), def.login_window, d);
     let address_failures = rate(
         r.and_then(|l| l.address_failures.as_ref()),
         "address_failures",

@@ -173,7 +173,12 @@ pub fn limits(raw: Option<Spanned<RawLimits>>, d: &mut Diags) -> Option<Limits> 
         def.max_connections_per_ip,
         d,
     );
-    let pressure = share(r.and_then(|l| l.pressure.as_ref()), "pressure", def.pressure, d);
+    let pressure = share(
+        r.and_then(|l| l.pressure.as_ref()),
+        "pressure",
+        def.pressure,
+        d,
+    );
     let handshake_timeout = duration(
         r.and_then(|l| l.handshake_timeout.as_ref()),
         def.handshake_timeout,

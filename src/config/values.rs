@@ -47,7 +47,10 @@ pub fn share(v: Option<&Spanned<f64>>, key: &str, default: f64, d: &mut Diags) -
     if (0.0..=1.0).contains(&x) {
         Some(x)
     } else {
-        d.error(v.span(), format!("`{key}` must be between 0 and 1, not {x}"));
+        d.error(
+            v.span(),
+            format!("`{key}` must be between 0 and 1, not {x}"),
+        );
         None
     }
 }

@@ -32,12 +32,13 @@ use crate::config::RateLimit;
 
 /// What became of a login attempt, from the node's answer.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Outcome {
-    Success,
-    Failure,
+    Success = 0,
+    Failure = 1,
     /// Neither (a node error, a throttle of the node's own, a redirect
     /// elsewhere): not counted.
-    Other,
+    Other = 2,
 }
 
 /// Why a login attempt is refused, and whole seconds until it may try.
@@ -72,14 +73,18 @@ impl<K: std::hash::Hash + Eq + Copy, V> Gens<K, V> {
 
     /// The entry for `k`, moved to the current generation (made by `new`).
     fn entry(&mut self, k: K, new: impl FnOnce() -> V) -> &mut V {
-        if !self.current.contains_key(&k) {
-            let v = self.previous.remove(&k).unwrap_or_else(new);
-            if self.current.len() >= self.half {
-                self.previous = std::mem::take(&mut self.current);
-            }
-            self.current.insert(k, v);
+        let fresh = !self.current.contains_key(&k);
+        let carried = if fresh {
+            self.previous.remove(&k)
+        } else {
+            None
+        };
+        if fresh && self.current.len() >= self.half {
+            self.previous = std::mem::take(&mut self.current);
         }
-        self.current.get_mut(&k).expect("just inserted")
+        self.current
+            .entry(k)
+            .or_insert_with(|| carried.unwrap_or_else(new))
     }
 
     fn remove(&mut self, k: &K) {
@@ -235,7 +240,8 @@ impl LoginThrottle {
     fn cut_off(&self, w: &Window, now: Instant) -> bool {
         let (failures, successes) = w.counts(now, self.window());
         let c = &self.config;
-        let ceiling = c.address_failure_ceiling > 0 && failures >= f64::from(c.address_failure_ceiling);
+        let ceiling =
+            c.address_failure_ceiling > 0 && failures >= f64::from(c.address_failure_ceiling);
         let share = failures / (failures + successes).max(1.0);
         ceiling || (failures >= f64::from(c.address_failures) && share >= c.address_failure_share)
     }

@@ -99,8 +99,10 @@ impl<C: Clock + Clone> RateLimits<C> {
         &self.config
     }
 
-    /// Counts a request from `client` (a login POST when `login`).
-    pub fn check(&self, client: IpAddr, login: bool) -> Result<(), Limited> {
+    /// Counts a request from `client` (a login POST when `login`); the
+    /// limit on all requests only when `pressed` (the process is under
+    /// pressure), the login cap always.
+    pub fn check(&self, client: IpAddr, login: bool, pressed: bool) -> Result<(), Limited> {
         let key = client_key(client);
         let limiters = self.limiters.load();
         let check = |limiter: &Option<Limiter<C>>, limit| match limiter {
@@ -113,7 +115,9 @@ impl<C: Clock + Clone> RateLimits<C> {
             }),
             None => Ok(()),
         };
-        check(&limiters.all, Limit::Requests)?;
+        if pressed {
+            check(&limiters.all, Limit::Requests)?;
+        }
         if login {
             check(&limiters.login, Limit::Login)?;
         }
@@ -202,20 +206,20 @@ mod tests {
         let r = RateLimits::with_clock(&limits(2, 4, 0, 0), clock.clone());
         let a = ip("192.0.2.1");
         for _ in 0..4 {
-            assert_eq!(r.check(a, false), Ok(()));
+            assert_eq!(r.check(a, false, true), Ok(()));
         }
-        let refused = r.check(a, false).unwrap_err();
+        let refused = r.check(a, false, true).unwrap_err();
         assert_eq!(refused.limit, Limit::Requests);
         // One request replenishes every 500 ms: Retry-After rounds up to 1 s.
         assert_eq!(refused.retry_after, 1);
         // Another address is not affected.
-        assert_eq!(r.check(ip("192.0.2.2"), false), Ok(()));
+        assert_eq!(r.check(ip("192.0.2.2"), false, true), Ok(()));
         clock.advance(Duration::from_millis(500));
-        assert_eq!(r.check(a, false), Ok(()));
-        assert!(r.check(a, false).is_err());
+        assert_eq!(r.check(a, false, true), Ok(()));
+        assert!(r.check(a, false, true).is_err());
         clock.advance(Duration::from_secs(2));
         for _ in 0..4 {
-            assert_eq!(r.check(a, false), Ok(()));
+            assert_eq!(r.check(a, false, true), Ok(()));
         }
     }
 
@@ -224,10 +228,10 @@ mod tests {
         let clock = FakeRelativeClock::default();
         let r = RateLimits::with_clock(&limits(100, 100, 6, 2), clock.clone());
         let a = ip("2001:db8:5:6::1");
-        assert_eq!(r.check(a, true), Ok(()));
+        assert_eq!(r.check(a, true, true), Ok(()));
         // Same /64: the same client.
-        assert_eq!(r.check(ip("2001:db8:5:6::2"), true), Ok(()));
-        let refused = r.check(a, true).unwrap_err();
+        assert_eq!(r.check(ip("2001:db8:5:6::2"), true, true), Ok(()));
+        let refused = r.check(a, true, true).unwrap_err();
         assert_eq!(
             refused,
             Limited {
@@ -236,16 +240,16 @@ mod tests {
             }
         );
         // Other requests from the same client still pass.
-        assert_eq!(r.check(a, false), Ok(()));
+        assert_eq!(r.check(a, false, true), Ok(()));
         clock.advance(Duration::from_secs(10));
-        assert_eq!(r.check(a, true), Ok(()));
+        assert_eq!(r.check(a, true, true), Ok(()));
     }
 
     #[test]
     fn a_rate_of_zero_is_off() {
         let r = RateLimits::with_clock(&limits(0, 1, 0, 1), FakeRelativeClock::default());
         for _ in 0..10_000 {
-            assert_eq!(r.check(ip("192.0.2.1"), true), Ok(()));
+            assert_eq!(r.check(ip("192.0.2.1"), true, true), Ok(()));
         }
         assert!(r.is_empty());
     }
@@ -260,7 +264,7 @@ mod tests {
         let r = RateLimits::with_clock(&config, clock.clone());
         for i in 0..100_000u32 {
             let a = IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i));
-            assert_eq!(r.check(a, false), Ok(()));
+            assert_eq!(r.check(a, false, true), Ok(()));
         }
         assert_eq!(r.len(), 100_000);
         clock.advance(Duration::from_secs(3));
@@ -270,12 +274,12 @@ mod tests {
         config.max_clients = 1000;
         let r = RateLimits::with_clock(&config, clock.clone());
         for i in 0..5000u32 {
-            let _ = r.check(IpAddr::V4(Ipv4Addr::from(0x0B00_0000 + i)), false);
+            let _ = r.check(IpAddr::V4(Ipv4Addr::from(0x0B00_0000 + i)), false, true);
         }
         r.sweep();
         assert_eq!(r.len(), 0);
         assert_eq!(
-            r.check(IpAddr::V4(Ipv4Addr::from(0x0B00_0000)), false),
+            r.check(IpAddr::V4(Ipv4Addr::from(0x0B00_0000)), false, true),
             Ok(())
         );
     }

@@ -24,7 +24,7 @@ use crate::health::HealthTable;
 use crate::learned::LearnedTable;
 use crate::metrics::{Handles, Metrics};
 use crate::routing::path::servlet_path;
-use crate::routing::{NodeId, RoutingTable};
+use crate::routing::{NodeId, PoolId, RoutingTable};
 use crate::tls::ListenerTls;
 use crate::upstream::{self, NodePool, NodeTls};
 
@@ -53,6 +53,12 @@ pub struct PoolRules {
     pub cert_paths: Vec<String>,
     /// `secure_cookies`.
     pub secure_cookies: bool,
+    /// `login_username_field`.
+    pub login_field: String,
+    /// A node of the pool answered a failed login with 401 (CAS 5 and
+    /// later): a login POST answered 200 without a TGT cookie is then a
+    /// further step (such as MFA), not a failure.
+    pub says_401: std::sync::atomic::AtomicBool,
 }
 
 impl PoolRules {
@@ -90,8 +96,9 @@ pub struct Generation {
     certs_required: bool,
     /// `[client_cert]`: what nodes are told of a client certificate.
     cert_headers: CertHeaders,
-    /// Servlet-mapped paths whose POST is a password login, per pool.
-    login_paths: Vec<String>,
+    /// Servlet-mapped paths whose POST is a password login attempt, with
+    /// their pool.
+    login_paths: Vec<(String, LoginKind, PoolId)>,
     access_log: bool,
     handles: Handles,
     /// Per node: pool, name and URL, which a reload matches.
@@ -148,6 +155,8 @@ impl Generation {
                 cert_required: p.client_cert.required,
                 cert_paths: p.client_cert.paths.clone(),
                 secure_cookies: p.secure_cookies,
+                login_field: p.login_username_field.clone(),
+                says_401: std::sync::atomic::AtomicBool::new(false),
             })
             .collect();
         Ok(Generation {
@@ -266,9 +275,11 @@ impl Generation {
         self.cert_headers.names()
     }
 
-    /// Whether `path` (servlet-mapped) is a pool's password login path.
-    pub fn is_login(&self, mapped: &str) -> bool {
-        self.login_paths.iter().any(|p| **p == *mapped)
+    /// Whether `path` (servlet-mapped) is a pool's password login path,
+    /// and which.
+    pub fn login_kind(&self, mapped: &str) -> Option<(LoginKind, PoolId)> {
+        (self.login_paths.iter())
+            .find_map(|(p, kind, pool)| (**p == *mapped).then_some((*kind, *pool)))
     }
 
     /// Whether requests are logged (`[log] access`).
@@ -288,14 +299,35 @@ impl Generation {
     }
 }
 
-/// Paths whose POST is a password login, per pool: `/login` (the form)
-/// and `/v1/tickets` (REST), servlet-mapped.
-fn login_paths(config: &Config) -> Vec<String> {
+/// A password login endpoint, by what its answers mean.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LoginKind {
+    /// `/login`: the form (success: a TGT cookie).
+    Form,
+    /// `/v1/tickets`: REST (success: 201 with the TGT).
+    RestTickets,
+    /// `/v1/users`: REST, the user's attributes (success: 200).
+    RestUsers,
+    /// An OAuth or OIDC token endpoint, when `grant_type=password`.
+    Token,
+}
+
+/// Paths whose POST is a password login attempt, per pool,
+/// servlet-mapped.
+fn login_paths(config: &Config) -> Vec<(String, LoginKind, PoolId)> {
     let mut paths = Vec::new();
-    for pool in &config.pools {
-        for path in ["/login", "/v1/tickets"] {
+    for (pool, id) in config.pools.iter().zip(0..=PoolId::MAX) {
+        for (path, kind) in [
+            ("/login", LoginKind::Form),
+            ("/v1/tickets", LoginKind::RestTickets),
+            ("/v1/users", LoginKind::RestUsers),
+            ("/oauth2.0/accessToken", LoginKind::Token),
+            ("/oauth2.0/token", LoginKind::Token),
+            ("/oidc/token", LoginKind::Token),
+            ("/oidc/accessToken", LoginKind::Token),
+        ] {
             let full = format!("{}{path}", pool.path_prefix.trim_end_matches('/'));
-            paths.push(servlet_path(&full).into_owned());
+            paths.push((servlet_path(&full).into_owned(), kind, id));
         }
     }
     paths

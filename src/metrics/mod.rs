@@ -131,8 +131,10 @@ pub enum Refusal {
     SendTimeout = 8,
     /// 403: a path that needs a verified client certificate, without one.
     ClientCert = 9,
+    /// 429: a login attempt the failed-login throttle holds back.
+    LoginThrottled = 10,
 }
-const REFUSALS: [&str; 10] = [
+const REFUSALS: [&str; 11] = [
     "connections_per_ip",
     "proxy_header",
     "rate_limit",
@@ -143,10 +145,13 @@ const REFUSALS: [&str; 10] = [
     "h2_resets",
     "send_timeout",
     "client_cert",
+    "login_throttled",
 ];
 
 /// Client certificates examined after handshakes, by `ssl_client_verify`.
 const CERT_STATUSES: [&str; 3] = ["verified", "none", "failed"];
+/// Login attempts a node answered, by [`crate::edge::logins::Outcome`].
+const LOGIN_RESULTS: [&str; 3] = ["success", "failure", "other"];
 
 fn cause_index(c: Cause) -> usize {
     match c {
@@ -206,6 +211,7 @@ fn label_tables_follow_the_enums() {
         H2Resets,
         SendTimeout,
         ClientCert,
+        LoginThrottled,
     ];
     for (i, r) in refusals.into_iter().enumerate() {
         assert_eq!(r as usize, i, "{r:?} is {}", REFUSALS[i]);
@@ -233,6 +239,8 @@ pub struct Metrics {
     refusals: Vec<Counter>,
     /// Indexed as `CERT_STATUSES`.
     client_certs: Vec<Counter>,
+    /// Indexed as `LOGIN_RESULTS`.
+    logins: Vec<Counter>,
     /// Seconds until each served certificate expires.
     certificate_expiry: Family<CertificateLabels, Gauge>,
     /// One scrape at a time: a scrape clears and refills the state and
@@ -267,6 +275,7 @@ impl Metrics {
             reloads: Family::default(),
             refusals: Vec::new(),
             client_certs: Vec::new(),
+            logins: Vec::new(),
             certificate_expiry: Family::default(),
             scrape: std::sync::Mutex::new(()),
         };
@@ -336,6 +345,16 @@ impl Metrics {
             .iter()
             .map(|&status| certs.get_or_create_owned(&StatusLabels { status }))
             .collect();
+        let logins: Family<ResultLabels, Counter> = Family::default();
+        r.register(
+            names::LOGIN_ATTEMPTS,
+            "Login attempts (password POSTs) nodes answered, by result (success, failure, other)",
+            logins.clone(),
+        );
+        let logins = LOGIN_RESULTS
+            .iter()
+            .map(|&result| logins.get_or_create_owned(&ResultLabels { result }))
+            .collect();
         r.register(
             names::CERTIFICATE_EXPIRY,
             "Seconds until each certificate served expires (negative: expired)",
@@ -345,6 +364,7 @@ impl Metrics {
             registry: r,
             refusals,
             client_certs,
+            logins,
             ..m
         }
     }
@@ -415,6 +435,12 @@ impl Metrics {
     }
 
     /// Counts a connection's client certificate status.
+    pub fn login(&self, outcome: crate::edge::logins::Outcome) {
+        if let Some(c) = self.logins.get(outcome as usize) {
+            c.inc();
+        }
+    }
+
     pub fn client_cert(&self, status: crate::client_cert::Status) {
         use crate::client_cert::Status;
         let i = match status {

@@ -12,6 +12,7 @@ pub const LEARNED_ENTRIES: &str = "casfront_learned_entries";
 pub const RELOADS: &str = "casfront_reloads";
 pub const REFUSALS: &str = "casfront_refusals";
 pub const CLIENT_CERTIFICATES: &str = "casfront_client_certificates";
+pub const LOGIN_ATTEMPTS: &str = "casfront_login_attempts";
 pub const CERTIFICATE_EXPIRY: &str = "casfront_certificate_expiry_seconds";
 
 /// Every name as it appears in the exposition (counters end in `_total`).

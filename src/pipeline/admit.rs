@@ -1,7 +1,7 @@
 //! The first step: what a request must pass before it is routed: the
 //! target's length (414), its host name (`Host` against the absolute URI:
 //! 400; the `listen.hosts` allow-list: 421), the client's request rates
-//! (429 with `Retry-After`) and, where a pool asks for one, a verified
+//! (429 with `Retry-After`; the per-address rate under pressure only) and, where a pool asks for one, a verified
 //! client certificate (403). No node sees a refused request; the refusal
 //! is answered and counted in [`super::answer`].
 
@@ -51,9 +51,12 @@ pub(super) fn admit(
         }
     }
     let ip = client_addr(client.peer.ip(), client.trusted, &parts.headers, listen);
-    let login = parts.method == HttpMethod::POST && generation.is_login(mapped);
+    let login = parts.method == HttpMethod::POST && generation.login_kind(mapped).is_some();
     let rate = state.rate();
-    let checked = rate.check(ip, login);
+    // The per-address request rate holds only under pressure: a campus
+    // behind one NAT is served in full while casfront has room.
+    let pressed = state.under_pressure(generation.limits());
+    let checked = rate.check(ip, login, pressed);
     if rate.sweep_due() {
         let rate = Arc::clone(&rate);
         tokio::task::spawn_blocking(move || rate.sweep());

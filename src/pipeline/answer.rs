@@ -34,6 +34,13 @@ pub enum Stop {
     UserInfo,
     /// Over a `[rate_limit]` (429 with `Retry-After`).
     RateLimited { limit: Limit, retry_after: u64 },
+    /// A login attempt the failed-login throttle holds back (429 with
+    /// `Retry-After` and a page a person understands): too many failures
+    /// for this user from this address, or from this address at all.
+    LoginThrottled {
+        address_wide: bool,
+        retry_after: u64,
+    },
     /// The path needs a verified client certificate; the connection
     /// presented none (403).
     CertMissing,
@@ -98,9 +105,17 @@ pub fn respond(generation: &Generation, metrics: &Metrics, stop: Stop) -> Respon
     if let Stop::Node(node, f) = stop {
         fault(generation, node, f);
     }
-    let (status, body) = status_and_body(stop);
-    let mut resp = local(status, body);
-    if let Stop::RateLimited { retry_after, .. } = stop {
+    let mut resp = match stop {
+        Stop::LoginThrottled {
+            address_wide,
+            retry_after,
+        } => throttled_page(address_wide, retry_after),
+        _ => {
+            let (status, body) = status_and_body(stop);
+            local(status, body)
+        }
+    };
+    if let Stop::RateLimited { retry_after, .. } | Stop::LoginThrottled { retry_after, .. } = stop {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     }
@@ -122,6 +137,7 @@ fn refusal(stop: Stop) -> Option<Refusal> {
             ..
         } => Refusal::LoginRateLimit,
         Stop::CertMissing | Stop::CertFailed => Refusal::ClientCert,
+        Stop::LoginThrottled { .. } => Refusal::LoginThrottled,
         _ => return None,
     })
 }
@@ -166,6 +182,11 @@ fn status_and_body(stop: Stop) -> (StatusCode, &'static str) {
             StatusCode::TOO_MANY_REQUESTS,
             "casfront: too many login attempts from your address; retry later\n",
         ),
+        // The page is [`throttled_page`]'s.
+        Stop::LoginThrottled { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "casfront: too many failed sign-in attempts; retry later\n",
+        ),
         Stop::CertMissing => (
             StatusCode::FORBIDDEN,
             "casfront: this address needs a client certificate; none was presented\n",
@@ -209,6 +230,32 @@ fn status_and_body(stop: Stop) -> (StatusCode, &'static str) {
 }
 
 /// A short plain-text response of casfront's own.
+/// The page a person held back by the failed-login throttle sees.
+fn throttled_page(address_wide: bool, retry_after: u64) -> Response<ResponseBody> {
+    let minutes = retry_after.div_ceil(60).max(1);
+    let whom = if address_wide {
+        "from your network"
+    } else {
+        "for this account from your network"
+    };
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Too many failed sign-in attempts</title></head><body>\n\
+         <h1>Too many failed sign-in attempts</h1>\n\
+         <p>There have been too many failed sign-in attempts {whom}. \
+         Please wait about {minutes} minute(s) and try again.</p>\n\
+         <p>If you have forgotten your password, use your organisation's \
+         password reset service instead of trying again.</p>\n</body></html>\n"
+    );
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp
+}
+
 fn local(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
         body.as_bytes(),

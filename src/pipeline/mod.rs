@@ -2,8 +2,9 @@
 //! a typed result, on the generation it started with:
 //!
 //! 1. [`admit`]: target length, host, rate limits, client certificate;
-//! 2. read the body prefix when a rule of the pool reads the body
-//!    ([`crate::upstream::body`]);
+//! 2. read the body prefix when a rule of the pool reads the body, or the
+//!    request is a password login ([`crate::upstream::body`]), and hold a
+//!    login attempt the failed-login throttle refuses ([`login`]);
 //! 3. rewrite the request for the nodes ([`rewrite`]: hop-by-hop and
 //!    forwarding headers, HTTP/2 to HTTP/1.1);
 //! 4. route and take a connection ([`connect`]), failing over when no
@@ -14,8 +15,8 @@
 //!    retried on a new one, and a request for any node with an idempotent
 //!    method and no body that a node took and did not answer goes to
 //!    another node;
-//! 6. learn the cookies the node sets and add the route cookie
-//!    ([`cookies`]);
+//! 6. count a login attempt's outcome ([`login`]); learn the cookies the
+//!    node sets and add the route cookie ([`cookies`]);
 //! 7. rewrite the response ([`rewrite`]: hop-by-hop headers, `Secure` on
 //!    every cookie, `[pool.headers]`).
 //!
@@ -26,6 +27,7 @@ mod admit;
 pub mod answer;
 mod connect;
 mod cookies;
+mod login;
 pub mod rewrite;
 
 use std::time::Instant;
@@ -75,10 +77,12 @@ pub async fn handle(
     client: &ClientConn,
 ) -> (Response<ResponseBody>, Disposition) {
     let mut out = Disposition::default();
+    let flight = state.flight();
     let resp = match forward(generation, state, req, client, &mut out).await {
         Ok(resp) => resp,
         Err(stop) => answer::respond(generation, &state.metrics, stop),
     };
+    drop(flight);
     let status = resp.status().as_u16();
     // A node's failures are counted apart (`upstream_failures`), so
     // `requests` counts what nodes answered.
@@ -115,7 +119,11 @@ async fn forward(
         parts.uri.query().map(str::as_bytes),
         cert,
     );
-    let (prefix, body) = if wants_body {
+    // A password login's user is in its body.
+    let login = (parts.method == http::Method::POST)
+        .then(|| generation.login_kind(&mapped))
+        .flatten();
+    let (prefix, body) = if wants_body || login.is_some() {
         let limits = generation.limits();
         read_prefix(body, limits.body_prefix, limits.body_wait)
             .await
@@ -123,6 +131,11 @@ async fn forward(
     } else {
         (Bytes::new(), RequestBody::Streamed(body))
     };
+    let attempt = login
+        .and_then(|l| login::attempt(generation, l, &prefix, parts.uri.query(), &state.logins()));
+    if let Some(a) = &attempt {
+        login::check(state, source, a)?;
+    }
     let mut req = Request::from_parts(parts, body);
     prepare_request(&mut req, client);
     // Attempts after the first take a new connection: the node that
@@ -158,6 +171,16 @@ async fn forward(
                 out.answered = true;
                 generation.handles().upstream(node, sent_at.elapsed());
                 let mut resp = resp.map(Either::Left);
+                if let Some(a) = &attempt {
+                    login::record(
+                        generation,
+                        state,
+                        source,
+                        a,
+                        resp.status().as_u16(),
+                        resp.headers(),
+                    );
+                }
                 prepare_response(&mut resp);
                 let learning = cookies::Learning {
                     pool: pool_id,

@@ -125,7 +125,8 @@ async fn connection(
     }
     let mut info = generation.client_conn(client, local_port);
     // A trusted proxy speaks for many clients.
-    let Some(_per_addr) = per_address_slot(&gate, &info, &limits, &metrics) else {
+    let pressed = current.state().under_pressure(&limits);
+    let Some(_per_addr) = per_address_slot(&gate, &info, &limits, pressed, &metrics) else {
         return;
     };
     let listener_tls = generation.tls().clone();
@@ -182,16 +183,25 @@ async fn handshake(
 
 /// The per-address slot for `client`'s connection (`Some(None)` for a
 /// trusted proxy, which speaks for many clients); `None`: refused, counted.
+/// The cap holds only when `pressed` (the process is under pressure); the
+/// connections are counted either way, so that the heaviest addresses are
+/// the first held back when pressure comes.
 pub(crate) fn per_address_slot(
     gate: &Arc<Gate>,
     client: &ClientConn,
     limits: &Limits,
+    pressed: bool,
     metrics: &Metrics,
 ) -> Option<Option<AddrSlot>> {
     if client.trusted {
         return Some(None);
     }
-    let slot = gate.take_addr_slot(client.peer.ip(), limits.max_connections_per_ip);
+    let max = if pressed {
+        limits.max_connections_per_ip
+    } else {
+        usize::MAX
+    };
+    let slot = gate.take_addr_slot(client.peer.ip(), max);
     if slot.is_none() {
         metrics.refused(Refusal::ConnectionsPerIp);
     }

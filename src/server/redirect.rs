@@ -68,13 +68,16 @@ pub async fn serve(listener: TcpListener, https_port: u16, current: Arc<Current>
         };
         let (generation, gate) = (current.generation(), gate.clone());
         let metrics = current.metrics().clone();
+        let state = current.state().clone();
         tokio::spawn(async move {
             let _slot = slot;
             let limits = generation.limits().clone();
             let info = generation.client_conn(peer, 0);
             let hosts = Arc::new(generation.listen().hosts.clone());
             drop(generation);
-            let Some(_per_addr) = super::per_address_slot(&gate, &info, &limits, &metrics) else {
+            let pressed = state.under_pressure(&limits);
+            let Some(_per_addr) = super::per_address_slot(&gate, &info, &limits, pressed, &metrics)
+            else {
                 return;
             };
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {

@@ -30,7 +30,11 @@ fn a_guesser_at_one_account_is_slowed_and_nobody_else() {
     assert!(!refused.address_wide);
     // One more every window / failures (3 minutes).
     assert_eq!(refused.retry_after, 180);
-    assert_eq!(t.check(guesser, t.user(b" ALICE "), now), Err(refused), "the same user");
+    assert_eq!(
+        t.check(guesser, t.user(b" ALICE "), now),
+        Err(refused),
+        "the same user"
+    );
     // The address logs in another user; the victim logs in from elsewhere.
     assert_eq!(t.check(guesser, other, now), Ok(()));
     assert_eq!(t.check(elsewhere, victim, now), Ok(()));
@@ -89,16 +93,31 @@ fn a_sprayer_is_cut_off_and_a_campus_is_not() {
         for i in 0..1100u32 {
             let user = t.user(format!("student{}", minute * 1100 + i).as_bytes());
             if i % 10 == 0 {
-                assert_eq!(t.check(campus, user, at), Ok(()), "minute {minute}, user {i}");
+                assert_eq!(
+                    t.check(campus, user, at),
+                    Ok(()),
+                    "minute {minute}, user {i}"
+                );
                 t.record(campus, user, Outcome::Failure, at);
             }
-            assert_eq!(t.check(campus, user, at), Ok(()), "minute {minute}, user {i}");
+            assert_eq!(
+                t.check(campus, user, at),
+                Ok(()),
+                "minute {minute}, user {i}"
+            );
             t.record(campus, user, Outcome::Success, at);
         }
     }
-    assert_eq!(t.throttled(now + Duration::from_secs(600)).1, 1, "only the sprayer");
+    assert_eq!(
+        t.throttled(now + Duration::from_secs(600)).1,
+        1,
+        "only the sprayer"
+    );
     // The sprayer's window passes: it may try again.
-    assert_eq!(t.check(sprayer, t.user(b"x"), now + Duration::from_secs(1800)), Ok(()));
+    assert_eq!(
+        t.check(sprayer, t.user(b"x"), now + Duration::from_secs(1800)),
+        Ok(())
+    );
 }
 
 #[test]
