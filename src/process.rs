@@ -140,6 +140,7 @@ impl Started {
     async fn run(mut self, stop: impl Future<Output = Ending>) -> bool {
         let current = self.current.clone();
         let mut tasks = std::mem::take(&mut self.tasks);
+        let tasks_left = &mut tasks;
         let stopped = async {
             let ending = stop.await;
             current.state().set_stopping();
@@ -153,28 +154,42 @@ impl Started {
                         grace.as_secs_f64()
                     );
                 }
-                Ending::Upgraded => say!(
-                    "casfront: the new process serves: this one takes no new connections; {}s for the requests in flight",
-                    grace.as_secs_f64()
-                ),
-            }
-            // The admin and redirect listeners stop accepting too (their
-            // sockets stay open in a successor).
-            for task in tasks.drain(..) {
-                task.abort();
+                Ending::Upgraded => {
+                    say!(
+                        "casfront: the new process serves: this one takes no new connections; {}s for the requests in flight",
+                        grace.as_secs_f64()
+                    );
+                    // The admin and redirect listeners stop accepting too:
+                    // their sockets are the new process's now. (On a
+                    // shutdown the admin API goes on answering `/ready`
+                    // with 503 while requests drain.)
+                    for task in tasks_left.drain(..) {
+                        task.abort();
+                    }
+                }
             }
             grace
         };
         say!("casfront: serving https on {}", self.https);
-        notify(&format!("MAINPID={}\nREADY=1", std::process::id()));
-        if let Some(p) = self.predecessor.take() {
+        let predecessor = self.predecessor.take();
+        if predecessor.is_some() {
+            // systemd follows the new process (`NotifyAccess=all`).
+            notify(&format!("MAINPID={}\nREADY=1", std::process::id()));
+        } else {
+            notify("READY=1");
+        }
+        if let Some(p) = predecessor {
             if let Err(e) = p.ready().await {
                 say!(
                     "casfront: could not tell the process being upgraded that this one serves: {e}"
                 );
             }
         }
-        server::serve_until(self.listener, self.current, stopped).await
+        let finished = server::serve_until(self.listener, self.current, stopped).await;
+        for task in tasks {
+            task.abort();
+        }
+        finished
     }
 }
 

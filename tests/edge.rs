@@ -47,8 +47,9 @@ async fn bursts_get_429_and_recover_per_client() {
             "[listen]\ntrusted_proxies = [\"127.0.0.1\"]\n",
             1,
         );
+        // The caps always hold (`pressure = 0`), not only under pressure.
         format!(
-            "{c}[rate_limit]\nrequests_per_second = 1\nburst = 4\n\
+            "{c}[limits]\npressure = 0\n[rate_limit]\nrequests_per_second = 1\nburst = 4\n\
              login_per_minute = 6\nlogin_burst = 2\n"
         )
     })
@@ -98,7 +99,7 @@ async fn bursts_get_429_and_recover_per_client() {
 async fn a_flood_from_one_address_is_capped_while_another_is_served() {
     let cluster = cluster(|c| {
         format!(
-            "{c}[limits]\nmax_connections_per_ip = 4\n{}",
+            "{c}[limits]\nmax_connections_per_ip = 4\npressure = 0\n{}",
             support::NO_RATE_LIMIT
         )
     })

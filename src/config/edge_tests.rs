@@ -25,7 +25,21 @@ fn edge_defaults() {
     assert_eq!(l.send_timeout, Duration::from_secs(30));
     let r = &c.rate_limit;
     assert_eq!((r.requests_per_second, r.burst), (100, 200));
-    assert_eq!((r.login_per_minute, r.login_burst), (60, 20));
+    assert_eq!((r.login_per_minute, r.login_burst), (0, 20));
+    assert_eq!(
+        (r.login_failures, r.login_window),
+        (5, Duration::from_secs(900))
+    );
+    assert_eq!(
+        (
+            r.address_failures,
+            r.address_failure_share,
+            r.address_failure_ceiling
+        ),
+        (30, 0.8, 5000)
+    );
+    assert_eq!(l.pressure, 0.5);
+    assert_eq!(c.pools[0].login_username_field, "username");
     assert_eq!(r.max_clients, 100_000);
     assert!(c.listen.hosts.is_empty() && c.listen.proxy_protocol.is_empty());
     assert_eq!(c.pools[0].headers, HeaderRules::default());

@@ -64,21 +64,20 @@ impl Casfront {
         c.admin = admin.rsplit('/').next().unwrap().parse().unwrap();
         let serving = wait_line(&c.stderr, |l| l.starts_with("casfront: serving https on "));
         c.https = serving.rsplit(' ').next().unwrap().parse().unwrap();
-        assert_eq!(c.next_ready(), pid, "READY=1 from the process started");
+        assert_eq!(c.next_ready(), None, "READY=1 from the process started");
         c
     }
 
-    /// The next `READY=1` datagram's `MAINPID=` (the sender's id).
-    pub fn next_ready(&self) -> u32 {
+    /// The next `READY=1` datagram's `MAINPID=` (a process started by an
+    /// upgrade names itself; the first one does not).
+    pub fn next_ready(&self) -> Option<u32> {
         loop {
             let mut buf = [0u8; 256];
             let n = self.notify.recv(&mut buf).expect("no READY=1 within 20 s");
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !text.lines().any(|l| l == "READY=1") {
-                continue;
-            }
-            if let Some(pid) = text.lines().find_map(|l| l.strip_prefix("MAINPID=")) {
-                return pid.parse().unwrap();
+            if text.lines().any(|l| l == "READY=1") {
+                let pid = text.lines().find_map(|l| l.strip_prefix("MAINPID="));
+                return pid.map(|p| p.parse().unwrap());
             }
         }
     }
@@ -95,7 +94,9 @@ impl Casfront {
     /// `kill -USR2`, then waits for the new process's `READY=1`: its id.
     pub fn upgrade(&mut self) -> u32 {
         self.signal("USR2");
-        let pid = self.next_ready();
+        let pid = self
+            .next_ready()
+            .expect("the new process names itself: MAINPID=");
         assert_ne!(pid, self.pid, "the upgrade started no new process");
         self.pid = pid;
         self.pids.push(pid);

@@ -289,12 +289,22 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
     let Some(rel) = path.strip_prefix(state.spec.prefix.as_str()) else {
         return text(StatusCode::NOT_FOUND, "not found\n");
     };
-    // Path parameters (`;jsessionid=`) are not part of the endpoint.
-    let endpoint: String = rel
+    // Path parameters (`;jsessionid=`) are not part of the endpoint, nor
+    // is a trailing slash (Spring maps `/login/` as `/login`); `%6C` is
+    // `l`, as Tomcat decodes it.
+    let mut endpoint: String = rel
         .split('/')
         .map(|s| s.split(';').next().unwrap_or(""))
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect::<Vec<_>>()
         .join("/");
+    if endpoint.len() > 1 && endpoint.ends_with('/') {
+        endpoint.pop();
+    }
     let query: HashMap<String, String> = req
         .uri()
         .query()
@@ -343,6 +353,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Resp {
         (Method::GET | Method::POST, "/headers") => echo_headers(req).await,
         (Method::GET, "/logout") => modern::logout(state, &req),
         (_, "/v1/tickets") if state.spec.modern => modern::rest(state, req, None).await,
+        (Method::POST, "/v1/users") if state.spec.modern => modern::users(req).await,
         (_, e) if state.spec.modern && e.starts_with("/v1/tickets/") => {
             let tgt = e.trim_start_matches("/v1/tickets/").to_owned();
             modern::rest(state, req, Some(&tgt)).await

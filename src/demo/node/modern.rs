@@ -155,6 +155,16 @@ pub(super) async fn rest(state: &State, req: Request<Incoming>, tgt: Option<&str
     }
 }
 
+/// `POST /v1/users`: the user's attributes for the right password.
+pub(super) async fn users(req: Request<Incoming>) -> Resp {
+    let f = form(req).await.unwrap_or_default();
+    let user = f.get("username").map(String::as_str).unwrap_or("");
+    if user.is_empty() || Some(user) != f.get("password").map(String::as_str) {
+        return text(StatusCode::UNAUTHORIZED, "bad credentials\n");
+    }
+    json(StatusCode::OK, &format!("{{\"id\":\"{user}\"}}"))
+}
+
 /// `GET /oauth2.0/authorize`: a code for a logged-in user.
 pub(super) fn authorize(state: &State, req: &Request<Incoming>, redirect_uri: &str) -> Resp {
     let Some(t) = tgt_of(state, req).and_then(|id| state.valid(&id, |k| matches!(k, Kind::Tgt)))
@@ -179,9 +189,18 @@ pub(super) fn authorize(state: &State, req: &Request<Incoming>, redirect_uri: &s
 pub(super) async fn access_token(state: &State, req: Request<Incoming>) -> Resp {
     let f = form(req).await.unwrap_or_default();
     let field = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
-    let redeemed = (field("grant_type") == "authorization_code")
-        .then(|| state.redeem(field("code"), field("redirect_uri"), false))
-        .flatten();
+    let redeemed = match field("grant_type") {
+        "authorization_code" => state.redeem(field("code"), field("redirect_uri"), false),
+        // The resource owner's password grant.
+        "password" if !field("username").is_empty() && field("username") == field("password") => {
+            Some(super::Ticket {
+                kind: Kind::Tgt,
+                user: field("username").to_owned(),
+                expires: std::time::Instant::now(),
+            })
+        }
+        _ => None,
+    };
     match redeemed {
         Some(t) => {
             let at = state.issue("AT", Kind::Tgt, &t.user);
