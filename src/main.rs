@@ -131,7 +131,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(cfg) = load(&config, false)? else {
                 return Ok(ExitCode::from(1));
             };
-            runtime()?.block_on(casfront::process::serve(config, cfg))?;
+            // Taken before the runtime's threads start: it clears the
+            // variables that handed them over.
+            let inherited = casfront::upgrade::Inherited::from_env()
+                .with_context(|| "the sockets handed over")?;
+            runtime()?.block_on(casfront::process::serve(config, cfg, inherited))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

@@ -54,8 +54,17 @@ pub struct Started {
 /// Builds the first generation (checking every node once) and binds the
 /// listeners of `config`, read from `path` (or takes them over, from a
 /// process being upgraded or from systemd).
-pub async fn start(path: PathBuf, mut config: Config) -> anyhow::Result<Started> {
-    let mut inherited = Inherited::from_env().context("inherited sockets")?;
+pub async fn start(path: PathBuf, config: Config) -> anyhow::Result<Started> {
+    start_with(path, config, Inherited::default()).await
+}
+
+/// The same with the sockets (and the predecessor) handed to this process
+/// ([`Inherited::from_env`], read before the runtime starts threads).
+pub async fn start_with(
+    path: PathBuf,
+    mut config: Config,
+    mut inherited: Inherited,
+) -> anyhow::Result<Started> {
     let predecessor = (inherited.predecessor().await).context("the upgrade channel")?;
     let created = config
         .prepare_state(Keep::OnDisk)
@@ -200,13 +209,13 @@ const UPGRADE_WAIT: Duration = Duration::from_secs(60);
 /// `casfront run`: serves `config`, read from `path`, until SIGTERM or
 /// Ctrl-C; SIGHUP reloads it; SIGUSR2 hands over to the binary now at the
 /// same path ([`crate::upgrade`]).
-pub async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
+pub async fn serve(path: PathBuf, config: Config, inherited: Inherited) -> anyhow::Result<()> {
     // Taken over first: until then, SIGHUP or SIGUSR2 would end the process.
     let hup = signal(SignalKind::hangup())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
     let mut term = signal(SignalKind::terminate())?;
     let _log = access_log::init(&config.log);
-    let mut started = start(path, config).await?;
+    let mut started = start_with(path, config, inherited).await?;
     let reloads = tokio::spawn(reload_on_sighup(started.current.clone(), hup));
     let upgrader = started.upgrader.take();
     let current = started.current.clone();

@@ -45,8 +45,9 @@ pub struct Inherited {
 
 impl Inherited {
     /// Takes what the environment hands over (and clears it, so that it
-    /// reaches no process of ours). Sockets without a name are refused:
-    /// casfront cannot tell which listener they are.
+    /// reaches no process of ours): call it before any thread starts (the
+    /// environment is not safe to change once they have). Sockets without
+    /// a name are refused: casfront cannot tell which listener they are.
     pub fn from_env() -> std::io::Result<Inherited> {
         if std::env::var_os("LISTEN_FDS").is_none() && std::env::var_os(CHANNEL_VAR).is_none() {
             return Ok(Inherited::default());
