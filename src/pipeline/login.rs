@@ -42,24 +42,30 @@ pub(super) fn attempt(
     let field = generation
         .rules(pool)
         .map_or("username", |r| r.login_field.as_str());
-    let mut user = None;
-    let mut grant = None;
-    let fields = url::form_urlencoded::parse(body)
-        .chain(url::form_urlencoded::parse(query.unwrap_or("").as_bytes()));
-    for (name, value) in fields {
-        if user.is_none() && name == field {
-            user = Some(throttle.user(value.as_bytes()));
-        } else if grant.is_none() && name == "grant_type" {
-            grant = Some(value == "password");
+    let query = query.unwrap_or("").as_bytes();
+    let user = form_value(body, field).or_else(|| form_value(query, field));
+    let user = throttle.user(user.as_deref().unwrap_or(b""));
+    if kind == LoginKind::Token {
+        let grant = form_value(body, "grant_type").or_else(|| form_value(query, "grant_type"));
+        if grant.as_deref() != Some(b"password") {
+            return None;
         }
     }
-    if kind == LoginKind::Token && grant != Some(true) {
-        return None;
-    }
-    Some(Attempt {
-        kind,
-        pool,
-        user: user.unwrap_or_else(|| throttle.user(b"")),
+    Some(Attempt { kind, pool, user })
+}
+
+/// The first value of `name` in a form (`a=1&b=2`), decoded; only the
+/// pair that matches is decoded (a login form carries a long encoded
+/// service URL that is not).
+fn form_value(form: &[u8], name: &str) -> Option<Vec<u8>> {
+    form.split(|&b| b == b'&').find_map(|pair| {
+        let raw = pair.split(|&b| b == b'=').next().unwrap_or(pair);
+        let plain = !raw.iter().any(|&b| b == b'%' || b == b'+');
+        if plain && raw != name.as_bytes() {
+            return None;
+        }
+        let (n, v) = url::form_urlencoded::parse(pair).next()?;
+        (n == name).then(|| v.into_owned().into_bytes())
     })
 }
 
@@ -93,41 +99,41 @@ pub(super) fn record(
         .record(client, attempt.user, outcome, Instant::now());
 }
 
-/// Success, failure or neither, by endpoint: the form succeeds when the
-/// node sets a TGT cookie and fails with 401 or 403 (CAS 5 and later) or,
-/// on nodes never seen to answer 401 (CAS 3 and 4), with the form again
-/// (200); REST `/v1/tickets` succeeds with 201, `/v1/users` and a token
-/// endpoint with 200, and they fail with 400, 401 or 403. Anything else (a
-/// node error, a redirect elsewhere) counts as neither.
+/// What the node's answer says of `attempt`; notes a pool whose nodes
+/// answer a failed form login with 401.
 fn outcome(
     generation: &Generation,
     attempt: &Attempt,
     status: u16,
     headers: &HeaderMap,
 ) -> Outcome {
-    let refused = matches!(status, 400 | 401 | 403);
-    match attempt.kind {
-        LoginKind::Form => {
-            if sets_tgt(generation, attempt.pool, headers) {
-                return Outcome::Success;
-            }
-            let rules = generation.rules(attempt.pool);
-            if status == 401 {
-                if let Some(r) = rules {
-                    r.says_401.store(true, Ordering::Relaxed);
-                }
-            }
-            match status {
-                401 | 403 => Outcome::Failure,
-                200 if !rules.is_some_and(|r| r.says_401.load(Ordering::Relaxed)) => {
-                    Outcome::Failure
-                }
-                _ => Outcome::Other,
-            }
+    let rules = generation.rules(attempt.pool);
+    if attempt.kind == LoginKind::Form && status == 401 {
+        if let Some(r) = rules {
+            r.says_401.store(true, Ordering::Relaxed);
         }
-        LoginKind::RestTickets if status == 201 => Outcome::Success,
-        LoginKind::RestUsers | LoginKind::Token if status == 200 => Outcome::Success,
-        _ if refused => Outcome::Failure,
+    }
+    let says_401 = rules.is_some_and(|r| r.says_401.load(Ordering::Relaxed));
+    let tgt = attempt.kind == LoginKind::Form && sets_tgt(generation, attempt.pool, headers);
+    classify(attempt.kind, status, tgt, says_401)
+}
+
+/// Success, failure or neither, by endpoint: the form succeeds when the
+/// node sets a TGT cookie (`tgt`) and fails with 401 or 403 (CAS 5 and
+/// later) or, on nodes never seen to answer 401 (`says_401` false: CAS 3
+/// and 4), with the form again (200); REST `/v1/tickets` succeeds with
+/// 201, `/v1/users` and a token endpoint with 200, and they fail with 400,
+/// 401 or 403. Anything else (a node error, a redirect elsewhere, a login
+/// flow the node does not know) counts as neither.
+fn classify(kind: LoginKind, status: u16, tgt: bool, says_401: bool) -> Outcome {
+    match (kind, status) {
+        (LoginKind::Form, _) if tgt => Outcome::Success,
+        (LoginKind::Form, 401 | 403) => Outcome::Failure,
+        (LoginKind::Form, 200) if !says_401 => Outcome::Failure,
+        (LoginKind::Form, _) => Outcome::Other,
+        (LoginKind::RestTickets, 201) => Outcome::Success,
+        (LoginKind::RestUsers | LoginKind::Token, 200) => Outcome::Success,
+        (_, 400 | 401 | 403) => Outcome::Failure,
         _ => Outcome::Other,
     }
 }
@@ -142,4 +148,67 @@ fn sets_tgt(generation: &Generation, pool: PoolId, headers: &HeaderMap) -> bool 
             !expired && !value.is_empty() && pool.tgc_cookies.iter().any(|c| **c == *name)
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use LoginKind::*;
+    use Outcome::*;
+
+    #[test]
+    fn the_form_as_each_cas_answers_it() {
+        // CAS 5 and later: 302 and a TGC on success, 401 and the form on
+        // failure; with MFA, 200 (the next step) after a right password.
+        assert_eq!(classify(Form, 302, true, true), Success);
+        assert_eq!(classify(Form, 401, false, true), Failure);
+        assert_eq!(classify(Form, 200, false, true), Other);
+        // CAS 3 and 4: the form again, 200, on failure.
+        assert_eq!(classify(Form, 200, false, false), Failure);
+        assert_eq!(classify(Form, 302, true, false), Success);
+        // A TGT cookie on a 200 (no service: "logged in") is a success.
+        assert_eq!(classify(Form, 200, true, false), Success);
+        // Not a password verdict: an unknown flow (400), the node's own
+        // throttle, a node error, a redirect without a TGT.
+        for status in [400, 423, 429, 500, 502, 302] {
+            assert_eq!(classify(Form, status, false, false), Other, "{status}");
+        }
+        assert_eq!(classify(Form, 403, false, false), Failure);
+    }
+
+    #[test]
+    fn the_user_is_read_from_its_field_only() {
+        let form =
+            b"service=https%3A%2F%2Fapp%2F&user%6Eame=J%C3%BCrgen+M&password=x&username=second";
+        assert_eq!(
+            form_value(form, "username").as_deref(),
+            Some("Jürgen M".as_bytes())
+        );
+        assert_eq!(form_value(form, "password").as_deref(), Some(&b"x"[..]));
+        assert_eq!(
+            form_value(b"grant_type=password", "grant_type").as_deref(),
+            Some(&b"password"[..])
+        );
+        assert_eq!(
+            form_value(b"username", "username").as_deref(),
+            Some(&b""[..])
+        );
+        assert_eq!(form_value(b"usernames=a&x=1", "username"), None);
+        assert_eq!(form_value(b"", "username"), None);
+    }
+
+    #[test]
+    fn rest_and_token_endpoints() {
+        assert_eq!(classify(RestTickets, 201, false, false), Success);
+        assert_eq!(classify(RestTickets, 401, false, false), Failure);
+        assert_eq!(classify(RestTickets, 400, false, false), Failure);
+        assert_eq!(classify(RestTickets, 200, false, false), Other);
+        assert_eq!(classify(RestUsers, 200, false, false), Success);
+        assert_eq!(classify(RestUsers, 401, false, false), Failure);
+        // OAuth: 400 invalid_grant or 401 for a wrong password.
+        assert_eq!(classify(Token, 200, false, false), Success);
+        assert_eq!(classify(Token, 400, false, false), Failure);
+        assert_eq!(classify(Token, 401, false, false), Failure);
+        assert_eq!(classify(Token, 503, false, false), Other);
+    }
 }
