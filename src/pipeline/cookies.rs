@@ -1,6 +1,8 @@
 //! The step after a node answers: learn (or forget) the pool's TGT and
-//! session cookies its response sets, and, with `[pool.route_cookie]`,
-//! follow the cookie learned with casfront's sealed route cookie.
+//! session cookies its response sets, and follow the cookie learned with
+//! casfront's sealed route cookie (unless `[pool.route_cookie] enabled =
+//! false`). A cookie that names its node (a jvmRoute, a TGT id with the
+//! node's suffix) routes by itself: it is neither learned nor followed.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -62,12 +64,14 @@ fn learn_from<'h>(
                 }
             }
         } else if !value.is_empty() {
-            // A jvmRoute or a readable TGT id routes by itself.
-            if !names_its_node(table, pool_id, tgc, name, value) {
-                let now = Instant::now();
-                if !learned.learn(pool_id, name, value, node, now, from.source) {
-                    tracing::debug!(source = %from.source, "learned table: the address has its share");
-                }
+            // A jvmRoute or a readable TGT id routes by itself: nothing to
+            // learn, and no route cookie to seal for it.
+            if names_its_node(table, pool_id, tgc, name, value) {
+                continue;
+            }
+            let now = Instant::now();
+            if !learned.learn(pool_id, name, value, node, now, from.source) {
+                tracing::debug!(source = %from.source, "learned table: the address has its share");
             }
         } else {
             continue;
