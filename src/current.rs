@@ -15,10 +15,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::config::discovery::Overlay;
 use crate::config::{self, Config, Keep};
 use crate::generation::takeover::{Carried, Handover, Received};
 use crate::generation::{BuildError, Generation};
 use crate::health::check::{self, Checker};
+use crate::health::Mode;
 use crate::metrics::Metrics;
 use crate::state::ProcessState;
 use crate::tls::{self, ListenerTls, TlsError};
@@ -60,6 +62,14 @@ struct Source {
 
 struct Running {
     checker: Option<Checker>,
+    /// The configuration last read from the file (discovered nodes are
+    /// added to it, not kept in it).
+    file: Config,
+    /// What discovery found ([`crate::config::discovery`]).
+    overlay: Overlay,
+    /// Nodes discovery drained because they left DNS: enabled again if
+    /// they come back.
+    drained: std::collections::HashSet<String>,
 }
 
 /// The generation in force, and the process state beside it.
@@ -116,9 +126,12 @@ impl Current {
             state,
             source: Some(Source {
                 path,
-                started: config,
+                started: config.clone(),
                 running: tokio::sync::Mutex::new(Running {
                     checker: Some(checker),
+                    file: config,
+                    overlay: Overlay::default(),
+                    drained: Default::default(),
                 }),
             }),
         });
@@ -157,10 +170,36 @@ impl Current {
         };
         new.prepare_state(Keep::OnDisk)
             .map_err(ReloadError::State)?;
+        running.file = new.clone();
+        let carried = self.swap(&mut running).await?;
+        Ok(Reloaded {
+            carried,
+            warnings: parsed.warnings().map(shown).collect(),
+            restart_needed: restart_needed(&source.started, &new),
+        })
+    }
+
+    /// Applies what discovery found now: the file's configuration with
+    /// `overlay`'s nodes, swapped in as a reload is (new nodes checked
+    /// first, health and learned cookies carried). Nodes gone from DNS are
+    /// drained (no new logins) until discovery drops them.
+    pub async fn rediscovered(&self, overlay: Overlay) -> Result<Carried, ReloadError> {
+        let source = self.source.as_ref().ok_or(ReloadError::NoFile)?;
+        let mut running = source.running.lock().await;
+        running.overlay = overlay;
+        self.swap(&mut running).await
+    }
+
+    /// Builds the generation of `running`'s file configuration and
+    /// overlay, checks the nodes it adds, takes over the old generation's
+    /// state right before the swap, and restarts the health checks.
+    async fn swap(&self, running: &mut Running) -> Result<Carried, ReloadError> {
+        let mut new = running.file.clone();
+        let gone = running.overlay.apply(&mut new);
         let new = &new;
         let tls = tls::from_config_with(&new.tls, &self.state.resumption)?;
         let mut next = Generation::new(new, tls, &self.state.metrics)?;
-        // Nodes the reload adds are checked before they can be chosen. The
+        // Nodes the swap adds are checked before they can be chosen. The
         // new generation takes over the old one's state only after the
         // checks, right before the swap, so that nothing recorded meanwhile
         // (learned cookies, modes, nodes marked down) is lost.
@@ -172,17 +211,26 @@ impl Current {
         for (node, ok) in checked {
             next.health().record(node, ok, true);
         }
+        // Discovery's drains: a node gone from DNS takes no new logins; one
+        // that came back takes them again.
+        let table = next.table();
+        for name in running.drained.iter().filter(|n| !gone.contains(n)) {
+            if let Some(id) = table.node_by_name(name) {
+                next.health().set_mode(id, Mode::Enabled);
+            }
+        }
+        for name in &gone {
+            if let Some(id) = table.node_by_name(name) {
+                next.health().set_mode(id, Mode::Draining);
+            }
+        }
+        running.drained = gone.into_iter().collect();
         self.state.reconfigure(new);
         let next = Arc::new(next);
         self.generation.store(next.clone());
-        let restart_needed = restart_needed(&source.started, new);
         // Dropping the old checker stops its tasks.
         running.checker = Some(next.start_checks(targets).await);
-        Ok(Reloaded {
-            carried,
-            warnings: parsed.warnings().map(shown).collect(),
-            restart_needed,
-        })
+        Ok(carried)
     }
 }
 

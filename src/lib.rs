@@ -15,7 +15,7 @@
 //! - [`pipeline`]: one request, step by step;
 //! - [`current`]: the generation in force and its reload;
 //! - [`server`] (the listeners), [`admin`] (status and maintenance API),
-//!   [`access_log`];
+//!   [`access_log`], [`discovery`] (nodes from DNS);
 //! - [`process`]: the process's life (start, signals, reload, shutdown),
 //!   with [`upgrade`] (the hot binary upgrade, inherited sockets);
 //! - on top, used by no module below: [`explain`], [`demo`], [`bench`].
@@ -29,6 +29,7 @@ pub mod client_cert;
 pub mod config;
 pub mod current;
 pub mod demo;
+pub mod discovery;
 pub mod edge;
 pub mod explain;
 pub mod generation;

@@ -243,6 +243,24 @@ fn load(path: &Path, summary: bool) -> anyhow::Result<Option<Config>> {
                 c.pools.len(),
                 c.pools.iter().map(|p| p.nodes.len()).sum::<usize>()
             );
+            for pool in &c.pools {
+                if let Some(d) = &pool.discovery {
+                    use casfront::config::discovery::Source;
+                    let from = match &d.source {
+                        Source::Srv(name) => format!("SRV {name}"),
+                        Source::Hosts { name, port } => {
+                            format!("the addresses of {name}, port {port}")
+                        }
+                    };
+                    println!(
+                        "pool {}: nodes from DNS ({from}, every {}s, gone nodes kept {}s), besides {} configured",
+                        pool.name,
+                        d.interval.as_secs_f64(),
+                        d.grace.as_secs(),
+                        pool.nodes.len()
+                    );
+                }
+            }
             if c.uses_state_key() {
                 let key = c.state.route_key();
                 let now = if key.exists() {

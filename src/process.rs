@@ -25,7 +25,7 @@ use crate::current::Current;
 use crate::notify::notify;
 use crate::routing::{NodeState, NodeStates};
 use crate::upgrade::{Inherited, Predecessor, Upgrader};
-use crate::{access_log, admin, server};
+use crate::{access_log, admin, discovery, server};
 
 /// A line on stderr while serving. Unlike `eprintln!`, a closed stderr
 /// (the pipe of a supervisor that went away) does not panic the server.
@@ -93,10 +93,14 @@ pub async fn start_with(
     }
     drop(generation);
     say!("casfront: {up} of {nodes} node(s) passed the first health check");
+    // Nodes from DNS, resolved (and checked) once before serving.
+    let discovering = discovery::start(current.clone(), &config)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let listener = (inherited.listener("https", config.listen.https))
         .with_context(|| format!("listening on {}", config.listen.https))?;
     let https = listener.local_addr()?;
-    let mut tasks = Vec::new();
+    let mut tasks: Vec<JoinHandle<()>> = discovering.into_iter().collect();
     let mut http = None;
     let mut sockets = Vec::new();
     if let Some(addr) = config.listen.http {
@@ -181,10 +185,9 @@ impl Started {
         };
         say!("casfront: serving https on {}", self.https);
         let predecessor = self.predecessor.take();
-        if predecessor.is_some() {
-            // systemd follows the new process (`NotifyAccess=all`).
-            notify(&format!("MAINPID={}\nREADY=1", std::process::id()));
-        } else {
+        // After an upgrade, the process upgraded tells systemd this one is
+        // the main process once it hears `ready` from it.
+        if predecessor.is_none() {
             notify("READY=1");
         }
         if let Some(p) = predecessor {

@@ -29,6 +29,9 @@ pub struct ProcessState {
     logins: ArcSwap<LoginThrottle>,
     /// Requests between admission and their response's headers.
     in_flight: AtomicUsize,
+    /// Pools (by name) whose nodes answered a failed form login with 401
+    /// (CAS 5 and later): a 200 without a TGT is then a further step.
+    says_401: std::sync::RwLock<std::collections::HashSet<String>>,
     /// The TLS session cache and ticket keys every generation's listener
     /// configuration shares.
     pub resumption: Resumption,
@@ -45,6 +48,7 @@ impl ProcessState {
             rate: ArcSwap::from_pointee(RateLimits::new(&config.rate_limit)),
             logins: ArcSwap::from_pointee(LoginThrottle::new(&config.rate_limit)),
             in_flight: AtomicUsize::new(0),
+            says_401: Default::default(),
             resumption: Resumption::new()?,
             stopping: AtomicBool::new(false),
         }))
@@ -67,6 +71,26 @@ impl ProcessState {
     /// The failed-login throttle in force.
     pub fn logins(&self) -> arc_swap::Guard<Arc<LoginThrottle>> {
         self.logins.load()
+    }
+
+    /// Whether pool `pool`'s nodes answer a failed form login with 401.
+    pub fn says_401(&self, pool: &str) -> bool {
+        let pools = self
+            .says_401
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pools.contains(pool)
+    }
+
+    /// A node of `pool` answered a form login with 401.
+    pub fn heard_401(&self, pool: &str) {
+        if !self.says_401(pool) {
+            let mut pools = self
+                .says_401
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pools.insert(pool.to_owned());
+        }
     }
 
     /// Counts a request in flight until the guard drops.

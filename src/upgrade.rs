@@ -8,10 +8,9 @@
 //! meet on an abstract Unix socket of a random name, given to the new
 //! process in `CASFRONT_UPGRADE` and accepted from that process's id only:
 //! the old process sends what it carries ([`Handover`]: node modes, the
-//! learned cookie table), the new one
-//! answers `ready` once it listens. It has told systemd `MAINPID=` and
-//! `READY=1` itself (`NotifyAccess=all`). Then the old process stops
-//! accepting and drains. If the new one fails (its configuration, its start)
+//! learned cookie table), the new one answers `ready` once it listens.
+//! Then the old process tells systemd `MAINPID=` (the new one's) and
+//! `READY=1` (`NotifyAccess=all`), stops accepting and drains. If the new one fails (its configuration, its start)
 //! or says nothing within the wait, it is stopped and the old one keeps
 //! serving.
 //!
@@ -179,6 +178,9 @@ impl Upgrader {
             .env_remove("LISTEN_FDS_FIRST_FD")
             .env(CHANNEL_VAR, &name)
             .stdin(std::process::Stdio::null())
+            // Stopped with this future: a SIGTERM during the upgrade stops
+            // the new process too (a success lets it go, below).
+            .kill_on_drop(true)
             .fd_mappings(mappings)
             .map_err(|e| e.to_string())?;
         let mut child = command
@@ -186,11 +188,16 @@ impl Upgrader {
             .map_err(|e| format!("starting {}: {e}", self.exe.display()))?;
         let pid = child.id().unwrap_or(0);
         let talk = async {
-            let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
-            let peer = stream.peer_cred().map_err(|e| e.to_string())?;
-            if peer.pid() != i32::try_from(pid).ok() {
-                return Err("the upgrade channel was answered by another process".to_owned());
-            }
+            // The name can be read by anyone on the host (abstract
+            // sockets are listed): another process that connects first is
+            // turned away, not taken for the new one.
+            let stream = loop {
+                let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+                let peer = stream.peer_cred().map_err(|e| e.to_string())?;
+                if peer.pid() == i32::try_from(pid).ok() {
+                    break stream;
+                }
+            };
             let mut stream = BufReader::new(stream);
             let mut line = serde_json::to_string(handover).map_err(|e| e.to_string())?;
             line.push('\n');
@@ -212,7 +219,15 @@ impl Upgrader {
         };
         let failed = tokio::select! {
             talked = talk => match talked {
-                Ok(()) => return Ok(pid),
+                Ok(()) => {
+                    // It serves: systemd follows it from now on (the new
+                    // process says nothing itself, so that a process this
+                    // one gave up on is never taken for the main one).
+                    crate::notify::notify(&format!("MAINPID={pid}\nREADY=1"));
+                    // Not killed when the handle goes.
+                    std::mem::forget(child);
+                    return Ok(pid);
+                }
                 Err(e) => e,
             },
             status = child.wait() => match status {

@@ -383,3 +383,66 @@ fn the_debian_package_installs_a_checked_configuration() {
         std::fs::read_to_string(root.join("usr/lib/systemd/system/casfront.service")).unwrap();
     assert_eq!(unit, UNIT);
 }
+
+/// `deploy/kubernetes/`: every manifest is valid against the Kubernetes
+/// 1.31 schemas, offline and strict (`kubernetes-validate`, pinned in
+/// `.ci/run`), and the ConfigMap's configuration passes `casfront check`
+/// (its Secret-mounted route key stood in for by a file of the test's).
+#[test]
+fn the_kubernetes_manifests_validate_and_their_config_checks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let manifests = ["cas.yaml", "casfront.yaml"].map(|f| dir.join(f));
+    if have("kubernetes-validate") {
+        let out = Command::new("kubernetes-validate")
+            .args(["--strict", "--kubernetes-version", "1.31.0"])
+            .args(&manifests)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(said.matches(" passed for resource ").count(), 10, "{said}");
+    }
+    // The configuration: the block under `casfront.toml: |`.
+    let yaml = std::fs::read_to_string(&manifests[1]).unwrap();
+    let mut lines = yaml
+        .lines()
+        .skip_while(|l| l.trim() != "casfront.toml: |")
+        .skip(1);
+    let mut config = String::new();
+    for line in lines.by_ref() {
+        if !line.starts_with("    ") && !line.trim().is_empty() {
+            break;
+        }
+        config.push_str(line.get(4..).unwrap_or(""));
+        config.push('\n');
+    }
+    assert!(config.contains("[pool.discovery]"), "{config}");
+    let tmp = std::env::temp_dir().join(format!("casfront-k8s-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let key = tmp.join("route.key");
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = config.replace("/etc/casfront/route/route.key", key.to_str().unwrap());
+    let file = tmp.join("casfront.toml");
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_casfront"))
+        .args(["check", "-c", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("nodes from DNS (SRV _http._tcp.cas.cas.svc.cluster.local"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}

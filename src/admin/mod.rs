@@ -263,6 +263,8 @@ fn check_token(generation: &Generation, req: &Request<Incoming>) -> Option<Resp>
 pub struct NodeRow {
     pub pool: String,
     pub name: String,
+    /// `"config"` or `"dns"` (`[pool.discovery]`).
+    pub source: &'static str,
     pub backup: bool,
     pub state: &'static str,
     pub state_since_ms_ago: u64,
@@ -288,6 +290,7 @@ pub fn rows(generation: &Generation) -> Vec<NodeRow> {
             Some(NodeRow {
                 pool: table.pool(info.pool)?.name.clone(),
                 name: info.name.clone(),
+                source: generation.node_source(id),
                 backup: info.backup,
                 state: health.state(id).as_str(),
                 state_since_ms_ago: since.as_millis() as u64,

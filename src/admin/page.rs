@@ -66,7 +66,11 @@ pub fn render(rows: &[NodeRow], reloads: (u64, u64), throttled: (usize, usize)) 
              <td>{p50}</td><td>{p99}</td></tr>",
             state = r.state,
             name = escape(&r.name),
-            backup = if r.backup { " (backup)" } else { "" },
+            backup = match (r.backup, r.source) {
+                (true, _) => " (backup)",
+                (false, "dns") => " (dns)",
+                _ => "",
+            },
             since = ago(Some(r.state_since_ms_ago)),
             check = ago(r.last_check_ms_ago),
             requests = r.requests,
@@ -125,6 +129,7 @@ mod tests {
         NodeRow {
             pool: pool.into(),
             name: name.into(),
+            source: "config",
             backup: false,
             state,
             state_since_ms_ago: 130_000,

@@ -8,6 +8,7 @@
 
 pub mod client_cert;
 mod diag;
+pub mod discovery;
 mod edge;
 mod raw;
 mod sections;
@@ -361,6 +362,8 @@ pub struct Pool {
     pub login_username_field: String,
     /// `[pool.route_cookie]`: casfront's own sealed route cookie.
     pub route_cookie: Option<RouteCookieKeys>,
+    /// `[pool.discovery]`: nodes from DNS, added to `nodes` while serving.
+    pub discovery: Option<discovery::Discovery>,
     pub nodes: Vec<Node>,
 }
 
@@ -395,6 +398,8 @@ pub struct Node {
     pub backup: bool,
     /// Name verified in an https node's certificate instead of the url's host.
     pub server_name: Option<String>,
+    /// Found by `[pool.discovery]`, not written in the file.
+    pub from_dns: bool,
 }
 
 /// A node's address, parsed once when the configuration loads.

@@ -2,7 +2,8 @@
 //! the reader that fills them section by section — `[listen]`, `[tls]` and
 //! each `[[tls.certificate]]`, `[client_cert]`, `[admin]`, `[learned]`, `[limits]`,
 //! `[rate_limit]`, `[log]`, `[state]`, each `[[pool]]`, its `[pool.health]`,
-//! `[pool.upstream]`, `[pool.headers]`, `[pool.route_cookie]` and each
+//! `[pool.upstream]`, `[pool.headers]`, `[pool.route_cookie]`,
+//! `[pool.discovery]` and each
 //! `[[pool.node]]`
 //! — so that one bad section does not hide the problems of the others.
 //! Every unknown key is reported (with a suggestion for a typo) before serde
@@ -258,6 +259,23 @@ impl Section for RawRouteCookie {
     const TABLE: &'static str = "[pool.route_cookie]";
 }
 
+/// `[pool.discovery]`: the pool's nodes from DNS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    pub srv: Option<Str>,
+    pub hosts: Option<Str>,
+    pub port: Option<Spanned<i64>>,
+    pub scheme: Option<Str>,
+    pub interval: Option<Str>,
+    pub resolver: Option<Str>,
+    pub grace: Option<Str>,
+}
+
+impl Section for RawDiscovery {
+    const TABLE: &'static str = "[pool.discovery]";
+}
+
 /// `[state]`: where casfront keeps what must outlive the process.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -290,6 +308,7 @@ pub struct PoolSections {
     pub upstream: Option<Spanned<RawUpstream>>,
     pub headers: Option<Spanned<RawHeaders>>,
     pub route_cookie: Option<Spanned<RawRouteCookie>>,
+    pub discovery: Option<Spanned<RawDiscovery>>,
     pub nodes: Vec<Option<Spanned<RawNode>>>,
 }
 
@@ -326,7 +345,14 @@ const TOP: &[&str] = &[
     "pool",
 ];
 const TLS_SUBTABLES: &[&str] = &["certificate"];
-const POOL_SUBTABLES: &[&str] = &["health", "upstream", "headers", "route_cookie", "node"];
+const POOL_SUBTABLES: &[&str] = &[
+    "health",
+    "upstream",
+    "headers",
+    "route_cookie",
+    "discovery",
+    "node",
+];
 
 /// Reads the file's sections. `None` only when the TOML itself is invalid.
 pub fn read(source: &str, diags: &mut Diags) -> Option<Raw> {
@@ -387,6 +413,7 @@ fn read_pool(mut table: DeTable<'_>, span: Range<usize>, diags: &mut Diags) -> P
     let upstream = table.remove("upstream");
     let headers = table.remove("headers");
     let route_cookie = table.remove("route_cookie");
+    let discovery = table.remove("discovery");
     let nodes = table.remove("node");
     let value = Spanned::new(span.clone(), DeValue::Table(table));
     let pool = section::<RawPool>(value, POOL_SUBTABLES, diags).map(Spanned::into_inner);
@@ -394,6 +421,7 @@ fn read_pool(mut table: DeTable<'_>, span: Range<usize>, diags: &mut Diags) -> P
     let upstream = upstream.and_then(|u| section(u, &[], diags));
     let headers = headers.and_then(|h| section(h, &[], diags));
     let route_cookie = route_cookie.and_then(|r| section(r, &[], diags));
+    let discovery = discovery.and_then(|r| section(r, &[], diags));
     let nodes = nodes
         .map(|n| array_of_tables(n, "pool.node", diags))
         .unwrap_or_default()
@@ -407,6 +435,7 @@ fn read_pool(mut table: DeTable<'_>, span: Range<usize>, diags: &mut Diags) -> P
         upstream,
         headers,
         route_cookie,
+        discovery,
         nodes,
     }
 }

@@ -18,6 +18,7 @@ use super::raw::{
 use super::state::{read_key, StateDir};
 use super::values::{
     addr, cidr, cookie_name, duration, each, file, host_name, secret_file, share, size, threshold,
+    warn_if_open,
 };
 use super::IpNet;
 use super::{
@@ -457,6 +458,7 @@ pub fn route_cookie(
         None => {
             // Read if it exists; a process about to serve creates it.
             let path = state?.route_key();
+            warn_if_open(&path, span.clone(), d);
             let keys = match path.exists().then(|| read_key(&path)) {
                 Some(Err(e)) => {
                     d.error(span, format!("the state directory's route-cookie key: {e}"));

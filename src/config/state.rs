@@ -198,7 +198,10 @@ fn create_key(path: &Path) -> std::io::Result<bool> {
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{KEY_FILE}.{}", std::process::id()));
+    // A name of its own each time: a crash between the open and the link
+    // must not leave a file that blocks every later start (in a container
+    // the process id is always 1).
+    let tmp = dir.join(format!(".{KEY_FILE}.{:016x}", rand::random::<u64>()));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -209,6 +212,10 @@ fn create_key(path: &Path) -> std::io::Result<bool> {
         .and_then(|()| file.sync_all())
         .and_then(|()| std::fs::hard_link(&tmp, path));
     let _ = std::fs::remove_file(&tmp);
+    // The link itself must survive a crash: sync the directory.
+    if written.is_ok() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+    }
     match written {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),

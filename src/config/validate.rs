@@ -207,8 +207,12 @@ fn pool(
             );
         }
     }
-    if s.nodes.is_empty() {
-        d.error(s.span.clone(), "a pool needs at least one [[pool.node]]");
+    let discovery = super::discovery::discovery(s.discovery, d);
+    if s.nodes.is_empty() && !matches!(discovery, Some(Some(_))) {
+        d.error(
+            s.span.clone(),
+            "a pool needs at least one [[pool.node]] or a [pool.discovery]",
+        );
     }
     let built: Vec<(Spanned<RawNode>, Option<Node>)> = s
         .nodes
@@ -253,6 +257,7 @@ fn pool(
         secure_cookies: secure_cookies?,
         login_username_field: login_username_field??,
         route_cookie: route_cookie?,
+        discovery: discovery?,
         nodes: complete?,
     })
 }
@@ -378,6 +383,7 @@ fn node(n: &Spanned<RawNode>, names: &mut Names, d: &mut Diags) -> Option<Node> 
         jvm_route: jvm_route?,
         backup: r.backup.unwrap_or(false),
         server_name: server_name?,
+        from_dns: false,
     })
 }
 

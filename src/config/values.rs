@@ -3,6 +3,7 @@
 //! blocks — each reporting its own problem at the value's position.
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -180,13 +181,19 @@ pub fn file(v: &Str, base: &Path, d: &mut Diags) -> Option<PathBuf> {
 /// as [`file`], with a warning when the file exists and anyone on the
 /// machine may read or write it.
 pub fn secret_file(v: &Str, base: &Path, d: &mut Diags) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let path = file(v, base, d)?;
-    if let Ok(meta) = std::fs::metadata(&path) {
+    warn_if_open(&path, v.span(), d);
+    Some(path)
+}
+
+/// Warns (at `span`) when the secret in `path` is open to every user.
+pub fn warn_if_open(path: &Path, span: Range<usize>, d: &mut Diags) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
         let mode = meta.permissions().mode();
         if mode & 0o006 != 0 {
             d.warn(
-                v.span(),
+                span,
                 format!(
                     "{} holds a secret and is open to every user on this machine (mode {:o}): chmod o-rw",
                     path.display(),
@@ -195,7 +202,6 @@ pub fn secret_file(v: &Str, base: &Path, d: &mut Diags) -> Option<PathBuf> {
             );
         }
     }
-    Some(path)
 }
 
 /// Pool and node names appear in URLs, metrics and logs.

@@ -71,6 +71,13 @@ impl<K: std::hash::Hash + Eq + Copy, V> Gens<K, V> {
         self.current.get(k).or_else(|| self.previous.get(k))
     }
 
+    fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        match self.current.get_mut(k) {
+            Some(v) => Some(v),
+            None => self.previous.get_mut(k),
+        }
+    }
+
     /// The entry for `k`, moved to the current generation (made by `new`).
     fn entry(&mut self, k: K, new: impl FnOnce() -> V) -> &mut V {
         let fresh = !self.current.contains_key(&k);
@@ -177,13 +184,17 @@ impl LoginThrottle {
         self.config.login_failures > 0 || self.config.address_failures > 0
     }
 
-    /// The keyed hash of a user name (as typed: case and surrounding
-    /// blanks do not make another user).
+    /// The keyed hash of a user name, as a directory compares names:
+    /// Unicode compatibility-normalised (NFKC), lower case, without
+    /// surrounding blanks, so that `Alice`, ` alice ` and `ａｌｉｃｅ` are one
+    /// user.
     pub fn user(&self, name: &[u8]) -> UserKey {
-        let name = name.trim_ascii().to_ascii_lowercase();
+        use unicode_normalization::UnicodeNormalization;
+        let text = String::from_utf8_lossy(name);
+        let folded = text.trim().nfkc().collect::<String>().to_lowercase();
         let (k0, k1) = self.hasher;
         let mut h = siphasher::sip::SipHasher13::new_with_keys(k0, k1);
-        h.write(&name);
+        h.write(folded.trim().as_bytes());
         h.finish()
     }
 
@@ -200,22 +211,22 @@ impl LoginThrottle {
         self.stores.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// May `client` try to log in as `user` now?
-    pub fn check(&self, client: IpAddr, user: UserKey, now: Instant) -> Result<(), Throttled> {
+    /// May `client` try to log in as `user` now? If so, the attempt counts
+    /// as a failure until [`LoginThrottle::finish`] says otherwise, so that
+    /// attempts sent at once (many streams, many connections) cannot all
+    /// pass before the first failure is known.
+    pub fn begin(&self, client: IpAddr, user: UserKey, now: Instant) -> Result<(), Throttled> {
         let addr = client_key(client);
-        let window = self.window();
-        let s = self.lock();
+        let (window, interval) = (self.window(), self.interval());
+        let mut s = self.lock();
         if self.config.address_failures > 0 {
             if let Some(w) = s.addresses.get(&addr) {
                 let mut w = *w;
                 w.roll(now, window);
                 if self.cut_off(&w, now) {
-                    // The fixed window in progress ends; the one before it
-                    // has faded by then.
-                    let left = (w.start + window).saturating_duration_since(now);
                     return Err(Throttled {
                         address_wide: true,
-                        retry_after: whole_secs(left),
+                        retry_after: self.address_retry(&w, now),
                     });
                 }
             }
@@ -224,7 +235,7 @@ impl LoginThrottle {
             if let Some(tat) = s.pairs.get(&(addr, user)) {
                 // Allowed while the arrival time is within the window
                 // less one interval (the GCRA's burst tolerance).
-                let tolerance = window - self.interval();
+                let tolerance = window - interval;
                 let over = tat.saturating_duration_since(now);
                 if over > tolerance {
                     return Err(Throttled {
@@ -234,7 +245,32 @@ impl LoginThrottle {
                 }
             }
         }
+        if self.config.address_failures > 0 {
+            let w = s.addresses.entry(addr, || Window::new(now));
+            w.roll(now, window);
+            w.failures[1] = w.failures[1].saturating_add(1);
+        }
+        if self.config.login_failures > 0 {
+            let tat = s.pairs.entry((addr, user), || now);
+            *tat = (*tat).max(now) + interval;
+        }
         Ok(())
+    }
+
+    /// Whole seconds until an address cut off (window `w`) is let through
+    /// again if it tries nothing more.
+    fn address_retry(&self, w: &Window, now: Instant) -> u64 {
+        let window = self.window();
+        let left = (w.start + window).saturating_duration_since(now);
+        for tenth in 0..=10 {
+            let at = now + left + window * tenth / 10;
+            let mut later = *w;
+            later.roll(at, window);
+            if !self.cut_off(&later, at) {
+                return whole_secs(at - now);
+            }
+        }
+        whole_secs(left + window)
     }
 
     fn cut_off(&self, w: &Window, now: Instant) -> bool {
@@ -246,31 +282,37 @@ impl LoginThrottle {
         ceiling || (failures >= f64::from(c.address_failures) && share >= c.address_failure_share)
     }
 
-    /// Counts the outcome of `client`'s attempt as `user`.
-    pub fn record(&self, client: IpAddr, user: UserKey, outcome: Outcome, now: Instant) {
-        if outcome == Outcome::Other || !self.enabled() {
+    /// Settles an attempt [`LoginThrottle::begin`] let through: a failure
+    /// stays counted; a success is counted as one and clears its pair; an
+    /// attempt that was neither (no answer from a node, a node error) is
+    /// given back.
+    pub fn finish(&self, client: IpAddr, user: UserKey, outcome: Outcome, now: Instant) {
+        if outcome == Outcome::Failure || !self.enabled() {
             return;
         }
         let addr = client_key(client);
         let (window, interval) = (self.window(), self.interval());
         let mut s = self.lock();
         if self.config.address_failures > 0 {
-            let w = s.addresses.entry(addr, || Window::new(now));
-            w.roll(now, window);
-            let counts = if outcome == Outcome::Failure {
-                &mut w.failures
-            } else {
-                &mut w.successes
-            };
-            counts[1] = counts[1].saturating_add(1);
+            if let Some(w) = s.addresses.get_mut(&addr) {
+                w.roll(now, window);
+                // The reservation is in the current fixed window, or in
+                // the one before if the window turned since.
+                if w.failures[1] > 0 {
+                    w.failures[1] -= 1;
+                } else {
+                    w.failures[0] = w.failures[0].saturating_sub(1);
+                }
+                if outcome == Outcome::Success {
+                    w.successes[1] = w.successes[1].saturating_add(1);
+                }
+            }
         }
         if self.config.login_failures > 0 {
-            match outcome {
-                Outcome::Failure => {
-                    let tat = s.pairs.entry((addr, user), || now);
-                    *tat = (*tat).max(now) + interval;
-                }
-                _ => s.pairs.remove(&(addr, user)),
+            if outcome == Outcome::Success {
+                s.pairs.remove(&(addr, user));
+            } else if let Some(tat) = s.pairs.get_mut(&(addr, user)) {
+                *tat = tat.checked_sub(interval).unwrap_or(now).max(now);
             }
         }
     }

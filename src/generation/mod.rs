@@ -55,10 +55,6 @@ pub struct PoolRules {
     pub secure_cookies: bool,
     /// `login_username_field`.
     pub login_field: String,
-    /// A node of the pool answered a failed login with 401 (CAS 5 and
-    /// later): a login POST answered 200 without a TGT cookie is then a
-    /// further step (such as MFA), not a failure.
-    pub says_401: std::sync::atomic::AtomicBool,
 }
 
 impl PoolRules {
@@ -103,6 +99,8 @@ pub struct Generation {
     handles: Handles,
     /// Per node: pool, name and URL, which a reload matches.
     identity: Vec<String>,
+    /// Per node: found in DNS (`[pool.discovery]`).
+    from_dns: Vec<bool>,
 }
 
 impl Generation {
@@ -156,7 +154,6 @@ impl Generation {
                 cert_paths: p.client_cert.paths.clone(),
                 secure_cookies: p.secure_cookies,
                 login_field: p.login_username_field.clone(),
-                says_401: std::sync::atomic::AtomicBool::new(false),
             })
             .collect();
         Ok(Generation {
@@ -183,6 +180,7 @@ impl Generation {
             login_paths: login_paths(config),
             access_log: config.log.access,
             identity: takeover::identities(config),
+            from_dns: config.nodes().map(|(_, n)| n.from_dns).collect(),
         })
     }
 
@@ -273,6 +271,20 @@ impl Generation {
     /// `[client_cert]`: how a connection's client certificate is told.
     pub fn cert_names(&self) -> &ClientCertHeaders {
         self.cert_headers.names()
+    }
+
+    /// Where `node` comes from: `"dns"` or `"config"`.
+    pub fn node_source(&self, node: NodeId) -> &'static str {
+        if self
+            .from_dns
+            .get(usize::from(node))
+            .copied()
+            .unwrap_or(false)
+        {
+            "dns"
+        } else {
+            "config"
+        }
     }
 
     /// Whether `path` (servlet-mapped) is a pool's password login path,

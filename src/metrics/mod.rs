@@ -194,6 +194,8 @@ pub struct Metrics {
     client_certs: Vec<Counter>,
     /// Indexed as `LOGIN_RESULTS`.
     logins: Vec<Counter>,
+    /// DNS answers for `[pool.discovery]` that failed or named no node.
+    discovery_failures: Counter,
     /// Seconds until each served certificate expires.
     certificate_expiry: Family<CertificateLabels, Gauge>,
     /// One scrape at a time: a scrape clears and refills the state and
@@ -229,6 +231,7 @@ impl Metrics {
             refusals: Vec::new(),
             client_certs: Vec::new(),
             logins: Vec::new(),
+            discovery_failures: Counter::default(),
             certificate_expiry: Family::default(),
             scrape: std::sync::Mutex::new(()),
         };
@@ -309,6 +312,11 @@ impl Metrics {
             .map(|&result| logins.get_or_create_owned(&ResultLabels { result }))
             .collect();
         r.register(
+            names::DISCOVERY_FAILURES,
+            "DNS answers for [pool.discovery] that failed or named no node (the last known nodes stay)",
+            m.discovery_failures.clone(),
+        );
+        r.register(
             names::CERTIFICATE_EXPIRY,
             "Seconds until each certificate served expires (negative: expired)",
             m.certificate_expiry.clone(),
@@ -388,6 +396,10 @@ impl Metrics {
     }
 
     /// Counts a connection's client certificate status.
+    pub fn discovery_failed(&self) {
+        self.discovery_failures.inc();
+    }
+
     pub fn login(&self, outcome: crate::edge::logins::Outcome) {
         if let Some(c) = self.logins.get(outcome as usize) {
             c.inc();

@@ -13,10 +13,11 @@ pub const RELOADS: &str = "casfront_reloads";
 pub const REFUSALS: &str = "casfront_refusals";
 pub const CLIENT_CERTIFICATES: &str = "casfront_client_certificates";
 pub const LOGIN_ATTEMPTS: &str = "casfront_login_attempts";
+pub const DISCOVERY_FAILURES: &str = "casfront_discovery_failures";
 pub const CERTIFICATE_EXPIRY: &str = "casfront_certificate_expiry_seconds";
 
 /// Every name as it appears in the exposition (counters end in `_total`).
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 14] = [
     "casfront_requests_total",
     "casfront_fallthroughs_total",
     "casfront_upstream_duration_seconds",
@@ -29,4 +30,6 @@ pub const ALL: [&str; 12] = [
     "casfront_refusals_total",
     "casfront_client_certificates_total",
     "casfront_certificate_expiry_seconds",
+    "casfront_login_attempts_total",
+    "casfront_discovery_failures_total",
 ];

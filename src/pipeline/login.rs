@@ -7,7 +7,7 @@
 //! as a keyed hash.
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, HeaderMap};
@@ -30,12 +30,12 @@ pub(super) struct Attempt {
 /// The attempt a POST to `kind`'s endpoint in `pool` makes, read from its
 /// form body's first bytes and its query; `None` for a token request of
 /// another grant. A user the prefix does not name (a JSON body, a field
-/// past the prefix) is the empty name: such attempts from one address
-/// share one count.
+/// past the prefix, a value the prefix may have cut) is the empty name:
+/// such attempts from one address share one count.
 pub(super) fn attempt(
     generation: &Generation,
     (kind, pool): (LoginKind, PoolId),
-    body: &[u8],
+    (body, cut): (&[u8], bool),
     query: Option<&str>,
     throttle: &LoginThrottle,
 ) -> Option<Attempt> {
@@ -43,79 +43,120 @@ pub(super) fn attempt(
         .rules(pool)
         .map_or("username", |r| r.login_field.as_str());
     let query = query.unwrap_or("").as_bytes();
-    let user = form_value(body, field).or_else(|| form_value(query, field));
+    // A value at the very end of a body cut short may be cut too (a
+    // client can pause mid-name past `body_wait`): it names no user.
+    let from_body = form_value(body, field).filter(|(_, at_end)| !(cut && *at_end));
+    let user = from_body
+        .map(|(v, _)| v)
+        .or_else(|| form_value(query, field).map(|(v, _)| v));
     let user = throttle.user(user.as_deref().unwrap_or(b""));
     if kind == LoginKind::Token {
         let grant = form_value(body, "grant_type").or_else(|| form_value(query, "grant_type"));
-        if grant.as_deref() != Some(b"password") {
+        if grant.map(|(v, _)| v).as_deref() != Some(b"password") {
             return None;
         }
     }
     Some(Attempt { kind, pool, user })
 }
 
-/// The first value of `name` in a form (`a=1&b=2`), decoded; only the
-/// pair that matches is decoded (a login form carries a long encoded
-/// service URL that is not).
-fn form_value(form: &[u8], name: &str) -> Option<Vec<u8>> {
-    form.split(|&b| b == b'&').find_map(|pair| {
+/// The first value of `name` in a form (`a=1&b=2`), decoded, and whether
+/// it runs to the end of `form`; only the pair that matches is decoded (a
+/// login form carries a long encoded service URL that is not).
+fn form_value(form: &[u8], name: &str) -> Option<(Vec<u8>, bool)> {
+    let mut pairs = form.split(|&b| b == b'&').peekable();
+    while let Some(pair) = pairs.next() {
         let raw = pair.split(|&b| b == b'=').next().unwrap_or(pair);
         let plain = !raw.iter().any(|&b| b == b'%' || b == b'+');
         if plain && raw != name.as_bytes() {
-            return None;
+            continue;
         }
-        let (n, v) = url::form_urlencoded::parse(pair).next()?;
-        (n == name).then(|| v.into_owned().into_bytes())
-    })
+        if let Some((n, v)) = url::form_urlencoded::parse(pair).next() {
+            if n == name {
+                return Some((v.into_owned().into_bytes(), pairs.peek().is_none()));
+            }
+        }
+    }
+    None
 }
 
-/// Refuses `attempt` from `client` if the throttle holds it back.
-pub(super) fn check(state: &ProcessState, client: IpAddr, attempt: &Attempt) -> Result<(), Stop> {
-    let throttle = state.logins();
-    if !throttle.enabled() {
-        return Ok(());
+/// An attempt the throttle let through, counted as a failure until
+/// settled; dropped unsettled (no node answered), it is given back.
+pub(super) struct Pending {
+    throttle: Arc<LoginThrottle>,
+    client: IpAddr,
+    attempt: Attempt,
+    settled: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.settled {
+            let (client, user) = (self.client, self.attempt.user);
+            self.throttle
+                .finish(client, user, Outcome::Other, Instant::now());
+        }
     }
+}
+
+/// Lets `attempt` from `client` through, or refuses it if the throttle
+/// holds it back.
+pub(super) fn begin(
+    state: &ProcessState,
+    client: IpAddr,
+    attempt: Attempt,
+) -> Result<Pending, Stop> {
+    let throttle = Arc::clone(&state.logins());
     throttle
-        .check(client, attempt.user, Instant::now())
+        .begin(client, attempt.user, Instant::now())
         .map_err(|t| Stop::LoginThrottled {
             address_wide: t.address_wide,
             retry_after: t.retry_after,
-        })
+        })?;
+    Ok(Pending {
+        throttle,
+        client,
+        attempt,
+        settled: false,
+    })
 }
 
-/// Counts what the node's answer (`status`, `headers`) says of `attempt`.
-pub(super) fn record(
+/// Counts what the node's answer (`status`, `headers`) says of the
+/// attempt.
+pub(super) fn settle(
     generation: &Generation,
     state: &ProcessState,
-    client: IpAddr,
-    attempt: &Attempt,
+    mut pending: Pending,
     status: u16,
     headers: &HeaderMap,
 ) {
-    let outcome = outcome(generation, attempt, status, headers);
+    let outcome = outcome(generation, state, &pending.attempt, status, headers);
     state.metrics.login(outcome);
-    state
-        .logins()
-        .record(client, attempt.user, outcome, Instant::now());
+    let (client, user) = (pending.client, pending.attempt.user);
+    pending
+        .throttle
+        .finish(client, user, outcome, Instant::now());
+    pending.settled = true;
 }
 
 /// What the node's answer says of `attempt`; notes a pool whose nodes
-/// answer a failed form login with 401.
+/// answer a failed form login with 401 (kept by the process, across
+/// reloads and discovery).
 fn outcome(
     generation: &Generation,
+    state: &ProcessState,
     attempt: &Attempt,
     status: u16,
     headers: &HeaderMap,
 ) -> Outcome {
-    let rules = generation.rules(attempt.pool);
+    let pool = generation
+        .table()
+        .pool(attempt.pool)
+        .map_or("", |p| p.name.as_str());
     if attempt.kind == LoginKind::Form && status == 401 {
-        if let Some(r) = rules {
-            r.says_401.store(true, Ordering::Relaxed);
-        }
+        state.heard_401(pool);
     }
-    let says_401 = rules.is_some_and(|r| r.says_401.load(Ordering::Relaxed));
     let tgt = attempt.kind == LoginKind::Form && sets_tgt(generation, attempt.pool, headers);
-    classify(attempt.kind, status, tgt, says_401)
+    classify(attempt.kind, status, tgt, state.says_401(pool))
 }
 
 /// Success, failure or neither, by endpoint: the form succeeds when the
@@ -180,21 +221,15 @@ mod tests {
     fn the_user_is_read_from_its_field_only() {
         let form =
             b"service=https%3A%2F%2Fapp%2F&user%6Eame=J%C3%BCrgen+M&password=x&username=second";
-        assert_eq!(
-            form_value(form, "username").as_deref(),
-            Some("Jürgen M".as_bytes())
-        );
-        assert_eq!(form_value(form, "password").as_deref(), Some(&b"x"[..]));
-        assert_eq!(
-            form_value(b"grant_type=password", "grant_type").as_deref(),
-            Some(&b"password"[..])
-        );
-        assert_eq!(
-            form_value(b"username", "username").as_deref(),
-            Some(&b""[..])
-        );
-        assert_eq!(form_value(b"usernames=a&x=1", "username"), None);
-        assert_eq!(form_value(b"", "username"), None);
+        let v = |form: &[u8], name| form_value(form, name);
+        let user = "Jürgen M".as_bytes().to_vec();
+        assert_eq!(v(form, "username"), Some((user, false)));
+        assert_eq!(v(form, "password"), Some((b"x".to_vec(), false)));
+        let grant = v(b"grant_type=password", "grant_type");
+        assert_eq!(grant, Some((b"password".to_vec(), true)));
+        assert_eq!(v(b"username", "username"), Some((Vec::new(), true)));
+        assert_eq!(v(b"usernames=a&x=1", "username"), None);
+        assert_eq!(v(b"", "username"), None);
     }
 
     #[test]

@@ -131,11 +131,14 @@ async fn forward(
     } else {
         (Bytes::new(), RequestBody::Streamed(body))
     };
-    let attempt = login
-        .and_then(|l| login::attempt(generation, l, &prefix, parts.uri.query(), &state.logins()));
-    if let Some(a) = &attempt {
-        login::check(state, source, a)?;
-    }
+    let attempt = login.and_then(|l| {
+        let body = (&prefix[..], body.cut());
+        login::attempt(generation, l, body, parts.uri.query(), &state.logins())
+    });
+    let mut pending = match attempt {
+        Some(a) => Some(login::begin(state, source, a)?),
+        None => None,
+    };
     let mut req = Request::from_parts(parts, body);
     prepare_request(&mut req, client);
     // Attempts after the first take a new connection: the node that
@@ -171,15 +174,9 @@ async fn forward(
                 out.answered = true;
                 generation.handles().upstream(node, sent_at.elapsed());
                 let mut resp = resp.map(Either::Left);
-                if let Some(a) = &attempt {
-                    login::record(
-                        generation,
-                        state,
-                        source,
-                        a,
-                        resp.status().as_u16(),
-                        resp.headers(),
-                    );
+                if let Some(p) = pending.take() {
+                    let status = resp.status().as_u16();
+                    login::settle(generation, state, p, status, resp.headers());
                 }
                 prepare_response(&mut resp);
                 let learning = cookies::Learning {

@@ -185,19 +185,21 @@ struct Watch<'a> {
 /// The requests a connection has begun, to close it when told to stop
 /// without losing one: a connection accepted just before the stop (a
 /// shutdown, an upgrade) has its first request served, whose client has
-/// sent it or is sending it; an HTTP/1 connection kept alive between
-/// requests is closed after the answer to its next request (which says
-/// `Connection: close`) or after [`LINGER`] without one — closing it while
-/// idle would race a request already on its way (HAProxy's
-/// `idle-close-on-response`). HTTP/2 has GOAWAY for that.
+/// sent it or is sending it, if it comes within [`LINGER`]; an HTTP/1
+/// connection kept alive between requests is closed after the answer to
+/// its next request (which says `Connection: close`) or after [`LINGER`]
+/// without one — closing it while idle would race a request already on its
+/// way (HAProxy's `idle-close-on-response`). An HTTP/2 connection that has
+/// begun a stream gets a GOAWAY at once (the protocol's own answer to that
+/// race).
 #[derive(Default)]
 struct Requests {
     begun: AtomicU64,
     notify: Notify,
 }
 
-/// How long an idle HTTP/1 connection may take to send its next request
-/// once the server is stopping.
+/// How long an idle connection may take to send its next (or first)
+/// request once the server is stopping.
 const LINGER: Duration = Duration::from_secs(2);
 
 impl Requests {
@@ -274,10 +276,12 @@ async fn drive<C: GracefulConnection>(
             _ = stop.wait_for(|s| *s), if open => {
                 why = Closed::Stopped;
                 let begun = requests.count();
+                // HTTP/2 with a stream begun: GOAWAY now. Otherwise wait
+                // for the next request (HTTP/1) or the first (HTTP/2: an
+                // idle preconnect answers PINGs forever), at most LINGER.
                 close_after = match &watch {
-                    None => Some((begun, Some(Instant::now() + LINGER))),
-                    Some(_) if begun == 0 => Some((0, None)),
-                    Some(_) => None,
+                    Some(_) if begun > 0 => None,
+                    _ => Some((begun, Some(Instant::now() + LINGER))),
                 };
                 if close_after.is_some() {
                     continue;
