@@ -160,6 +160,25 @@ fn report(pool: &str, before: &[Found], after: &[Found], grace: Duration) {
     }
 }
 
+/// Every discovering pool of `config` resolved once, as nodes to add
+/// (`casfront explain`: the nodes a running casfront would route to).
+pub async fn resolve_once(config: &Config) -> Result<Overlay, String> {
+    let mut overlay = Overlay::default();
+    for pool in &config.pools {
+        if let Some(d) = &pool.discovery {
+            let nodes = resolve(d, &resolver(d)?)
+                .await
+                .map_err(|e| format!("pool {}: {e}", pool.name))?;
+            let found = nodes.into_iter().map(|node| Found {
+                node,
+                gone_since: None,
+            });
+            overlay.pools.insert(pool.name.clone(), found.collect());
+        }
+    }
+    Ok(overlay)
+}
+
 /// Resolves every discovering pool once and applies the result; then
 /// keeps doing so every pool's `interval` (the shortest) in a task, which
 /// the returned handle stops when dropped (aborted). `None` when no pool

@@ -170,9 +170,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             learned,
             target,
         } => {
-            let Some(cfg) = load(&config, false)? else {
+            let Some(mut cfg) = load(&config, false)? else {
                 return Ok(ExitCode::from(1));
             };
+            // The nodes DNS gives now, as a running casfront would have.
+            if cfg.pools.iter().any(|p| p.discovery.is_some()) {
+                let overlay = runtime()?
+                    .block_on(casfront::discovery::resolve_once(&cfg))
+                    .map_err(anyhow::Error::msg)
+                    .context("resolving [pool.discovery]")?;
+                overlay.apply(&mut cfg);
+                for (pool, node) in cfg.nodes().filter(|(_, n)| n.from_dns) {
+                    eprintln!(
+                        "pool {}: {} at {} (from DNS)",
+                        pool.name,
+                        node.name,
+                        node.url.authority()
+                    );
+                }
+            }
             let table = RoutingTable::new(&cfg.routing());
             let states = [
                 (down, NodeState::Down),

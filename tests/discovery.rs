@@ -159,6 +159,25 @@ async fn nodes_follow_dns() {
     }
     assert_eq!(state("cas-3"), None);
     log("cas-0, cas-1, cas-2 discovered and checked");
+    // `casfront explain` resolves them too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_casfront"))
+        .args([
+            "explain",
+            "-c",
+            path.to_str().unwrap(),
+            "/cas/serviceValidate?ticket=ST-1-x-cas-2",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(v["node"], "cas-2", "{said}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cas-2 at 127.0.0.1:"));
 
     // cas-3 appears: checked, then its tickets go there.
     drop(dns);
