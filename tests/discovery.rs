@@ -137,6 +137,18 @@ async fn nodes_follow_dns() {
         let _ = stopped.await;
     }));
     let tls = tls_trusting(&cert.cert_pem);
+    // Which nodes 30 new logins (the form, no ticket or session) reach.
+    let logins = || {
+        let tls = tls.clone();
+        async move {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..30 {
+                let r = send_tls(&tls, https, "localhost", "GET", "/cas/login", &[], "").await;
+                seen.extend(r.header("x-cas-node").map(str::to_owned));
+            }
+            seen
+        }
+    };
     let routed = |node: &'static str| {
         let tls = tls.clone();
         async move {
@@ -196,7 +208,11 @@ async fn nodes_follow_dns() {
     .await;
     assert!(took.is_some(), "cas-3 was not added");
     assert_eq!(routed("cas-3").await.as_deref(), Some("cas-3"));
-    log("cas-3 added, checked and routed to");
+    assert!(
+        logins().await.contains("cas-3"),
+        "no new login reached cas-3"
+    );
+    log("cas-3 added, checked and routed to (tickets and new logins)");
 
     // cas-1 leaves DNS: draining (its tickets still go there), gone after
     // the 2 s grace.
@@ -215,7 +231,12 @@ async fn nodes_follow_dns() {
         state("cas-1")
     );
     assert_eq!(routed("cas-1").await.as_deref(), Some("cas-1"));
-    log("cas-1 gone from DNS: draining, its tickets still routed");
+    let reached = logins().await;
+    assert!(
+        !reached.contains("cas-1") && reached.len() == 3,
+        "{reached:?}"
+    );
+    log("cas-1 gone from DNS: draining, its tickets still routed, no new logins");
     let took = until(Duration::from_secs(5), || state("cas-1").is_none()).await;
     assert!(took.is_some(), "cas-1 stayed past its grace");
     assert_ne!(routed("cas-1").await.as_deref(), Some("cas-1"));
