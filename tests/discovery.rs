@@ -17,6 +17,7 @@ use casfront::routing::{NodeState, NodeStates};
 
 mod support;
 use support::client::{send_tls, tls_trusting};
+use support::until;
 
 const SRV: &str = "_http._tcp.cas.test";
 
@@ -83,18 +84,6 @@ fn have_dnsmasq() -> bool {
 fn free_port() -> u16 {
     let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     u.local_addr().unwrap().port()
-}
-
-/// Waits up to `limit` for `cond`; how long it took.
-async fn until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use casfront::demo::node::{self, NodeSpec};
 use casfront::demo::Cluster;
@@ -16,18 +16,7 @@ use casfront::routing::{NodeState, NodeStates};
 
 mod support;
 use support::client::{tls_trusting, KeepAlive};
-
-/// Waits up to `limit` for `cond`; returns how long it took.
-async fn until(limit: Duration, cond: impl Fn() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    None
-}
+use support::until;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_leaves_and_a_revived_one_returns_without_a_failed_request() {

@@ -185,3 +185,18 @@ pub fn config_of(text: &str) -> config::Config {
         .config
         .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics))
 }
+
+/// Waits up to `limit` for `cond`, looking every 5 ms; how long it took.
+pub async fn until(
+    limit: std::time::Duration,
+    mut cond: impl FnMut() -> bool,
+) -> Option<std::time::Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    None
+}
