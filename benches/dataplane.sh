@@ -9,6 +9,7 @@
 #
 #   apt-get install wrk haproxy   # Debian: wrk 4.1, HAProxy 2.6
 #   benches/dataplane.sh          # ROUNDS=3 DURATION=10s CONNS=64 ACCESS_LOG=false RATE_LIMIT=0
+#   KEY=rsa MIX=0 PHASES=handshakes benches/dataplane.sh   # RSA-2048 full handshakes only
 #
 # BASELINE=path/to/casfront adds another casfront build (an earlier commit,
 # say) as a fourth target in the same run, with casfront/baseline ratios:
@@ -44,8 +45,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# One ECDSA P-256 certificate for both front ends.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+# One certificate for both front ends: ECDSA P-256, or with KEY=rsa an
+# RSA-2048 one (what most universities' CAs issue; a full handshake signs
+# with it).
+KEY=${KEY:-ecdsa}
+case $KEY in
+    ecdsa) keyopt=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
+    rsa) keyopt=(-newkey rsa:2048) ;;
+    *) echo "KEY is ecdsa or rsa" >&2; exit 2 ;;
+esac
+openssl req -x509 "${keyopt[@]}" -nodes \
     -keyout "$dir/key.pem" -out "$dir/cert.pem" -days 2 -subj /CN=localhost \
     -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE 2>/dev/null
 cat "$dir/cert.pem" "$dir/key.pem" >"$dir/combined.pem"
@@ -57,6 +66,11 @@ printf '\n[log]\naccess = %s\n' "${ACCESS_LOG:-false}" >>"$dir/casfront.toml"
 # RATE_LIMIT=N measures the limiter's cost with N requests/s allowed per
 # client (a burst of N) and N logins a minute (the mix has no login POSTs).
 rate=${RATE_LIMIT:-0}
+# The per-address rate holds only under pressure ([limits] pressure): to
+# measure its cost, it holds always.
+if [ "$rate" -gt 0 ]; then
+    sed -i 's/^\[limits\]$/[limits]\npressure = 0/' "$dir/casfront.toml"
+fi
 printf '\n[rate_limit]\nrequests_per_second = %s\nburst = %s\nlogin_per_minute = %s\nlogin_burst = %s\n' \
     "$rate" "$((rate > 0 ? rate : 1))" "$rate" "$((rate > 0 ? rate : 1))" >>"$dir/casfront.toml"
 
@@ -114,9 +128,11 @@ declare -A pid=([casfront]=$casfront_pid [haproxy]=$haproxy_pid [baseline]=$base
 cpu_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 hz=$(getconf CLK_TCK)
 
-for round in $(seq "$ROUNDS"); do
+# MIX=0 skips the wrk mix (to run only some PHASES below).
+MIX=${MIX:-1}
+[ "$MIX" = 0 ] && rounds_mix=0 || rounds_mix=$ROUNDS
+for round in $(seq "$rounds_mix"); do
     for t in "${targets[@]}"; do
-        out="$dir/$t.$round"
         before=$(cpu_ticks "${pid[$t]:-}")
         taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
             -s "$here/anchors/mix.lua" "${url[$t]}" >"$out"
@@ -135,18 +151,19 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 col() { awk -v t="$1" -v c="$2" '$1==t {print $c}' "$dir/results" | median; }
 # Errors are summed over the rounds, not a median: one bad round counts.
 errors() { awk -v t="$1" '$1==t {n+=$5} END {print n+0}' "$dir/results"; }
 
+if [ "$MIX" != 0 ]; then
 echo
 echo "median of $ROUNDS rounds, wrk -t1 -c$CONNS -d$DURATION, front ends on CPU $PROXY_CPU, wrk + nodes on CPU $LOAD_CPU"
 printf '%-9s %12s %10s %10s %8s %14s\n' target req/s p50_ms p99_ms errors_all cpu_us/req
 for t in "${targets[@]}"; do
     printf '%-9s %12s %10s %10s %8s %14s\n' "$t" "$(col "$t" 2)" "$(col "$t" 3)" "$(col "$t" 4)" "$(errors "$t")" "$(col "$t" 6)"
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 echo
 echo "casfront/haproxy: throughput $(ratio "$(col casfront 2)" "$(col haproxy 2)")x, p50 $(ratio "$(col casfront 3)" "$(col haproxy 3)")x, p99 $(ratio "$(col casfront 4)" "$(col haproxy 4)")x"
 echo "casfront/haproxy: front-end CPU per request $(ratio "$(col casfront 6)" "$(col haproxy 6)")x"
@@ -159,6 +176,7 @@ echo "resident memory after the run: casfront $(ps -o rss= -p "$casfront_pid") K
 for t in "${targets[@]}"; do
     [ "$(errors "$t")" = 0 ] || { echo "$t answered with errors: the figures above do not count" >&2; exit 1; }
 done
+fi
 
 # The same comparison with casfront's own load generator (casfront bench
 # --target), alternating front ends, ROUNDS rounds each:
@@ -172,7 +190,9 @@ done
 IDLE=${IDLE:-2000}
 PHASE_TIME=${PHASE_TIME:-5s}
 field() { python3 -c "import json,sys; s=json.load(sys.stdin)['scenarios'][0]; v=s['$1']; print('-' if v is None else (round(v,2) if isinstance(v,float) else v))"; }
-for phase in flow handshakes idle; do
+# PHASES picks some of them (default all three).
+PHASES=${PHASES:-flow handshakes idle}
+for phase in $PHASES; do
     for round in $(seq "$ROUNDS"); do
         for t in "${fronts[@]}"; do
             case $phase in
@@ -195,15 +215,16 @@ pcol() { awk -v p="$1" -v t="$2" -v c="$3" '$1==p && $2==t {print $c}' "$dir/pha
 echo
 echo "casfront bench --target, median of $ROUNDS rounds of $PHASE_TIME:"
 printf '%-11s %-9s %10s %8s %12s %8s\n' phase target req/s p99_ms cpu_ms/1k rss_MiB
-for phase in flow handshakes idle; do
+for phase in $PHASES; do
     for t in "${fronts[@]}"; do
         printf '%-11s %-9s %10s %8s %12s %8s\n' "$phase" "$t" "$(pcol $phase $t 3)" "$(pcol $phase $t 4)" "$(pcol $phase $t 6)" "$(pcol $phase $t 7)"
     done
 done
-echo "casfront/haproxy: login flow throughput $(ratio "$(pcol flow casfront 3)" "$(pcol flow haproxy 3)")x, p99 $(ratio "$(pcol flow casfront 4)" "$(pcol flow haproxy 4)")x, CPU per request $(ratio "$(pcol flow casfront 6)" "$(pcol flow haproxy 6)")x"
-echo "casfront/haproxy: handshakes/s $(ratio "$(pcol handshakes casfront 3)" "$(pcol handshakes haproxy 3)")x, CPU per handshake $(ratio "$(pcol handshakes casfront 6)" "$(pcol handshakes haproxy 6)")x"
-echo "casfront/haproxy: resident memory with $IDLE idle TLS connections $(ratio "$(pcol idle casfront 7)" "$(pcol idle haproxy 7)")x"
-if [ -n "$baseline_pid" ]; then
+ran() { case " $PHASES " in *" $1 "*) return 0 ;; esac; return 1; }
+ran flow && echo "casfront/haproxy: login flow throughput $(ratio "$(pcol flow casfront 3)" "$(pcol flow haproxy 3)")x, p99 $(ratio "$(pcol flow casfront 4)" "$(pcol flow haproxy 4)")x, CPU per request $(ratio "$(pcol flow casfront 6)" "$(pcol flow haproxy 6)")x"
+ran handshakes && echo "casfront/haproxy: handshakes/s $(ratio "$(pcol handshakes casfront 3)" "$(pcol handshakes haproxy 3)")x, CPU per handshake $(ratio "$(pcol handshakes casfront 6)" "$(pcol handshakes haproxy 6)")x"
+ran idle && echo "casfront/haproxy: resident memory with $IDLE idle TLS connections $(ratio "$(pcol idle casfront 7)" "$(pcol idle haproxy 7)")x"
+if [ -n "$baseline_pid" ] && [ "$PHASES" = "flow handshakes idle" ]; then
     echo "casfront/baseline: login flow CPU per request $(ratio "$(pcol flow casfront 6)" "$(pcol flow baseline 6)")x, CPU per handshake $(ratio "$(pcol handshakes casfront 6)" "$(pcol handshakes baseline 6)")x, idle RSS $(ratio "$(pcol idle casfront 7)" "$(pcol idle baseline 7)")x"
 fi
 # Errors (for idle: connections that did not open) void the comparison.
