@@ -15,6 +15,7 @@ use http::{header, HeaderMap};
 use super::answer::Stop;
 use crate::edge::logins::{LoginThrottle, Outcome, UserKey};
 use crate::generation::{Generation, LoginKind};
+use crate::routing::parse::{decoded_eq, query_param, with_decoded};
 use crate::routing::set_cookie::parse_set_cookie;
 use crate::routing::PoolId;
 use crate::state::ProcessState;
@@ -43,40 +44,30 @@ pub(super) fn attempt(
         .rules(pool)
         .map_or("username", |r| r.login_field.as_str());
     let query = query.unwrap_or("").as_bytes();
-    // A value at the very end of a body cut short may be cut too (a
-    // client can pause mid-name past `body_wait`): it names no user.
-    let from_body = form_value(body, field).filter(|(_, at_end)| !(cut && *at_end));
-    let user = from_body
-        .map(|(v, _)| v)
-        .or_else(|| form_value(query, field).map(|(v, _)| v));
-    let user = throttle.user(user.as_deref().unwrap_or(b""));
+    let raw = user_value((body, cut), query, field);
+    // Decoded as the node will read it (a name too long to decode here is
+    // hashed as sent).
+    let user = raw.map_or_else(
+        || throttle.user(b""),
+        |raw| with_decoded(raw, true, |d| throttle.user(d.unwrap_or(raw))),
+    );
     if kind == LoginKind::Token {
-        let grant = form_value(body, "grant_type").or_else(|| form_value(query, "grant_type"));
-        if grant.map(|(v, _)| v).as_deref() != Some(b"password") {
+        let grant = query_param(body, b"grant_type").or_else(|| query_param(query, b"grant_type"));
+        if !grant.is_some_and(|g| decoded_eq(g, b"password", true)) {
             return None;
         }
     }
     Some(Attempt { kind, pool, user })
 }
 
-/// The first value of `name` in a form (`a=1&b=2`), decoded, and whether
-/// it runs to the end of `form`; only the pair that matches is decoded (a
-/// login form carries a long encoded service URL that is not).
-fn form_value(form: &[u8], name: &str) -> Option<(Vec<u8>, bool)> {
-    let mut pairs = form.split(|&b| b == b'&').peekable();
-    while let Some(pair) = pairs.next() {
-        let raw = pair.split(|&b| b == b'=').next().unwrap_or(pair);
-        let plain = !raw.iter().any(|&b| b == b'%' || b == b'+');
-        if plain && raw != name.as_bytes() {
-            continue;
-        }
-        if let Some((n, v)) = url::form_urlencoded::parse(pair).next() {
-            if n == name {
-                return Some((v.into_owned().into_bytes(), pairs.peek().is_none()));
-            }
-        }
-    }
-    None
+/// The raw value of the form field `field` naming the user: in the body
+/// (as servlet containers read a form: the name percent-decoded), else in
+/// the query. A value at the very end of a body cut short may be cut too (a
+/// client can pause mid-name past `body_wait`): it names no user.
+fn user_value<'a>((body, cut): (&'a [u8], bool), query: &'a [u8], field: &str) -> Option<&'a [u8]> {
+    let in_body = query_param(body, field.as_bytes())
+        .filter(|v| !(cut && v.as_ptr_range().end == body.as_ptr_range().end));
+    in_body.or_else(|| query_param(query, field.as_bytes()))
 }
 
 /// An attempt the throttle let through, counted as a failure until
@@ -218,18 +209,23 @@ mod tests {
     }
 
     #[test]
-    fn the_user_is_read_from_its_field_only() {
-        let form =
-            b"service=https%3A%2F%2Fapp%2F&user%6Eame=J%C3%BCrgen+M&password=x&username=second";
-        let v = |form: &[u8], name| form_value(form, name);
-        let user = "Jürgen M".as_bytes().to_vec();
-        assert_eq!(v(form, "username"), Some((user, false)));
-        assert_eq!(v(form, "password"), Some((b"x".to_vec(), false)));
-        let grant = v(b"grant_type=password", "grant_type");
-        assert_eq!(grant, Some((b"password".to_vec(), true)));
-        assert_eq!(v(b"username", "username"), Some((Vec::new(), true)));
-        assert_eq!(v(b"usernames=a&x=1", "username"), None);
-        assert_eq!(v(b"", "username"), None);
+    fn the_user_is_its_field_unless_a_cut_may_have_cut_it() {
+        let form = b"service=https%3A%2F%2Fapp%2F&user%6Eame=J%C3%BCrgen+M&password=x";
+        for cut in [false, true] {
+            let v = user_value((form, cut), b"", "username");
+            assert_eq!(v, Some(&b"J%C3%BCrgen+M"[..]));
+        }
+        // The last field of a cut body: perhaps half a name.
+        assert_eq!(
+            user_value((b"password=x&username=vic", true), b"", "username"),
+            None
+        );
+        let whole = user_value((b"password=x&username=vic", false), b"", "username");
+        assert_eq!(whole, Some(&b"vic"[..]));
+        // Then the query's, if any.
+        let q = user_value((b"username=vic", true), b"username=victim", "username");
+        assert_eq!(q, Some(&b"victim"[..]));
+        assert_eq!(user_value((b"usernames=a", false), b"", "username"), None);
     }
 
     #[test]
