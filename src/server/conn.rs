@@ -9,7 +9,7 @@
 //! the fuzz target can drive it from memory.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,6 +195,9 @@ struct Watch<'a> {
 #[derive(Default)]
 struct Requests {
     begun: AtomicU64,
+    /// Someone waits for the next request (only once the server stops):
+    /// until then a request pays no lock to wake nobody.
+    watched: AtomicBool,
     notify: Notify,
 }
 
@@ -204,16 +207,21 @@ const LINGER: Duration = Duration::from_secs(2);
 
 impl Requests {
     fn begin(&self) {
-        self.begun.fetch_add(1, Ordering::Relaxed);
-        self.notify.notify_waiters();
+        // SeqCst here and in `more_than`: either the waiter sees the new
+        // count, or this sees the waiter.
+        self.begun.fetch_add(1, Ordering::SeqCst);
+        if self.watched.load(Ordering::SeqCst) {
+            self.notify.notify_waiters();
+        }
     }
 
     fn count(&self) -> u64 {
-        self.begun.load(Ordering::Relaxed)
+        self.begun.load(Ordering::SeqCst)
     }
 
     /// Until more than `seen` requests have begun.
     async fn more_than(&self, seen: u64) {
+        self.watched.store(true, Ordering::SeqCst);
         loop {
             let notified = self.notify.notified();
             if self.count() > seen {
