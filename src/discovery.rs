@@ -21,12 +21,6 @@ use crate::config::discovery::{node_for, Discovery, Found, Overlay, Source};
 use crate::config::{Config, Node};
 use crate::current::Current;
 
-/// A line on stderr (a closed stderr does not panic).
-fn say(line: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
 /// The pools that discover nodes, with a resolver each.
 struct Pools(Vec<(String, Discovery, Resolver<TokioRuntimeProvider>)>);
 
@@ -134,28 +128,28 @@ fn report(pool: &str, before: &[Found], after: &[Found], grace: Duration) {
         let was = before.iter().find(|b| b.node.name == f.node.name);
         let at = f.node.url.authority();
         match (was, f.gone_since) {
-            (None, _) => say(format_args!("casfront: discovery: pool {pool}: + {} ({at})", f.node.name)),
-            (Some(b), None) if b.node.url != f.node.url => say(format_args!(
+            (None, _) => say!("casfront: discovery: pool {pool}: + {} ({at})", f.node.name),
+            (Some(b), None) if b.node.url != f.node.url => say!(
                 "casfront: discovery: pool {pool}: {} moved to {at}",
                 f.node.name
-            )),
-            (Some(b), Some(_)) if b.gone_since.is_none() => say(format_args!(
+            ),
+            (Some(b), Some(_)) if b.gone_since.is_none() => say!(
                 "casfront: discovery: pool {pool}: {} gone from DNS: no new logins, its tickets for {}s",
                 f.node.name,
                 grace.as_secs()
-            )),
+            ),
             (Some(b), None) if b.gone_since.is_some() => {
-                say(format_args!("casfront: discovery: pool {pool}: {} is back", f.node.name));
+                say!("casfront: discovery: pool {pool}: {} is back", f.node.name);
             }
             _ => {}
         }
     }
     for b in before {
         if !after.iter().any(|f| f.node.name == b.node.name) {
-            say(format_args!(
+            say!(
                 "casfront: discovery: pool {pool}: - {} (grace over)",
                 b.node.name
-            ));
+            );
         }
     }
 }
@@ -229,9 +223,7 @@ async fn round(current: &Current, pools: &Pools, found: &mut BTreeMap<String, Ve
             }
             Err(e) => {
                 current.metrics().discovery_failed();
-                say(format_args!(
-                    "casfront: discovery: pool {name}: {e}; the last known nodes stay"
-                ));
+                say!("casfront: discovery: pool {name}: {e}; the last known nodes stay");
                 // Grace still runs out for nodes already gone.
                 let kept: Vec<Node> = before
                     .iter()
@@ -252,9 +244,7 @@ async fn round(current: &Current, pools: &Pools, found: &mut BTreeMap<String, Ve
         pools: found.clone(),
     };
     if let Err(e) = current.rediscovered(overlay).await {
-        say(format_args!(
-            "casfront: discovery: the new node set was refused: {e}"
-        ));
+        say!("casfront: discovery: the new node set was refused: {e}");
     }
 }
 

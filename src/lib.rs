@@ -21,6 +21,16 @@
 //! - on top, used by no module below: [`explain`], [`demo`], [`bench`].
 #![forbid(unsafe_code)]
 
+/// A line on stderr while serving (`process`, `discovery`). Unlike
+/// `eprintln!`, a closed stderr (the pipe of a supervisor that went away)
+/// does not panic the server.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod access_log;
 pub mod admin;
 pub mod bench;

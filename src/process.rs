@@ -27,15 +27,6 @@ use crate::routing::{NodeState, NodeStates};
 use crate::upgrade::{Inherited, Predecessor, Upgrader};
 use crate::{access_log, admin, discovery, server};
 
-/// A line on stderr while serving. Unlike `eprintln!`, a closed stderr
-/// (the pipe of a supervisor that went away) does not panic the server.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 /// casfront started: its listeners bound, its generation in force.
 pub struct Started {
     pub current: Arc<Current>,
