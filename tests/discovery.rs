@@ -8,7 +8,6 @@
 //! counted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -282,6 +281,5 @@ async fn nodes_follow_dns() {
     stop.send(()).unwrap();
     serving.await.unwrap();
     drop(moved);
-    let _: SocketAddr = https;
     let _ = std::fs::remove_dir_all(&dir);
 }

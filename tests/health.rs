@@ -18,23 +18,31 @@ mod support;
 use support::client::{tls_trusting, KeepAlive};
 use support::until;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_leaves_and_a_revived_one_returns_without_a_failed_request() {
+/// Three nodes behind casfront, checked every 100 ms (rise 2, fall 2),
+/// with `extra` pool sections; one address sends as fast as it can: no
+/// request rate limit.
+async fn checked_cluster(extra: &str) -> Cluster {
     let specs = (1..=3)
         .map(|i| NodeSpec::named(&format!("cas{i}")))
         .collect();
-    // One address sends as fast as it can: no request rate limit.
-    let mut cluster = Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), |c| {
+    Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), |c| {
         let c = format!("{c}{}", support::NO_RATE_LIMIT);
         c.replacen(
             "path_prefix = \"/cas\"\n",
-            "path_prefix = \"/cas\"\n[pool.health]\ninterval = \"100ms\"\ntimeout = \"80ms\"\n\
-             rise = 2\nfall = 2\n[pool.upstream]\ndown_cooldown = \"30s\"\n",
+            &format!(
+                "path_prefix = \"/cas\"\n[pool.health]\ninterval = \"100ms\"\ntimeout = \"80ms\"\n\
+                 rise = 2\nfall = 2\n{extra}"
+            ),
             1,
         )
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_leaves_and_a_revived_one_returns_without_a_failed_request() {
+    let mut cluster = checked_cluster("[pool.upstream]\ndown_cooldown = \"30s\"\n").await;
     let proxy = cluster.generation();
     let _checks = cluster.start_checks().await;
     let cas2 = proxy.table().node_by_name("cas2").unwrap();
@@ -217,20 +225,7 @@ async fn an_unanswered_request_is_retried_elsewhere_only_when_any_node_would_do(
 /// back within `rise` × `interval` plus an interval of its revival.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_every_node_fails_no_request() {
-    let specs = (1..=3)
-        .map(|i| NodeSpec::named(&format!("cas{i}")))
-        .collect();
-    let mut cluster = Cluster::start_with(specs, "127.0.0.1:0".parse().unwrap(), |c| {
-        let c = format!("{c}{}", support::NO_RATE_LIMIT);
-        c.replacen(
-            "path_prefix = \"/cas\"\n",
-            "path_prefix = \"/cas\"\n[pool.health]\ninterval = \"100ms\"\ntimeout = \"80ms\"\n\
-             rise = 2\nfall = 2\n",
-            1,
-        )
-    })
-    .await
-    .unwrap();
+    let mut cluster = checked_cluster("").await;
     let proxy = cluster.generation();
     let _checks = cluster.start_checks().await;
     let tls = tls_trusting(&cluster.cert_pem);

@@ -89,14 +89,7 @@ impl Site {
         target: &str,
         body: &str,
     ) -> Reply {
-        let cookie = jar.header();
-        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
-        if !cookie.is_empty() {
-            headers.push(("cookie", &cookie));
-        }
-        let r = send_tls(&self.tls, addr, "localhost", method, target, &headers, body).await;
-        jar.absorb(&r);
-        r
+        support::browser::send(&self.tls, addr, jar, method, target, body).await
     }
 
     /// Opens the login form: the node's session (and casfront's route

@@ -167,23 +167,7 @@ impl Fleet {
         body: &str,
     ) -> support::client::Reply {
         let tls = tls_trusting(&self.trust);
-        let cookie = jar.header();
-        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
-        if !cookie.is_empty() {
-            headers.push(("cookie", &cookie));
-        }
-        let r = send_tls(
-            &tls,
-            self.fronts[front],
-            "localhost",
-            method,
-            target,
-            &headers,
-            body,
-        )
-        .await;
-        jar.absorb(&r);
-        r
+        support::browser::send(&tls, self.fronts[front], jar, method, target, body).await
     }
 
     /// A whole login on the instances (one per step, round robin from

@@ -1,7 +1,11 @@
-//! A browser's cookie jar, for tests that log users in through casfront.
+//! A browser's cookie jar, and requests sent with it, for tests that log
+//! users in through casfront.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use super::client::Reply;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::client::{send_tls, Reply};
 
 /// A browser's cookie jar: what nodes set (through casfront) is sent back.
 #[derive(Default, Clone, Debug)]
@@ -25,4 +29,25 @@ impl Jar {
             }
         }
     }
+}
+
+/// One request as a browser sends it: a new TLS connection to `addr`,
+/// `jar`'s cookies, a form body; the cookies set in the answer go into
+/// `jar`.
+pub async fn send(
+    tls: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    jar: &mut Jar,
+    method: &str,
+    target: &str,
+    body: &str,
+) -> Reply {
+    let cookie = jar.header();
+    let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+    if !cookie.is_empty() {
+        headers.push(("cookie", &cookie));
+    }
+    let r = send_tls(tls, addr, "localhost", method, target, &headers, body).await;
+    jar.absorb(&r);
+    r
 }
