@@ -22,7 +22,7 @@ use crate::config::{Config, Node};
 use crate::current::Current;
 
 /// The pools that discover nodes, with a resolver each.
-struct Pools(Vec<(String, Discovery, Resolver<TokioRuntimeProvider>)>);
+type Pools = Vec<(String, Discovery, Resolver<TokioRuntimeProvider>)>;
 
 /// A resolver for `d`: its `resolver`, else the system's; an answer
 /// that does not come within the pool's interval (at least a second, at
@@ -190,9 +190,7 @@ pub async fn start(
     if pools.is_empty() {
         return Ok(None);
     }
-    let pools = Pools(pools);
     let every = pools
-        .0
         .iter()
         .map(|(_, d, _)| d.interval)
         .min()
@@ -213,7 +211,7 @@ pub async fn start(
 async fn round(current: &Current, pools: &Pools, found: &mut BTreeMap<String, Vec<Found>>) {
     let now = Instant::now();
     let mut next = found.clone();
-    for (name, d, r) in &pools.0 {
+    for (name, d, r) in pools {
         let before = found.get(name).map(Vec::as_slice).unwrap_or(&[]);
         match resolve(d, r).await {
             Ok(nodes) => {
