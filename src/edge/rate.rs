@@ -103,6 +103,10 @@ impl<C: Clock + Clone> RateLimits<C> {
     /// limit on all requests only when `pressed` (the process is under
     /// pressure), the login cap always.
     pub fn check(&self, client: IpAddr, login: bool, pressed: bool) -> Result<(), Limited> {
+        // The usual request: nothing applies, nothing to count.
+        if !pressed && !login {
+            return Ok(());
+        }
         let key = client_key(client);
         let limiters = self.limiters.load();
         let check = |limiter: &Option<Limiter<C>>, limit| match limiter {
@@ -198,6 +202,23 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// Without pressure the rate on all requests holds no one back, and
+    /// counts nothing; the login cap holds regardless.
+    #[test]
+    fn only_pressure_engages_the_request_rate() {
+        let r = RateLimits::with_clock(&limits(1, 2, 1, 1), FakeRelativeClock::default());
+        let a = ip("192.0.2.1");
+        for _ in 0..100 {
+            assert_eq!(r.check(a, false, false), Ok(()));
+        }
+        assert!(r.is_empty(), "counted without pressure");
+        assert_eq!(r.check(a, true, false), Ok(()));
+        assert!(r.check(a, true, false).is_err());
+        assert_eq!(r.check(ip("192.0.2.2"), false, true), Ok(()));
+        assert_eq!(r.check(ip("192.0.2.2"), false, true), Ok(()));
+        assert!(r.check(ip("192.0.2.2"), false, true).is_err());
     }
 
     #[test]
