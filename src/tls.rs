@@ -1,4 +1,4 @@
-//! TLS for the listener: a rustls `ServerConfig` (ring provider, ALPN `h2`
+//! TLS for the listener: a rustls `ServerConfig` (AWS-LC provider, ALPN `h2`
 //! and `http/1.1`) with one or more certificates. The first certificate is
 //! the default — for clients that send no SNI (curl to an IP address) and
 //! for names no certificate claims; the others are chosen by SNI, exactly
@@ -132,7 +132,7 @@ impl ListenerTls {
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// A certificate chain with its key and the names it answers.
@@ -155,7 +155,7 @@ impl Resumption {
     pub fn new() -> Result<Resumption, TlsError> {
         Ok(Resumption {
             sessions: ServerSessionMemoryCache::new(4096),
-            ticketer: rustls::crypto::ring::Ticketer::new()?,
+            ticketer: rustls::crypto::aws_lc_rs::Ticketer::new()?,
         })
     }
 }

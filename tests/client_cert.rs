@@ -295,7 +295,7 @@ async fn other_formats_and_envoy_header() {
 }
 
 fn ring_hex(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der)
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -106,7 +106,7 @@ fn san_list(sans: &[San]) -> String {
 /// Envoy's `x-forwarded-client-cert`: `Hash` (SHA-256 of the DER, hex),
 /// `Cert` (URL-encoded PEM), `Subject` (quoted), each `URI` and `DNS`.
 fn envoy(der: &[u8], pem: &[&str], facts: &Facts) -> String {
-    let hash = ring::digest::digest(&ring::digest::SHA256, der);
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
     let mut out = String::from("Hash=");
     for b in hash.as_ref() {
         out.push_str(&format!("{b:02x}"));

@@ -93,7 +93,7 @@ impl ClientVerifier {
         if added == 0 {
             return Err(TrustError::NoCa(label.to_owned()));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         // A CA without a CRL in `client_crl` is not checked for revocation
         // (the default would refuse every certificate it issued). A CRL past
         // its nextUpdate fails the certificates of its CA, as OpenSSL does.

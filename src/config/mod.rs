@@ -550,8 +550,16 @@ pub fn load(path: &Path) -> Result<Parsed, LoadError> {
         path: path.to_owned(),
         source,
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    Ok(parse(&source, base))
+    Ok(parse(&source, dir_of(path)))
+}
+
+/// The directory a file is in: `.` for a bare name (`Path::parent` gives
+/// the empty path, which cannot be opened or made absolute).
+pub(crate) fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use ring::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use toml::Spanned;
 
 use super::diag::Diags;
@@ -196,7 +196,7 @@ fn create_key(path: &Path) -> std::io::Result<bool> {
     }
     let key = random_key().map_err(std::io::Error::other)?;
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = super::dir_of(path);
     std::fs::create_dir_all(dir)?;
     // A name of its own each time: a crash between the open and the link
     // must not leave a file that blocks every later start (in a container
@@ -260,5 +260,19 @@ mod tests {
         let e = read_key(&path).unwrap_err();
         assert!(e.contains("64 hex characters"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_bare_file_name_is_in_the_current_directory() {
+        // `casfront run -c casfront.toml`: the key goes beside it, in `.`
+        // (the empty parent could be neither opened nor synced).
+        assert_eq!(
+            super::super::dir_of(Path::new("casfront.toml")),
+            Path::new(".")
+        );
+        assert_eq!(
+            super::super::dir_of(Path::new("/etc/casfront/casfront.toml")),
+            Path::new("/etc/casfront")
+        );
     }
 }

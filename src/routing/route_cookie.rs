@@ -1,16 +1,16 @@
 //! casfront's own route cookie (`[pool.route_cookie]`), for several
 //! casfront instances in front of one cluster with no shared state: when a
 //! node sets a TGT or session cookie, casfront adds a cookie whose value is
-//! the node's name sealed with ChaCha20-Poly1305 (ring) under a key from
+//! the node's name sealed with ChaCha20-Poly1305 (AWS-LC) under a key from
 //! the configuration, the pool's name as associated data. Any instance with
 //! the key opens it; one without it, a forged or a stale value opens to
 //! nothing and falls through. Never the node's address, never its name in
 //! clear. A second key is accepted while keys rotate; the first seals.
 
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
-use ring::rand::{SecureRandom, SystemRandom};
 
 /// Key length, bytes.
 pub const KEY_LEN: usize = 32;

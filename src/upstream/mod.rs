@@ -172,10 +172,10 @@ pub fn client_tls(pool: &Pool) -> Result<Arc<ClientConfig>, TlsSetupError> {
     Ok(Arc::new(http1_client(roots)?))
 }
 
-/// A TLS client configuration trusting `roots`: ring, TLS 1.2 and 1.3,
+/// A TLS client configuration trusting `roots`: AWS-LC, TLS 1.2 and 1.3,
 /// HTTP/1.1 by ALPN (casfront's upstream side and the bench's client).
 pub fn http1_client(roots: rustls::RootCertStore) -> Result<ClientConfig, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

@@ -15,9 +15,9 @@
 //! `GET /logout` (both modes) expires the TGT cookie as CAS does:
 //! `Max-Age=0` and an `Expires` in 1970.
 
+use aws_lc_rs::hmac;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ring::hmac;
 
 use super::*;
 
@@ -29,7 +29,7 @@ const HEADER: &str = "eyJhbGciOiJIUzI1NiJ9";
 
 impl Signer {
     pub(super) fn new() -> Signer {
-        let rng = ring::rand::SystemRandom::new();
+        let rng = aws_lc_rs::rand::SystemRandom::new();
         // Generation fails only without an OS random source.
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
             hmac::Key::new(hmac::HMAC_SHA256, rand::random::<[u8; 32]>().as_slice())
