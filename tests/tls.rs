@@ -82,6 +82,91 @@ async fn sni_chooses_the_certificate() {
     }
 }
 
+/// AWS-LC's provider verifying only the signature schemes `keep` keeps
+/// (the client's `signature_algorithms`) and offering only the cipher
+/// suites `suites` keeps.
+fn provider_with(
+    keep: impl Fn(rustls::SignatureScheme) -> bool,
+    suites: impl Fn(rustls::CipherSuite) -> bool,
+) -> rustls::crypto::CryptoProvider {
+    let mut p = rustls::crypto::aws_lc_rs::default_provider();
+    let algs = p.signature_verification_algorithms;
+    let mapping: Vec<_> = algs
+        .mapping
+        .iter()
+        .filter(|(s, _)| keep(*s))
+        .copied()
+        .collect();
+    p.signature_verification_algorithms = rustls::crypto::WebPkiSupportedAlgorithms {
+        all: algs.all,
+        mapping: Box::leak(mapping.into_boxed_slice()),
+    };
+    p.cipher_suites.retain(|s| suites(s.suite()));
+    p
+}
+
+fn is_rsa(s: rustls::SignatureScheme) -> bool {
+    format!("{s:?}").starts_with("RSA_")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_gets_the_cheapest_certificate_it_can_verify() {
+    let ca = Ca::new("casfront test CA");
+    let names = ["localhost", "127.0.0.1"];
+    let rsa = ca.leaf_with(&names, &rcgen::PKCS_RSA_SHA256);
+    let ec = ca.leaf(&names);
+    let file = |name: &str, text: &str| temp_file(name, text).display().to_string();
+    let n = node::spawn(NodeSpec::named("cas1")).await.unwrap();
+    // The RSA certificate first (the default, as most sites have it), the
+    // ECDSA one for the same names beside it.
+    let text = format!(
+        "[listen]\nhttps = \"127.0.0.1:0\"\n\
+         [tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
+         [[pool.node]]\nname = \"cas1\"\nurl = \"http://{}\"\n",
+        file("dual-rsa.pem", &rsa.cert_pem),
+        file("dual-rsa.key", &rsa.key_pem),
+        file("dual-ec.pem", &ec.cert_pem),
+        file("dual-ec.key", &ec.key_pem),
+        n.addr
+    );
+    let cfg = config_of(&text);
+    let (addr, _proxy, _serving) = front(&cfg, tls::from_config(&cfg.tls).unwrap().config).await;
+    let modern = ca.client();
+    let rsa_only =
+        support::client::tls_trusting_with(&ca.pem, provider_with(is_rsa, |_| true), false);
+    // TLS 1.2 with ECDHE-RSA suites only: it verifies ECDSA signatures but
+    // no suite it offers goes with an ECDSA key.
+    let tls12_rsa_suites = support::client::tls_trusting_with(
+        &ca.pem,
+        provider_with(|_| true, |s| format!("{s:?}").contains("ECDHE_RSA")),
+        true,
+    );
+    // With SNI and without (an IP address sends none).
+    for name in names {
+        assert_eq!(
+            presented(&modern, addr, name).await,
+            der(&ec.cert_pem),
+            "{name}"
+        );
+        assert_eq!(
+            presented(&rsa_only, addr, name).await,
+            der(&rsa.cert_pem),
+            "{name}"
+        );
+        assert_eq!(
+            presented(&tls12_rsa_suites, addr, name).await,
+            der(&rsa.cert_pem),
+            "{name}"
+        );
+        for client in [&modern, &rsa_only, &tls12_rsa_suites] {
+            let r = send_tls(client, addr, name, "GET", "/cas/login", &[], "").await;
+            assert_eq!((r.status, r.header("x-cas-node")), (200, Some("cas1")));
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_nodes_are_verified_and_a_failed_handshake_fails_over() {
     let ours = Ca::new("CAS nodes CA");

@@ -255,16 +255,34 @@ pub fn ticket_in(location: &str) -> String {
         .to_owned()
 }
 
-/// A client configuration trusting `cert_pem` (ring provider, HTTP/1.1).
+/// A client configuration trusting `cert_pem` (AWS-LC, HTTP/1.1).
 pub fn tls_trusting(cert_pem: &str) -> Arc<rustls::ClientConfig> {
+    tls_trusting_with(
+        cert_pem,
+        rustls::crypto::aws_lc_rs::default_provider(),
+        false,
+    )
+}
+
+/// The same with `provider` (its signature algorithms and cipher suites
+/// are what the client offers); with `tls12`, TLS 1.2 only.
+pub fn tls_trusting_with(
+    cert_pem: &str,
+    provider: rustls::crypto::CryptoProvider,
+    tls12: bool,
+) -> Arc<rustls::ClientConfig> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider));
+    let builder = if tls12 {
+        builder.with_protocol_versions(&[&rustls::version::TLS12])
+    } else {
+        builder.with_safe_default_protocol_versions()
+    };
+    let config = builder
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();

@@ -29,10 +29,15 @@ impl Ca {
 
     /// A server certificate for `names` (DNS names or IP addresses).
     pub fn leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_with(names, &rcgen::PKCS_ECDSA_P256_SHA256)
+    }
+
+    /// The same with a key of `alg` (`rcgen::PKCS_RSA_SHA256`...).
+    pub fn leaf_with(&self, names: &[&str], alg: &'static rcgen::SignatureAlgorithm) -> Leaf {
         let params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
                 .unwrap();
-        let key = KeyPair::generate().unwrap();
+        let key = KeyPair::generate_for(alg).unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Leaf {
             cert_pem: cert.pem(),

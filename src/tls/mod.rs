@@ -1,22 +1,21 @@
 //! TLS for the listener: a rustls `ServerConfig` (AWS-LC provider, ALPN `h2`
 //! and `http/1.1`) with one or more certificates. The first certificate is
 //! the default — for clients that send no SNI (curl to an IP address) and
-//! for names no certificate claims; the others are chosen by SNI, exactly
-//! or by a `*.` wildcard of one label (rustls' own SNI resolver
-//! fails without SNI). A certificate answers the names its configuration
-//! lists, else the DNS names it carries. With `[tls] client_auth`, the
-//! configuration asks for client certificates through a
+//! for names no certificate claims; the others are chosen by SNI, and per
+//! name by key type ([`resolve`]). A certificate answers the names its
+//! configuration lists, else the DNS names it carries. With `[tls]
+//! client_auth`, the configuration asks for client certificates through a
 //! [`ClientVerifier`], kept beside it for the check after the handshake.
+//! Resumption (the session cache, the ticket keys of [`tickets`]) is the
+//! process's, shared by every configuration it builds.
 
-use std::collections::HashMap;
+mod resolve;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::{
-    ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache,
-    StoresServerSessions,
-};
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -24,6 +23,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::client_cert::{ClientVerifier, TrustError};
 use crate::config;
+use resolve::SniResolver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -241,7 +241,8 @@ pub fn from_pem_trusting(
 pub fn from_pems(pairs: &[(&str, &str)]) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let loaded = load_pems(pairs, &provider)?;
-    build(Arc::new(SniResolver::new(loaded)?), provider, None, None)
+    let resolver = SniResolver::new(loaded)?;
+    build(Arc::new(resolver), provider, None, None)
 }
 
 /// Certificates and keys from PEM text.
@@ -348,63 +349,6 @@ fn build(
     Ok(Arc::new(config))
 }
 
-/// Picks a certificate by SNI: an exact name, else `*.` and the name
-/// without its first label, else the default. When two certificates claim
-/// a name, the first listed keeps it.
-#[derive(Debug)]
-struct SniResolver {
-    default: Arc<CertifiedKey>,
-    by_name: HashMap<String, Arc<CertifiedKey>>,
-    /// `*.idp.example.edu` under `idp.example.edu`.
-    by_parent: HashMap<String, Arc<CertifiedKey>>,
-}
-
-impl SniResolver {
-    fn new(loaded: Vec<Loaded>) -> Result<SniResolver, TlsError> {
-        let default = loaded.first().ok_or(TlsError::Empty)?.key.clone();
-        let (mut by_name, mut by_parent) = (HashMap::new(), HashMap::new());
-        for l in loaded {
-            for n in l.names {
-                let map = match n.strip_prefix("*.") {
-                    Some(parent) => by_parent.entry(parent.to_owned()),
-                    None => by_name.entry(n),
-                };
-                map.or_insert_with(|| l.key.clone());
-            }
-        }
-        Ok(SniResolver {
-            default,
-            by_name,
-            by_parent,
-        })
-    }
-
-    fn pick(&self, sni: &str) -> &Arc<CertifiedKey> {
-        let lower;
-        let sni = if sni.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = sni.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            sni
-        };
-        if let Some(k) = self.by_name.get(sni) {
-            return k;
-        }
-        sni.split_once('.')
-            .and_then(|(_, parent)| self.by_parent.get(parent))
-            .unwrap_or(&self.default)
-    }
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(match hello.server_name() {
-            Some(sni) => self.pick(sni).clone(),
-            None => self.default.clone(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,32 +361,30 @@ mod tests {
         (k.cert.pem(), k.signing_key.serialize_pem())
     }
 
-    fn loaded(names: &[&str]) -> Loaded {
-        let (c, k) = cert(names);
-        let chain = vec![CertificateDer::from_pem_slice(c.as_bytes()).unwrap()];
-        let key = PrivateKeyDer::from_pem_slice(k.as_bytes()).unwrap();
-        load(chain, key, "t", &provider()).unwrap()
+    /// A certificate for `names` with a key of `alg` (rcgen's
+    /// `PKCS_ECDSA_P256_SHA256`, `PKCS_RSA_SHA256`...), loaded.
+    pub(in crate::tls) fn loaded_with(
+        names: &[&str],
+        alg: &'static rcgen::SignatureAlgorithm,
+    ) -> Loaded {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let c = params.self_signed(&key).unwrap();
+        let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        load(vec![c.der().clone()], key, "t", &provider()).unwrap()
+    }
+
+    pub(in crate::tls) fn loaded(names: &[&str]) -> Loaded {
+        loaded_with(names, &rcgen::PKCS_ECDSA_P256_SHA256)
     }
 
     #[test]
     fn names_come_from_the_certificate() {
         let l = loaded(&["CAS.example.edu", "127.0.0.1", "*.idp.example.edu"]);
         assert_eq!(l.names, ["cas.example.edu", "*.idp.example.edu"]);
-    }
-
-    #[test]
-    fn sni_picks_exact_then_wildcard_then_default() {
-        let a = loaded(&["cas.example.edu"]);
-        let b = loaded(&["login.example.org", "*.idp.example.edu"]);
-        let (ka, kb) = (a.key.clone(), b.key.clone());
-        let r = SniResolver::new(vec![a, b]).unwrap();
-        assert!(Arc::ptr_eq(r.pick("login.example.org"), &kb));
-        assert!(Arc::ptr_eq(r.pick("LOGIN.Example.org"), &kb));
-        assert!(Arc::ptr_eq(r.pick("x.idp.example.edu"), &kb));
-        // A wildcard covers one label only.
-        assert!(Arc::ptr_eq(r.pick("a.b.idp.example.edu"), &ka));
-        assert!(Arc::ptr_eq(r.pick("idp.example.edu"), &ka));
-        assert!(Arc::ptr_eq(r.pick("other.example.com"), &ka));
     }
 
     #[test]
