@@ -90,7 +90,7 @@ impl Current {
         config
             .prepare_state(Keep::InMemory)
             .map_err(ReloadError::State)?;
-        let state = ProcessState::new(&config)?;
+        let state = ProcessState::new(&config, Keep::InMemory)?;
         let generation = Generation::new(&config, tls.into(), &state.metrics)?;
         Ok(Arc::new(Current {
             generation: ArcSwap::from_pointee(generation),
@@ -115,7 +115,7 @@ impl Current {
         config
             .prepare_state(Keep::OnDisk)
             .map_err(ReloadError::State)?;
-        let state = ProcessState::new(&config)?;
+        let state = ProcessState::new(&config, Keep::OnDisk)?;
         let tls = tls::from_config_with(&config.tls, &state.resumption)?;
         let mut generation = Generation::new(&config, tls, &state.metrics)?;
         let received = (handover.map(|h| generation.receive(&config, h))).unwrap_or_default();

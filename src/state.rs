@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Config, Limits};
+use crate::config::{Config, Keep, Limits};
 use crate::edge::gate::Gate;
 use crate::edge::logins::LoginThrottle;
 use crate::edge::rate::RateLimits;
 use crate::metrics::Metrics;
-use crate::tls::{Resumption, TlsError};
+use crate::tls::{tickets, Resumption, TlsError};
 
 /// The process's long-lived state.
 pub struct ProcessState {
@@ -40,8 +40,17 @@ pub struct ProcessState {
 }
 
 impl ProcessState {
-    /// Fresh state for a process serving `config`.
-    pub fn new(config: &Config) -> Result<Arc<ProcessState>, TlsError> {
+    /// Fresh state for a process serving `config`, its TLS ticket keys
+    /// kept in the state directory or in memory as `keep` says.
+    pub fn new(config: &Config, keep: Keep) -> Result<Arc<ProcessState>, TlsError> {
+        let store = match keep {
+            Keep::OnDisk => tickets::Store::Directory(config.state.ticket_keys()),
+            Keep::InMemory => tickets::Store::Memory,
+        };
+        let (resumption, why) = Resumption::new(store)?;
+        if let Some(why) = why {
+            say!("casfront: TLS ticket keys in memory only, sessions will not resume after a restart: {why}");
+        }
         Ok(Arc::new(ProcessState {
             metrics: Arc::new(Metrics::new()),
             gate: Gate::new(),
@@ -49,7 +58,7 @@ impl ProcessState {
             logins: ArcSwap::from_pointee(LoginThrottle::new(&config.rate_limit)),
             in_flight: AtomicUsize::new(0),
             says_401: Default::default(),
-            resumption: Resumption::new()?,
+            resumption,
             stopping: AtomicBool::new(false),
         }))
     }
@@ -154,8 +163,11 @@ mod tests {
     #[test]
     fn rate_counts_survive_a_reload_that_keeps_the_limits() {
         let client: IpAddr = "192.0.2.1".parse().expect("an address");
-        let state =
-            ProcessState::new(&config("requests_per_second = 1\nburst = 2")).expect("state");
+        let state = ProcessState::new(
+            &config("requests_per_second = 1\nburst = 2"),
+            Keep::InMemory,
+        )
+        .expect("state");
         for _ in 0..2 {
             assert!(state.rate().check(client, false, true).is_ok());
         }

@@ -10,7 +10,9 @@
 //!   old process is gone after draining, and a drained node and the learned
 //!   cookies pass from process to process;
 //! - an upgrade whose new process cannot start (a broken configuration)
-//!   leaves the old one serving.
+//!   leaves the old one serving;
+//! - a client's TLS session resumes across a reload, a restart, an
+//!   upgrade and a crash (the ticket keys are in the state directory).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -229,6 +231,50 @@ async fn a_restart_or_a_kill_loses_no_user() {
         "after kill -9, {} of 30 forms failed: {failed:?}",
         failed.len()
     );
+    drop(c);
+}
+
+/// One request on a new connection with `tls` (its session store offers
+/// a ticket when it has one): whether the handshake resumed a session.
+async fn resumed(tls: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_tls(tls, addr, "localhost").await;
+    let kind = s.get_ref().1.handshake_kind();
+    s.write_all(b"GET /cas/login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // Reading to the end takes in the session tickets sent before it.
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    kind == Some(rustls::HandshakeKind::Resumed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_sessions_resume_across_reload_restart_upgrade_and_crash() {
+    let site = site("resume").await;
+    let tls = &site.tls;
+    let mut c = Casfront::start(&site.config);
+    assert!(!resumed(tls, c.https).await, "the first handshake is full");
+    assert!(resumed(tls, c.https).await, "the second resumes");
+    c.signal("HUP");
+    assert_eq!(c.next_ready(), None, "READY=1 after the reload");
+    assert!(resumed(tls, c.https).await, "after a reload");
+    c.upgrade();
+    assert!(resumed(tls, c.https).await, "after an upgrade");
+    c.stop("TERM");
+    let c = Casfront::start(&site.config);
+    assert!(resumed(tls, c.https).await, "after a restart");
+    c.stop("KILL");
+    let c = Casfront::start(&site.config);
+    assert!(resumed(tls, c.https).await, "after kill -9");
+    let keys = site.config.with_file_name("tls-tickets");
+    let files: Vec<_> = std::fs::read_dir(&keys).unwrap().flatten().collect();
+    assert!(!files.is_empty() && files.len() <= 2, "{files:?}");
     drop(c);
 }
 

@@ -1,7 +1,8 @@
 //! `[state]`: the state directory, where casfront keeps what must outlive
 //! the process — the route-cookie key it generates at first start
 //! (`route.key`, mode 0600) for every pool whose `[pool.route_cookie]`
-//! names no `key_file`. The directory is `[state] directory`, else
+//! names no `key_file`, and the TLS ticket keys (`tls-tickets/`, made and
+//! rotated by `crate::tls`). The directory is `[state] directory`, else
 //! systemd's `$STATE_DIRECTORY` (`StateDirectory=`), else
 //! `/var/lib/casfront` if it exists, else the configuration file's
 //! directory. Parsing reads a key that exists; only a process about to
@@ -21,6 +22,8 @@ use crate::routing::route_cookie::KEY_LEN;
 
 /// The generated route-cookie key's file name in the state directory.
 pub const KEY_FILE: &str = "route.key";
+/// The state directory's folder of TLS ticket keys (`crate::tls`).
+pub const TICKETS_DIR: &str = "tls-tickets";
 /// Where the state lives when nothing else says.
 pub const DEFAULT_DIRECTORY: &str = "/var/lib/casfront";
 
@@ -58,6 +61,11 @@ impl StateDir {
     /// The generated route-cookie key's path.
     pub fn route_key(&self) -> PathBuf {
         self.directory.join(KEY_FILE)
+    }
+
+    /// The folder of TLS session ticket keys.
+    pub fn ticket_keys(&self) -> PathBuf {
+        self.directory.join(TICKETS_DIR)
     }
 }
 
@@ -103,7 +111,7 @@ pub(super) fn state(
 }
 
 /// A key file: 32 bytes as 64 hex characters.
-pub(super) fn read_key(path: &Path) -> Result<[u8; KEY_LEN], String> {
+pub(crate) fn read_key(path: &Path) -> Result<[u8; KEY_LEN], String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let hex = text.trim();
@@ -190,7 +198,7 @@ fn random_key() -> Result<[u8; KEY_LEN], String> {
 /// Writes a new random key to `path` unless one is there (another process
 /// may be creating it at the same moment: the first link wins, mode 0600
 /// from the start). True if this call created it.
-fn create_key(path: &Path) -> std::io::Result<bool> {
+pub(crate) fn create_key(path: &Path) -> std::io::Result<bool> {
     if path.exists() {
         return Ok(false);
     }

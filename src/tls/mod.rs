@@ -10,6 +10,7 @@
 //! process's, shared by every configuration it builds.
 
 mod resolve;
+pub mod tickets;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub enum TlsError {
     X509 { path: String, why: String },
     #[error("no certificate is configured")]
     Empty,
+    #[error("TLS ticket keys: {0}")]
+    Tickets(String),
     #[error("the TLS configuration: {0}")]
     Config(#[from] rustls::Error),
     #[error(transparent)]
@@ -152,17 +155,22 @@ pub struct Resumption {
 }
 
 impl Resumption {
-    pub fn new() -> Result<Resumption, TlsError> {
-        Ok(Resumption {
+    /// Resumption with ticket keys in `store`; if they cannot be kept
+    /// there, they live in memory and the second value says why.
+    pub fn new(store: tickets::Store) -> Result<(Resumption, Option<String>), TlsError> {
+        let (tickets, why) = tickets::Tickets::new(store).map_err(TlsError::Tickets)?;
+        let resumption = Resumption {
             sessions: ServerSessionMemoryCache::new(4096),
-            ticketer: rustls::crypto::aws_lc_rs::Ticketer::new()?,
-        })
+            ticketer: Arc::new(tickets),
+        };
+        Ok((resumption, why))
     }
 }
 
-/// The server configuration of the `[tls]` section.
+/// The server configuration of the `[tls]` section (ticket keys in
+/// memory).
 pub fn from_config(tls: &config::Tls) -> Result<ListenerTls, TlsError> {
-    from_config_with(tls, &Resumption::new()?)
+    from_config_with(tls, &Resumption::new(tickets::Store::Memory)?.0)
 }
 
 /// The same, resuming the sessions of the configurations before it.
