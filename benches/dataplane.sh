@@ -8,8 +8,12 @@
 # (PROXY_CPU); wrk and the demo nodes share the other (LOAD_CPU).
 #
 #   apt-get install wrk haproxy   # Debian: wrk 4.1, HAProxy 2.6
-#   benches/dataplane.sh          # ROUNDS=3 DURATION=10s CONNS=64 ACCESS_LOG=false RATE_LIMIT=0
+#   benches/dataplane.sh          # ROUNDS=3 DURATION=10s CONNS="50 400" ACCESS_LOG=false RATE_LIMIT=0
 #   KEY=rsa MIX=0 PHASES=handshakes benches/dataplane.sh   # RSA-2048 full handshakes only
+#
+# KEY (default "rsa ecdsa") is the certificate both front ends serve:
+# RSA-2048, what most universities' CAs issue, and ECDSA P-256; the whole
+# comparison runs once per key type.
 #
 # BASELINE=path/to/casfront adds another casfront build (an earlier commit,
 # say) as a fourth target in the same run, with casfront/baseline ratios:
@@ -21,12 +25,23 @@
 # measures the quicker build.
 set -euo pipefail
 
+KEY=${KEY:-rsa ecdsa}
+if [ "$(wc -w <<<"$KEY")" -gt 1 ]; then
+    for k in $KEY; do
+        echo "=== KEY=$k"
+        KEY=$k "$0" || exit $?
+    done
+    exit 0
+fi
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
-CONNS=${CONNS:-64}
+# The wrk mix runs with each of these numbers of keep-alive connections.
+CONNS=${CONNS:-50 400}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
+# 9000 idle connections need as many descriptors in each process.
+ulimit -n "$(ulimit -Hn)"
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 for tool in wrk haproxy openssl taskset curl; do
@@ -45,10 +60,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# One certificate for both front ends: ECDSA P-256, or with KEY=rsa an
-# RSA-2048 one (what most universities' CAs issue; a full handshake signs
-# with it).
-KEY=${KEY:-ecdsa}
+# One certificate for both front ends (a full handshake signs with it).
 case $KEY in
     ecdsa) keyopt=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
     rsa) keyopt=(-newkey rsa:2048) ;;
@@ -131,10 +143,12 @@ hz=$(getconf CLK_TCK)
 # MIX=0 skips the wrk mix (to run only some PHASES below).
 MIX=${MIX:-1}
 [ "$MIX" = 0 ] && rounds_mix=0 || rounds_mix=$ROUNDS
+out=$dir/wrk.out
+for conns in $CONNS; do
 for round in $(seq "$rounds_mix"); do
     for t in "${targets[@]}"; do
         before=$(cpu_ticks "${pid[$t]:-}")
-        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"$DURATION" --latency \
             -s "$here/anchors/mix.lua" "${url[$t]}" >"$out"
         after=$(cpu_ticks "${pid[$t]:-}")
         requests=$(awk '/requests in/ {print $1}' "$out")
@@ -145,33 +159,37 @@ for round in $(seq "$rounds_mix"); do
         p50=$(awk '$1=="50%" {print $2}' "$out" | to_ms)
         p99=$(awk '$1=="99%" {print $2}' "$out" | to_ms)
         bad=$(awk '/Non-2xx/ {n+=$NF} /Socket errors/ {gsub(/,/,""); n+=$4+$6+$8+$10} END {print n+0}' "$out")
-        echo "$t $rps $p50 $p99 $bad $cpu_us" >>"$dir/results"
-        printf 'round %s %-9s %10s req/s  p50 %7s ms  p99 %7s ms  errors %s  front-end CPU %s us/req\n' \
-            "$round" "$t" "$rps" "$p50" "$p99" "$bad" "$cpu_us"
+        echo "$t $rps $p50 $p99 $bad $cpu_us $conns" >>"$dir/results"
+        printf 'c%-4s round %s %-9s %10s req/s  p50 %7s ms  p99 %7s ms  errors %s  front-end CPU %s us/req\n' \
+            "$conns" "$round" "$t" "$rps" "$p50" "$p99" "$bad" "$cpu_us"
     done
+done
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-col() { awk -v t="$1" -v c="$2" '$1==t {print $c}' "$dir/results" | median; }
+# col TARGET COLUMN CONNS: the median over the rounds.
+col() { awk -v t="$1" -v c="$2" -v n="$3" '$1==t && $7==n {print $c}' "$dir/results" | median; }
 # Errors are summed over the rounds, not a median: one bad round counts.
 errors() { awk -v t="$1" '$1==t {n+=$5} END {print n+0}' "$dir/results"; }
 
 if [ "$MIX" != 0 ]; then
+for conns in $CONNS; do
 echo
-echo "median of $ROUNDS rounds, wrk -t1 -c$CONNS -d$DURATION, front ends on CPU $PROXY_CPU, wrk + nodes on CPU $LOAD_CPU"
+echo "KEY=$KEY: median of $ROUNDS rounds, wrk -t1 -c$conns -d$DURATION, front ends on CPU $PROXY_CPU, wrk + nodes on CPU $LOAD_CPU"
 printf '%-9s %12s %10s %10s %8s %14s\n' target req/s p50_ms p99_ms errors_all cpu_us/req
 for t in "${targets[@]}"; do
-    printf '%-9s %12s %10s %10s %8s %14s\n' "$t" "$(col "$t" 2)" "$(col "$t" 3)" "$(col "$t" 4)" "$(errors "$t")" "$(col "$t" 6)"
+    printf '%-9s %12s %10s %10s %8s %14s\n' "$t" "$(col "$t" 2 "$conns")" "$(col "$t" 3 "$conns")" "$(col "$t" 4 "$conns")" "$(errors "$t")" "$(col "$t" 6 "$conns")"
 done
 echo
-echo "casfront/haproxy: throughput $(ratio "$(col casfront 2)" "$(col haproxy 2)")x, p50 $(ratio "$(col casfront 3)" "$(col haproxy 3)")x, p99 $(ratio "$(col casfront 4)" "$(col haproxy 4)")x"
-echo "casfront/haproxy: front-end CPU per request $(ratio "$(col casfront 6)" "$(col haproxy 6)")x"
-echo "casfront/direct:  throughput $(ratio "$(col casfront 2)" "$(col direct 2)")x, p50 $(ratio "$(col casfront 3)" "$(col direct 3)")x"
+echo "c$conns casfront/haproxy: throughput $(ratio "$(col casfront 2 "$conns")" "$(col haproxy 2 "$conns")")x, p50 $(ratio "$(col casfront 3 "$conns")" "$(col haproxy 3 "$conns")")x, p99 $(ratio "$(col casfront 4 "$conns")" "$(col haproxy 4 "$conns")")x"
+echo "c$conns casfront/haproxy: front-end CPU per request $(ratio "$(col casfront 6 "$conns")" "$(col haproxy 6 "$conns")")x"
+echo "c$conns casfront/direct:  throughput $(ratio "$(col casfront 2 "$conns")" "$(col direct 2 "$conns")")x, p50 $(ratio "$(col casfront 3 "$conns")" "$(col direct 3 "$conns")")x"
 if [ -n "$baseline_pid" ]; then
-    echo "casfront/baseline: throughput $(ratio "$(col casfront 2)" "$(col baseline 2)")x, p99 $(ratio "$(col casfront 4)" "$(col baseline 4)")x, front-end CPU per request $(ratio "$(col casfront 6)" "$(col baseline 6)")x"
-    echo "baseline/haproxy: front-end CPU per request $(ratio "$(col baseline 6)" "$(col haproxy 6)")x"
+    echo "c$conns casfront/baseline: throughput $(ratio "$(col casfront 2 "$conns")" "$(col baseline 2 "$conns")")x, p99 $(ratio "$(col casfront 4 "$conns")" "$(col baseline 4 "$conns")")x, front-end CPU per request $(ratio "$(col casfront 6 "$conns")" "$(col baseline 6 "$conns")")x"
+    echo "c$conns baseline/haproxy: front-end CPU per request $(ratio "$(col baseline 6 "$conns")" "$(col haproxy 6 "$conns")")x"
 fi
+done
 echo "resident memory after the run: casfront $(ps -o rss= -p "$casfront_pid") KiB, haproxy $(ps -o rss= -p "$haproxy_pid") KiB"
 for t in "${targets[@]}"; do
     [ "$(errors "$t")" = 0 ] || { echo "$t answered with errors: the figures above do not count" >&2; exit 1; }
@@ -181,51 +199,70 @@ fi
 # The same comparison with casfront's own load generator (casfront bench
 # --target), alternating front ends, ROUNDS rounds each:
 # - flow: the CAS login flow (form, POST, ST validation with a PGT, /proxy,
-#   PT validation, single sign-on, second validation), CONNS/2 users;
+#   PT validation, single sign-on, second validation), 32 users;
 # - handshakes: a new TLS connection (full handshake, no resumption) per
 #   request;
-# - idle: IDLE connections opened, one request each, then held: resident
-#   memory while they are.
+# - resume: the same, each connection offering a session ticket of an
+#   earlier one: the share that resumed;
+# - idle: for each N in IDLE, N connections opened, one request each, then
+#   held: resident memory while they are, and what each added to it.
 # Each reports the front end's CPU per 1000 requests (and its memory).
-IDLE=${IDLE:-2000}
+# HAProxy reserves two descriptors per connection (maxconn 9990 in its
+# anchor): under a hard limit of 20000 descriptors it cannot hold 10000.
+IDLE=${IDLE:-2000 9000}
 PHASE_TIME=${PHASE_TIME:-5s}
-field() { python3 -c "import json,sys; s=json.load(sys.stdin)['scenarios'][0]; v=s['$1']; print('-' if v is None else (round(v,2) if isinstance(v,float) else v))"; }
-# PHASES picks some of them (default all three).
-PHASES=${PHASES:-flow handshakes idle}
+field() { python3 -c "import json,sys; s=json.load(sys.stdin)['scenarios'][0]; v=s['$1']; print('-' if v is None else (round(v,3) if isinstance(v,float) else v))"; }
+# PHASES picks some of them (default all).
+PHASES=${PHASES:-flow handshakes resume idle}
+runs=()
 for phase in $PHASES; do
+    case $phase in
+        idle) for n in $IDLE; do runs+=("idle$n"); done ;;
+        *) runs+=("$phase") ;;
+    esac
+done
+for run in "${runs[@]}"; do
     for round in $(seq "$ROUNDS"); do
         for t in "${fronts[@]}"; do
-            case $phase in
-                flow) extra=(--users "$((CONNS / 2))") ;;
+            case $run in
+                flow) extra=(--users 32) ;;
                 handshakes) extra=(--handshakes --users 16) ;;
-                idle) extra=(--idle "$IDLE") ;;
+                resume) extra=(--handshakes --resume --users 16) ;;
+                idle*) extra=(--idle "${run#idle}") ;;
             esac
             taskset -c "$LOAD_CPU" "$bin" bench --target "${url[$t]}/cas" --ca "$dir/cert.pem" --no-nodes \
                 --watch-pid "${pid[$t]}" --duration "$PHASE_TIME" --warmup 1s --json "${extra[@]}" \
-                >"$dir/$phase.$t.$round.json" 2>"$dir/bench.err" ||
-                { echo "casfront bench failed ($phase, $t):" >&2; cat "$dir/bench.err" >&2; exit 1; }
-            j="$dir/$phase.$t.$round.json"
-            echo "$phase $t $(field requests_per_s <"$j") $(field p99_ms <"$j") $(field errors <"$j") $(field cpu_ms_per_1k <"$j") $(field rss_mib <"$j") $(field idle_connections <"$j")" >>"$dir/phases"
-            printf 'round %s %-10s %-9s %9s req/s  p99 %6s ms  errors %s  CPU %6s ms/1k  RSS %6s MiB  idle %s\n' \
-                "$round" "$phase" "$t" $(tail -1 "$dir/phases" | cut -d' ' -f3-)
+                >"$dir/$run.$t.$round.json" 2>"$dir/bench.err" ||
+                { echo "casfront bench failed ($run, $t):" >&2; cat "$dir/bench.err" >&2; exit 1; }
+            j="$dir/$run.$t.$round.json"
+            echo "$run $t $(field requests_per_s <"$j") $(field p99_ms <"$j") $(field errors <"$j") $(field cpu_ms_per_1k <"$j") $(field rss_mib <"$j") $(field idle_connections <"$j") $(field rss_per_connection_kib <"$j") $(field resumed <"$j")" >>"$dir/phases"
+            printf 'round %s %-10s %-9s %9s req/s  p99 %6s ms  errors %s  CPU %6s ms/1k  RSS %6s MiB  idle %s  KiB/conn %s  resumed %s\n' \
+                "$round" "$run" "$t" $(tail -1 "$dir/phases" | cut -d' ' -f3-)
         done
     done
 done
 pcol() { awk -v p="$1" -v t="$2" -v c="$3" '$1==p && $2==t {print $c}' "$dir/phases" | median; }
 echo
-echo "casfront bench --target, median of $ROUNDS rounds of $PHASE_TIME:"
-printf '%-11s %-9s %10s %8s %12s %8s\n' phase target req/s p99_ms cpu_ms/1k rss_MiB
-for phase in $PHASES; do
+echo "KEY=$KEY: casfront bench --target, median of $ROUNDS rounds of $PHASE_TIME:"
+printf '%-11s %-9s %10s %8s %12s %8s %9s %8s\n' phase target req/s p99_ms cpu_ms/1k rss_MiB KiB/conn resumed
+for run in "${runs[@]}"; do
     for t in "${fronts[@]}"; do
-        printf '%-11s %-9s %10s %8s %12s %8s\n' "$phase" "$t" "$(pcol $phase $t 3)" "$(pcol $phase $t 4)" "$(pcol $phase $t 6)" "$(pcol $phase $t 7)"
+        printf '%-11s %-9s %10s %8s %12s %8s %9s %8s\n' "$run" "$t" "$(pcol $run $t 3)" "$(pcol $run $t 4)" "$(pcol $run $t 6)" "$(pcol $run $t 7)" "$(pcol $run $t 9)" "$(pcol $run $t 10)"
     done
 done
-ran() { case " $PHASES " in *" $1 "*) return 0 ;; esac; return 1; }
-ran flow && echo "casfront/haproxy: login flow throughput $(ratio "$(pcol flow casfront 3)" "$(pcol flow haproxy 3)")x, p99 $(ratio "$(pcol flow casfront 4)" "$(pcol flow haproxy 4)")x, CPU per request $(ratio "$(pcol flow casfront 6)" "$(pcol flow haproxy 6)")x"
-ran handshakes && echo "casfront/haproxy: handshakes/s $(ratio "$(pcol handshakes casfront 3)" "$(pcol handshakes haproxy 3)")x, CPU per handshake $(ratio "$(pcol handshakes casfront 6)" "$(pcol handshakes haproxy 6)")x"
-ran idle && echo "casfront/haproxy: resident memory with $IDLE idle TLS connections $(ratio "$(pcol idle casfront 7)" "$(pcol idle haproxy 7)")x"
-if [ -n "$baseline_pid" ] && [ "$PHASES" = "flow handshakes idle" ]; then
-    echo "casfront/baseline: login flow CPU per request $(ratio "$(pcol flow casfront 6)" "$(pcol flow baseline 6)")x, CPU per handshake $(ratio "$(pcol handshakes casfront 6)" "$(pcol handshakes baseline 6)")x, idle RSS $(ratio "$(pcol idle casfront 7)" "$(pcol idle baseline 7)")x"
-fi
+for run in "${runs[@]}"; do
+    case $run in
+        flow) echo "casfront/haproxy: login flow throughput $(ratio "$(pcol flow casfront 3)" "$(pcol flow haproxy 3)")x, p99 $(ratio "$(pcol flow casfront 4)" "$(pcol flow haproxy 4)")x, CPU per request $(ratio "$(pcol flow casfront 6)" "$(pcol flow haproxy 6)")x" ;;
+        handshakes) echo "casfront/haproxy: handshakes/s $(ratio "$(pcol handshakes casfront 3)" "$(pcol handshakes haproxy 3)")x, CPU per handshake $(ratio "$(pcol handshakes casfront 6)" "$(pcol handshakes haproxy 6)")x" ;;
+        resume) echo "casfront/haproxy: reconnects resumed $(pcol resume casfront 10) vs $(pcol resume haproxy 10), reconnects/s $(ratio "$(pcol resume casfront 3)" "$(pcol resume haproxy 3)")x, CPU per reconnect $(ratio "$(pcol resume casfront 6)" "$(pcol resume haproxy 6)")x" ;;
+        idle*) echo "casfront/haproxy: memory per idle TLS connection (${run#idle} held) $(ratio "$(pcol $run casfront 9)" "$(pcol $run haproxy 9)")x ($(pcol $run casfront 9) vs $(pcol $run haproxy 9) KiB), resident memory $(ratio "$(pcol $run casfront 7)" "$(pcol $run haproxy 7)")x" ;;
+    esac
+    if [ -n "$baseline_pid" ]; then
+        case $run in
+            idle*) echo "  casfront/baseline: memory per idle connection $(ratio "$(pcol $run casfront 9)" "$(pcol $run baseline 9)")x" ;;
+            *) echo "  casfront/baseline: $run CPU per request $(ratio "$(pcol $run casfront 6)" "$(pcol $run baseline 6)")x" ;;
+        esac
+    fi
+done
 # Errors (for idle: connections that did not open) void the comparison.
 awk '$5 != 0 && $5 != "-" {bad=1; print "errors in: " $0 > "/dev/stderr"} END {exit bad}' "$dir/phases"

@@ -134,6 +134,23 @@ async fn direct_and_target_modes_and_the_reports() {
         out[0].affinity_predicted, None,
         "no theory for an unknown front end"
     );
+    // New connections: with --resume each user's reconnects offer its own
+    // earlier ticket and resume; without, none does.
+    let ca_path = ca.to_str().unwrap();
+    let target = ["--target", &url, "--ca", ca_path, "--no-nodes"];
+    let out = run(&[&target[..], &["--handshakes", "--resume"]].concat()).await;
+    assert_eq!(out[0].workload, "resume");
+    assert_eq!(out[0].errors, 0, "{:?}", out[0].error_samples);
+    let resumed = out[0].resumed.unwrap();
+    assert!(resumed > 0.9, "{resumed}");
+    let out = run(&[&target[..], &["--handshakes"]].concat()).await;
+    assert_eq!(out[0].resumed, Some(0.0));
+    // Idle connections, and the memory each added to the watched process
+    // (this one, which holds the demo's casfront).
+    let me = std::process::id().to_string();
+    let out = run(&[&target[..], &["--idle", "50", "--watch-pid", &me]].concat()).await;
+    assert_eq!(out[0].idle_connections, Some(50));
+    assert!(out[0].rss_per_connection_kib.is_some());
     // A wrong CA: every request fails, and says why.
     std::fs::write(&ca, casfront::demo::self_signed().unwrap().cert_pem).unwrap();
     let out = run(&["--target", &url, "--ca", ca.to_str().unwrap(), "--no-nodes"]).await;

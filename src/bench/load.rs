@@ -40,17 +40,34 @@ impl std::fmt::Debug for Target {
 type Sender = SendRequest<Full<Bytes>>;
 
 impl Target {
-    /// A new connection (a full handshake when TLS has no resumption).
-    async fn connect(&self) -> std::io::Result<Sender> {
+    /// A new connection (a full handshake when TLS has no resumption),
+    /// and whether its handshake resumed a session.
+    async fn connect(&self) -> std::io::Result<(Sender, bool)> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
         match &self.tls {
-            None => http1(tcp).await,
+            None => Ok((http1(tcp).await?, false)),
             Some((config, name)) => {
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
-                http1(connector.connect(name.clone(), tcp).await?).await
+                let tls = connector.connect(name.clone(), tcp).await?;
+                let resumed =
+                    tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                Ok((http1(tls).await?, resumed))
             }
         }
+    }
+}
+
+impl Target {
+    /// The same target for a client with a TLS session store of its own.
+    fn with_own_sessions(&self) -> Target {
+        let mut t = self.clone();
+        if let Some((config, _)) = &mut t.tls {
+            let mut own = (**config).clone();
+            own.resumption = rustls::client::Resumption::in_memory_sessions(4);
+            *config = Arc::new(own);
+        }
+        t
     }
 }
 
@@ -61,8 +78,10 @@ pub enum Workload {
     Flow,
     /// These requests in turn, on one connection per user.
     Mix(Arc<Vec<MixRequest>>),
-    /// A new connection (full TLS handshake) for every request.
-    Handshakes,
+    /// A new connection (full TLS handshake) for every request; with
+    /// `resume`, each user offers a session ticket from its own earlier
+    /// connections (a client of its own, as a browser is).
+    Handshakes { resume: bool },
 }
 
 /// What one user saw in the measured window.
@@ -77,6 +96,9 @@ pub struct Tally {
     pub on_issuer: u64,
     /// Node-to-node round trips (`X-Demo-Hops`) of completed logins.
     pub hops: u64,
+    /// TLS handshakes made, and those that resumed a session.
+    pub handshakes: u64,
+    pub resumed: u64,
     /// The first few errors, described (never a whole ticket).
     pub samples: Vec<String>,
 }
@@ -94,6 +116,8 @@ impl Tally {
             validations: 0,
             on_issuer: 0,
             hops: 0,
+            handshakes: 0,
+            resumed: 0,
             samples: Vec::new(),
         }
     }
@@ -106,6 +130,8 @@ impl Tally {
         self.validations += o.validations;
         self.on_issuer += o.on_issuer;
         self.hops += o.hops;
+        self.handshakes += o.handshakes;
+        self.resumed += o.resumed;
         for s in o.samples {
             if self.samples.len() < 5 && !self.samples.contains(&s) {
                 self.samples.push(s);
@@ -138,9 +164,19 @@ struct Reply {
 struct Conn<'t> {
     target: &'t Target,
     sender: Option<Sender>,
+    /// The last connection made resumed a TLS session.
+    resumed: bool,
 }
 
-impl Conn<'_> {
+impl<'t> Conn<'t> {
+    fn new(target: &'t Target) -> Conn<'t> {
+        Conn {
+            target,
+            sender: None,
+            resumed: false,
+        }
+    }
+
     async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
         let reusable = match self.sender.as_mut() {
             Some(s) => s.ready().await.is_ok(),
@@ -148,11 +184,12 @@ impl Conn<'_> {
         };
         let mut sender = match self.sender.take() {
             Some(s) if reusable => s,
-            _ => self
-                .target
-                .connect()
-                .await
-                .map_err(|e| format!("connect: {e}"))?,
+            _ => {
+                let (sender, resumed) =
+                    (self.target.connect().await).map_err(|e| format!("connect: {e}"))?;
+                self.resumed = resumed;
+                sender
+            }
         };
         let resp = sender
             .send_request(req)
@@ -194,14 +231,8 @@ pub async fn user(
     };
     match work {
         Workload::Flow => {
-            let mut browser = Conn {
-                target: &target,
-                sender: None,
-            };
-            let mut app = Conn {
-                target: &target,
-                sender: None,
-            };
+            let mut browser = Conn::new(&target);
+            let mut app = Conn::new(&target);
             let mut n = 0u64;
             while Instant::now() < end {
                 n += 1;
@@ -216,10 +247,7 @@ pub async fn user(
             }
         }
         Workload::Mix(mix) => {
-            let mut conn = Conn {
-                target: &target,
-                sender: None,
-            };
+            let mut conn = Conn::new(&target);
             let mut i = id;
             while Instant::now() < end {
                 let m = &mix[i % mix.len()];
@@ -228,15 +256,18 @@ pub async fn user(
                 let _ = u.exchange(&mut conn, req, |_| Ok(())).await;
             }
         }
-        Workload::Handshakes => {
+        Workload::Handshakes { resume } => {
+            let own = resume.then(|| target.with_own_sessions());
+            let target = own.as_ref().unwrap_or(&target);
             while Instant::now() < end {
-                let mut conn = Conn {
-                    target: &target,
-                    sender: None,
-                };
+                let mut conn = Conn::new(target);
                 let path = format!("{}/login", target.prefix);
                 let req = u.request(&Method::GET, &path, &[], Bytes::new());
-                let _ = u.exchange(&mut conn, req, |_| Ok(())).await;
+                let counted = Instant::now() >= from;
+                if u.exchange(&mut conn, req, |_| Ok(())).await.is_some() && counted {
+                    u.tally.handshakes += 1;
+                    u.tally.resumed += u64::from(conn.resumed);
+                }
             }
         }
     }
@@ -514,10 +545,7 @@ pub async fn idle<T>(
     for _ in 0..n {
         let (target, opened) = (target.clone(), opened_tx.clone());
         tasks.spawn(async move {
-            let mut conn = Conn {
-                target: &target,
-                sender: None,
-            };
+            let mut conn = Conn::new(&target);
             let path = format!("{}/login", target.prefix);
             let req = Request::get(path.as_str())
                 .header(header::HOST, target.authority.as_str())

@@ -84,9 +84,13 @@ pub struct BenchArgs {
     /// A new connection, with a full TLS handshake, for every request.
     #[arg(long)]
     pub handshakes: bool,
+    /// With --handshakes: each new connection offers a session ticket of
+    /// an earlier one (the share that resumed is reported).
+    #[arg(long, requires = "handshakes")]
+    pub resume: bool,
     /// Instead of load: open this many connections (one request each),
     /// hold them for --warmup plus --duration, report the watched
-    /// process's memory while they are open.
+    /// process's memory while they are open, and what each added to it.
     #[arg(long, value_name = "N")]
     pub idle: Option<usize>,
     /// Report this process's CPU time per request and its resident memory
@@ -171,6 +175,11 @@ impl BenchArgs {
         out
     }
 
+    /// Every handshake full: no session resumption on the client.
+    fn fresh_handshakes(&self) -> bool {
+        self.handshakes && !self.resume
+    }
+
     fn workload(&self) -> anyhow::Result<Workload> {
         if let Some(path) = &self.mix {
             let text = std::fs::read_to_string(path)
@@ -179,7 +188,9 @@ impl BenchArgs {
             return Ok(Workload::Mix(Arc::new(mix)));
         }
         Ok(if self.handshakes {
-            Workload::Handshakes
+            Workload::Handshakes {
+                resume: self.resume,
+            }
         } else {
             Workload::Flow
         })
@@ -302,7 +313,7 @@ async fn setup(args: &BenchArgs, s: &Scenario) -> anyhow::Result<Setup> {
             if let Some(p) = &peering {
                 p.connect(&cluster.nodes);
             }
-            let tls = client_tls(Some(&cluster.cert_pem), None, args.handshakes)?;
+            let tls = client_tls(Some(&cluster.cert_pem), None, args.fresh_handshakes())?;
             let target = Target {
                 addr: cluster.addr,
                 authority: format!("localhost:{}", cluster.addr.port()),
@@ -334,7 +345,7 @@ async fn setup(args: &BenchArgs, s: &Scenario) -> anyhow::Result<Setup> {
                     p.connect(&nodes);
                 }
             }
-            let target = target_of(url, args.ca.as_deref(), args.handshakes).await?;
+            let target = target_of(url, args.ca.as_deref(), args.fresh_handshakes()).await?;
             Ok(Setup {
                 target,
                 nodes,
@@ -413,13 +424,15 @@ async fn scenario(
     if let Some(n) = args.idle {
         let hold = args.warmup + measure;
         let tick = ticker(bar, hold);
+        let before = watch.as_ref().and_then(report::Watch::rss_mib);
         let (opened, rss) = load::idle(target, n, hold, || {
             watch.as_ref().map(report::Watch::rss_mib)
         })
         .await;
         tick.abort();
         setup.stop().await;
-        return Ok(Outcome::idle(s, args, hold, n, opened, rss.flatten()));
+        let rss = (before, rss.flatten());
+        return Ok(Outcome::idle(s, args, hold, n, opened, rss));
     }
     let from = Instant::now() + args.warmup;
     let end = from + measure;

@@ -98,8 +98,12 @@ pub struct Outcome {
     /// The watched process: CPU milliseconds per 1000 requests, resident MiB.
     pub cpu_ms_per_1k: Option<f64>,
     pub rss_mib: Option<f64>,
-    /// With --idle: connections held open.
+    /// With --idle: connections held open, and the watched process's
+    /// resident memory they added, KiB each.
     pub idle_connections: Option<usize>,
+    pub rss_per_connection_kib: Option<f64>,
+    /// With --handshakes --resume: the share of handshakes that resumed.
+    pub resumed: Option<f64>,
     /// The first distinct errors.
     pub error_samples: Vec<String>,
 }
@@ -125,7 +129,8 @@ impl Outcome {
             workload: match work {
                 Some(Workload::Flow) => "login-flow",
                 Some(Workload::Mix(_)) => "mix",
-                Some(Workload::Handshakes) => "handshakes",
+                Some(Workload::Handshakes { resume: false }) => "handshakes",
+                Some(Workload::Handshakes { resume: true }) => "resume",
                 None => "idle",
             },
             users: args.users,
@@ -152,24 +157,30 @@ impl Outcome {
                 .map(|c| c.as_secs_f64() * 1e6 / t.requests as f64),
             rss_mib,
             idle_connections: None,
+            rss_per_connection_kib: None,
+            resumed: (t.handshakes > 0).then(|| t.resumed as f64 / t.handshakes as f64),
             error_samples: t.samples,
         }
     }
 
     /// `wanted` connections held for `hold`, `opened` of them answered
-    /// (the others are errors).
+    /// (the others are errors); the watched process's resident memory
+    /// before they opened and while they were held.
     pub fn idle(
         s: &Scenario,
         args: &BenchArgs,
         hold: Duration,
         wanted: usize,
         opened: usize,
-        rss_mib: Option<f64>,
+        (before, held): (Option<f64>, Option<f64>),
     ) -> Outcome {
-        let mut o = Outcome::new(s, args, None, hold, Tally::new(), None, rss_mib);
+        let mut o = Outcome::new(s, args, None, hold, Tally::new(), None, held);
         o.requests = wanted as u64;
         o.errors = wanted.saturating_sub(opened) as u64;
         o.idle_connections = Some(opened);
+        o.rss_per_connection_kib = (before.zip(held))
+            .filter(|_| opened > 0)
+            .map(|(b, h)| (h - b) * 1024.0 / opened as f64);
         o
     }
 }
@@ -268,7 +279,14 @@ pub fn table(outcomes: &[Outcome]) -> String {
             ));
         }
         if let Some(n) = o.idle_connections {
-            s.push_str(&format!("  ({n} idle connections)"));
+            s.push_str(&format!("  ({n} idle connections"));
+            if let Some(kib) = o.rss_per_connection_kib {
+                s.push_str(&format!(", {kib:.1} KiB each"));
+            }
+            s.push(')');
+        }
+        if let Some(r) = o.resumed {
+            s.push_str(&format!("  ({:.1}% resumed)", r * 100.0));
         }
         s.push('\n');
     }
