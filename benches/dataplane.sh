@@ -93,38 +93,47 @@ for _ in $(seq 100); do
     curl -sf -o /dev/null http://127.0.0.1:18083/cas/login && break
     sleep 0.1
 done
-taskset -c "$PROXY_CPU" "$bin" run -c "$dir/casfront.toml" >"$dir/casfront.log" 2>&1 &
-casfront_pid=$!
-pids+=($casfront_pid)
-baseline_pid=
-if [ -n "${BASELINE:-}" ]; then
-    sed -e 's/127.0.0.1:9444/127.0.0.1:9445/' "$dir/casfront.toml" >"$dir/baseline.toml"
-    printf '\n[admin]\nlisten = "127.0.0.1:9902"\n' >>"$dir/baseline.toml"
-    taskset -c "$PROXY_CPU" "$BASELINE" run -c "$dir/baseline.toml" >"$dir/baseline.log" 2>&1 &
-    baseline_pid=$!
-    pids+=($baseline_pid)
-fi
-BENCH_DIR=$dir taskset -c "$PROXY_CPU" haproxy -f "$here/anchors/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
-haproxy_pid=$!
-pids+=($haproxy_pid)
-
 declare -A url=(
     [casfront]=https://127.0.0.1:9444
     [haproxy]=https://127.0.0.1:9443
     [direct]=http://127.0.0.1:18081
     [baseline]=https://127.0.0.1:9445
 )
+declare -A pid=()
 fronts=(casfront haproxy)
-[ -n "$baseline_pid" ] && fronts+=(baseline)
+if [ -n "${BASELINE:-}" ]; then
+    sed -e 's/127.0.0.1:9444/127.0.0.1:9445/' "$dir/casfront.toml" >"$dir/baseline.toml"
+    printf '\n[admin]\nlisten = "127.0.0.1:9902"\n' >>"$dir/baseline.toml"
+    fronts+=(baseline)
+fi
 targets=("${fronts[@]}" direct)
 
-# Wait for the listeners, then check that both front ends route by suffix.
-for _ in $(seq 100); do
-    ok=1
-    for t in "${targets[@]}"; do curl -skf -o /dev/null "${url[$t]}/cas/login" || ok=0; done
-    [ $ok = 1 ] && break
-    sleep 0.1
-done
+# Starts front end $1 (a new process, pid[$1]) and waits until it answers.
+start() {
+    case $1 in
+        casfront) taskset -c "$PROXY_CPU" "$bin" run -c "$dir/casfront.toml" >"$dir/casfront.log" 2>&1 & ;;
+        baseline) taskset -c "$PROXY_CPU" "$BASELINE" run -c "$dir/baseline.toml" >"$dir/baseline.log" 2>&1 & ;;
+        haproxy) BENCH_DIR=$dir taskset -c "$PROXY_CPU" haproxy -f "$here/anchors/haproxy.cfg" >"$dir/haproxy.log" 2>&1 & ;;
+    esac
+    pid[$1]=$!
+    pids+=("${pid[$1]}")
+    for _ in $(seq 100); do
+        curl -skf -o /dev/null "${url[$1]}/cas/login" && return 0
+        sleep 0.1
+    done
+    echo "$1 did not start:" >&2
+    cat "$dir/$1.log" >&2
+    exit 1
+}
+# Stops it and starts it again: a fresh process.
+restart() {
+    kill "${pid[$1]}"
+    while kill -0 "${pid[$1]}" 2>/dev/null; do sleep 0.05; done
+    start "$1"
+}
+for t in "${fronts[@]}"; do start "$t"; done
+
+# Check that both front ends route by suffix.
 for t in "${fronts[@]}"; do
     node=$(curl -sk -D - -o /dev/null \
         "${url[$t]}/cas/serviceValidate?service=x&ticket=ST-1-abcdefgh-cas2" |
@@ -135,7 +144,6 @@ done
 # wrk's latency in ms.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.3f", v}'; }
 
-declare -A pid=([casfront]=$casfront_pid [haproxy]=$haproxy_pid [baseline]=$baseline_pid)
 # CPU time (user + system, clock ticks) a process has used so far.
 cpu_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 hz=$(getconf CLK_TCK)
@@ -185,12 +193,12 @@ echo
 echo "c$conns casfront/haproxy: throughput $(ratio "$(col casfront 2 "$conns")" "$(col haproxy 2 "$conns")")x, p50 $(ratio "$(col casfront 3 "$conns")" "$(col haproxy 3 "$conns")")x, p99 $(ratio "$(col casfront 4 "$conns")" "$(col haproxy 4 "$conns")")x"
 echo "c$conns casfront/haproxy: front-end CPU per request $(ratio "$(col casfront 6 "$conns")" "$(col haproxy 6 "$conns")")x"
 echo "c$conns casfront/direct:  throughput $(ratio "$(col casfront 2 "$conns")" "$(col direct 2 "$conns")")x, p50 $(ratio "$(col casfront 3 "$conns")" "$(col direct 3 "$conns")")x"
-if [ -n "$baseline_pid" ]; then
+if [ -n "${BASELINE:-}" ]; then
     echo "c$conns casfront/baseline: throughput $(ratio "$(col casfront 2 "$conns")" "$(col baseline 2 "$conns")")x, p99 $(ratio "$(col casfront 4 "$conns")" "$(col baseline 4 "$conns")")x, front-end CPU per request $(ratio "$(col casfront 6 "$conns")" "$(col baseline 6 "$conns")")x"
     echo "c$conns baseline/haproxy: front-end CPU per request $(ratio "$(col baseline 6 "$conns")" "$(col haproxy 6 "$conns")")x"
 fi
 done
-echo "resident memory after the run: casfront $(ps -o rss= -p "$casfront_pid") KiB, haproxy $(ps -o rss= -p "$haproxy_pid") KiB"
+echo "resident memory after the run: casfront $(ps -o rss= -p "${pid[casfront]}") KiB, haproxy $(ps -o rss= -p "${pid[haproxy]}") KiB"
 for t in "${targets[@]}"; do
     [ "$(errors "$t")" = 0 ] || { echo "$t answered with errors: the figures above do not count" >&2; exit 1; }
 done
@@ -204,8 +212,9 @@ fi
 #   request;
 # - resume: the same, each connection offering a session ticket of an
 #   earlier one: the share that resumed;
-# - idle: for each N in IDLE, N connections opened, one request each, then
-#   held: resident memory while they are, and what each added to it.
+# - idle: for each N in IDLE, in a fresh process of each front end, N
+#   connections opened, one request each, then held: resident memory while
+#   they are, and what each added to it.
 # Each reports the front end's CPU per 1000 requests (and its memory).
 # HAProxy reserves two descriptors per connection (maxconn 9990 in its
 # anchor): under a hard limit of 20000 descriptors it cannot hold 10000.
@@ -228,7 +237,7 @@ for run in "${runs[@]}"; do
                 flow) extra=(--users 32) ;;
                 handshakes) extra=(--handshakes --users 16) ;;
                 resume) extra=(--handshakes --resume --users 16) ;;
-                idle*) extra=(--idle "${run#idle}") ;;
+                idle*) extra=(--idle "${run#idle}"); restart "$t" ;;
             esac
             taskset -c "$LOAD_CPU" "$bin" bench --target "${url[$t]}/cas" --ca "$dir/cert.pem" --no-nodes \
                 --watch-pid "${pid[$t]}" --duration "$PHASE_TIME" --warmup 1s --json "${extra[@]}" \
@@ -257,7 +266,7 @@ for run in "${runs[@]}"; do
         resume) echo "casfront/haproxy: reconnects resumed $(pcol resume casfront 10) vs $(pcol resume haproxy 10), reconnects/s $(ratio "$(pcol resume casfront 3)" "$(pcol resume haproxy 3)")x, CPU per reconnect $(ratio "$(pcol resume casfront 6)" "$(pcol resume haproxy 6)")x" ;;
         idle*) echo "casfront/haproxy: memory per idle TLS connection (${run#idle} held) $(ratio "$(pcol $run casfront 9)" "$(pcol $run haproxy 9)")x ($(pcol $run casfront 9) vs $(pcol $run haproxy 9) KiB), resident memory $(ratio "$(pcol $run casfront 7)" "$(pcol $run haproxy 7)")x" ;;
     esac
-    if [ -n "$baseline_pid" ]; then
+    if [ -n "${BASELINE:-}" ]; then
         case $run in
             idle*) echo "  casfront/baseline: memory per idle connection $(ratio "$(pcol $run casfront 9)" "$(pcol $run baseline 9)")x" ;;
             *) echo "  casfront/baseline: $run CPU per request $(ratio "$(pcol $run casfront 6)" "$(pcol $run baseline 6)")x" ;;

@@ -166,19 +166,22 @@ async fn connection(
 /// The TLS handshake, and whether it asked for a client certificate;
 /// with `client_auth_names`, the configuration is chosen once the
 /// ClientHello's server name is known.
+/// The stream comes boxed: it is moved into the connection's HTTP state,
+/// and a kilobyte moved by value takes a slot of its own at every step of
+/// the connection's future, for the connection's whole life.
 async fn handshake(
     tls: &ListenerTls,
     stream: TcpStream,
-) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, bool)> {
+) -> std::io::Result<(Box<tokio_rustls::server::TlsStream<TcpStream>>, bool)> {
     if tls.by_name.is_none() {
         let asked = tls.client.is_some();
         let stream = TlsAcceptor::from(tls.config.clone()).accept(stream).await?;
-        return Ok((stream, asked));
+        return Ok((Box::new(stream), asked));
     }
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
     let config = tls.for_name(start.client_hello().server_name()).clone();
     let asked = !Arc::ptr_eq(&config, &tls.config);
-    Ok((start.into_stream(config).await?, asked))
+    Ok((Box::new(start.into_stream(config).await?), asked))
 }
 
 /// The per-address slot for `client`'s connection (`Some(None)` for a
@@ -214,5 +217,40 @@ struct Open<'a>(&'a prometheus_client::metrics::gauge::Gauge);
 impl Drop for Open<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every open connection holds its task, the size of this future, as
+    /// long as it lives, idle or not: the TLS stream (over a kilobyte) must
+    /// come boxed, or each step of the future keeps a copy of it (8.3 KiB
+    /// then, against 3.7).
+    #[tokio::test]
+    async fn a_connections_task_stays_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let text = "[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+                    [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
+                    [[pool.node]]\nname = \"cas1\"\nurl = \"http://127.0.0.1:1\"\n";
+        let config = crate::config::parse(text, std::path::Path::new(".")).config.unwrap();
+        let cert = crate::demo::self_signed().unwrap();
+        let tls = crate::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
+        let current = Current::fixed(&config, tls).unwrap();
+        let gate = current.state().gate.clone();
+        let slot = gate.wait_for_slot(|| 1).await;
+        let (_stop, stopped) = watch::channel(false);
+        let accepted = Accepted {
+            stream,
+            peer,
+            local_port: 443,
+            slot,
+        };
+        let task = connection(accepted, current, gate, stopped);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 4096, "a connection's future is {size} bytes");
     }
 }
