@@ -14,6 +14,10 @@
 # KEY (default "rsa ecdsa") is the certificate both front ends serve:
 # RSA-2048, what most universities' CAs issue, and ECDSA P-256; the whole
 # comparison runs once per key type.
+# KX=classic (default) has casfront bench offer X25519 and P-256 only, the
+# key exchanges HAProxy 2.6 (OpenSSL 3.0) has, and wrk's: both front ends
+# do the same work. KX=pq offers X25519MLKEM768 first, as current browsers
+# do: casfront then does the post-quantum key exchange HAProxy cannot.
 #
 # BASELINE=path/to/casfront adds another casfront build (an earlier commit,
 # say) as a fourth target in the same run, with casfront/baseline ratios:
@@ -219,6 +223,11 @@ fi
 # HAProxy reserves two descriptors per connection (maxconn 9990 in its
 # anchor): under a hard limit of 20000 descriptors it cannot hold 10000.
 IDLE=${IDLE:-2000 9000}
+case ${KX:-classic} in
+    classic) kx=(--classic-kx) ;;
+    pq) kx=() ;;
+    *) echo "KX is classic or pq" >&2; exit 2 ;;
+esac
 PHASE_TIME=${PHASE_TIME:-5s}
 field() { python3 -c "import json,sys; s=json.load(sys.stdin)['scenarios'][0]; v=s['$1']; print('-' if v is None else (round(v,3) if isinstance(v,float) else v))"; }
 # PHASES picks some of them (default all).
@@ -240,7 +249,7 @@ for run in "${runs[@]}"; do
                 idle*) extra=(--idle "${run#idle}"); restart "$t" ;;
             esac
             taskset -c "$LOAD_CPU" "$bin" bench --target "${url[$t]}/cas" --ca "$dir/cert.pem" --no-nodes \
-                --watch-pid "${pid[$t]}" --duration "$PHASE_TIME" --warmup 1s --json "${extra[@]}" \
+                --watch-pid "${pid[$t]}" --duration "$PHASE_TIME" --warmup 1s --json "${extra[@]}" "${kx[@]}" \
                 >"$dir/$run.$t.$round.json" 2>"$dir/bench.err" ||
                 { echo "casfront bench failed ($run, $t):" >&2; cat "$dir/bench.err" >&2; exit 1; }
             j="$dir/$run.$t.$round.json"
@@ -252,7 +261,7 @@ for run in "${runs[@]}"; do
 done
 pcol() { awk -v p="$1" -v t="$2" -v c="$3" '$1==p && $2==t {print $c}' "$dir/phases" | median; }
 echo
-echo "KEY=$KEY: casfront bench --target, median of $ROUNDS rounds of $PHASE_TIME:"
+echo "KEY=$KEY KX=${KX:-classic}: casfront bench --target, median of $ROUNDS rounds of $PHASE_TIME:"
 printf '%-11s %-9s %10s %8s %12s %8s %9s %8s\n' phase target req/s p99_ms cpu_ms/1k rss_MiB KiB/conn resumed
 for run in "${runs[@]}"; do
     for t in "${fronts[@]}"; do

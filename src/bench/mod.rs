@@ -88,6 +88,11 @@ pub struct BenchArgs {
     /// an earlier one (the share that resumed is reported).
     #[arg(long, requires = "handshakes")]
     pub resume: bool,
+    /// Offer only the classic key exchanges (X25519, P-256), as clients
+    /// without post-quantum key exchange do; by default the client offers
+    /// X25519MLKEM768 first, as current browsers do.
+    #[arg(long)]
+    pub classic_kx: bool,
     /// Instead of load: open this many connections (one request each),
     /// hold them for --warmup plus --duration, report the watched
     /// process's memory while they are open, and what each added to it.
@@ -313,7 +318,7 @@ async fn setup(args: &BenchArgs, s: &Scenario) -> anyhow::Result<Setup> {
             if let Some(p) = &peering {
                 p.connect(&cluster.nodes);
             }
-            let tls = client_tls(Some(&cluster.cert_pem), None, args.fresh_handshakes())?;
+            let tls = client_tls(Some(&cluster.cert_pem), args)?;
             let target = Target {
                 addr: cluster.addr,
                 authority: format!("localhost:{}", cluster.addr.port()),
@@ -345,7 +350,7 @@ async fn setup(args: &BenchArgs, s: &Scenario) -> anyhow::Result<Setup> {
                     p.connect(&nodes);
                 }
             }
-            let target = target_of(url, args.ca.as_deref(), args.fresh_handshakes()).await?;
+            let target = target_of(url, args).await?;
             Ok(Setup {
                 target,
                 nodes,
@@ -355,7 +360,7 @@ async fn setup(args: &BenchArgs, s: &Scenario) -> anyhow::Result<Setup> {
     }
 }
 
-async fn target_of(url: &str, ca: Option<&std::path::Path>, fresh: bool) -> anyhow::Result<Target> {
+async fn target_of(url: &str, args: &BenchArgs) -> anyhow::Result<Target> {
     let u = url::Url::parse(url).with_context(|| format!("--target `{url}`"))?;
     let host = u.host_str().context("--target needs a host")?.to_owned();
     let port = u.port_or_known_default().context("--target needs a port")?;
@@ -369,7 +374,7 @@ async fn target_of(url: &str, ca: Option<&std::path::Path>, fresh: bool) -> anyh
     };
     let tls = match u.scheme() {
         "https" => {
-            let config = client_tls(None, ca, fresh)?;
+            let config = client_tls(None, args)?;
             let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())?;
             Some((config, name))
         }
@@ -385,12 +390,10 @@ async fn target_of(url: &str, ca: Option<&std::path::Path>, fresh: bool) -> anyh
 }
 
 /// A client configuration trusting `pem`, the CA file or the system's
-/// store; HTTP/1.1; `fresh`: no session resumption (every handshake full).
-fn client_tls(
-    pem: Option<&str>,
-    ca: Option<&std::path::Path>,
-    fresh: bool,
-) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+/// store; HTTP/1.1; no session resumption if every handshake is to be
+/// full; the key exchanges `args` asks for.
+fn client_tls(pem: Option<&str>, args: &BenchArgs) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let ca = args.ca.as_deref();
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
@@ -404,8 +407,13 @@ fn client_tls(
         (None, None) => rustls_native_certs::load_native_certs().certs,
     };
     roots.add_parsable_certificates(certs);
-    let mut config = crate::upstream::http1_client(roots)?;
-    if fresh {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if args.classic_kx {
+        use rustls::crypto::aws_lc_rs::kx_group;
+        provider.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1];
+    }
+    let mut config = crate::upstream::http1_client_with(roots, provider)?;
+    if args.fresh_handshakes() {
         config.resumption = rustls::client::Resumption::disabled();
     }
     Ok(Arc::new(config))

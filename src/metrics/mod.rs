@@ -184,6 +184,8 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     /// Open client connections (TLS or not yet).
     pub client_connections: Gauge,
+    /// Of those, idle HTTP/1 ones parked without buffers.
+    pub client_connections_parked: Gauge,
     pub tls_handshake_failures: Counter,
     node_state: Family<StateLabels, Gauge>,
     learned: Gauge,
@@ -224,6 +226,7 @@ impl Metrics {
             upstream: Family::default(),
             failures: Family::default(),
             client_connections: Gauge::default(),
+            client_connections_parked: Gauge::default(),
             tls_handshake_failures: Counter::default(),
             node_state: Family::default(),
             learned: Gauge::default(),
@@ -260,6 +263,11 @@ impl Metrics {
             names::CLIENT_CONNECTIONS,
             "Open client connections",
             m.client_connections.clone(),
+        );
+        r.register(
+            names::CLIENT_CONNECTIONS_PARKED,
+            "Idle HTTP/1 client connections parked (their buffers freed until the next request)",
+            m.client_connections_parked.clone(),
         );
         r.register(
             names::TLS_HANDSHAKE_FAILURES,

@@ -5,21 +5,25 @@
 //! client cancels more than `h2_max_resets` streams before their answer
 //! (rapid reset: each cancels a request to a node; dropped at once); on
 //! both, a response that waits `send_timeout` on its client drops the
-//! connection ([`super::sending`]). Generic over the byte stream so that
-//! the fuzz target can drive it from memory.
+//! connection ([`super::sending`]). An idle HTTP/1 connection is parked
+//! ([`super::park`]): hyper's buffers are dropped until its next request.
+//! Generic over the byte stream so that the fuzz target can drive it from
+//! memory.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use super::park::{Park, Rewind, PARK_AFTER};
 use super::sending::{Sending, Sends};
 use crate::access_log::{AccessLine, Logged};
 use crate::client::ClientConn;
@@ -38,12 +42,12 @@ pub async fn serve<I>(
     limits: &Limits,
     stop: watch::Receiver<bool>,
 ) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: Park,
 {
     let metrics = current.metrics().clone();
     let streams = h2.then(|| Arc::new(Streams::new(limits.h2_max_resets)));
     let sends = Arc::new(Sends::new());
-    let requests = Arc::new(Requests::default());
+    let requests = Arc::new(Requests::new());
     let (counted, watched, begun) = (streams.clone(), sends.clone(), requests.clone());
     // Boxed, the request's future is allocated while it runs: hyper keeps
     // a slot of the service future's size per connection, idle or not.
@@ -52,15 +56,16 @@ pub async fn serve<I>(
         let guard = counted.as_ref().map(|s| Streams::open(s.clone()));
         let sends = watched.clone();
         begun.begin();
+        let requests = begun.clone();
         Box::pin(async move {
             let resp = respond(&current, req, &client).await;
             if let Some(mut g) = guard {
                 g.answered = true;
             }
+            requests.answered();
             Ok::<_, Infallible>(resp.map(|body| sends.watch(body)))
         })
     });
-    let io = TokioIo::new(io);
     // Over it, hyper answers 431 and closes the connection.
     let max_header_bytes = limits.max_header_bytes;
     match streams {
@@ -68,7 +73,7 @@ pub async fn serve<I>(
         // one's, and an unboxed branch would size every connection's task.
         Some(streams) => {
             let h2 = serve_h2(
-                io,
+                TokioIo::new(io),
                 svc,
                 streams,
                 limits.clone(),
@@ -84,19 +89,110 @@ pub async fn serve<I>(
             }
         }
         None => {
-            let conn = hyper::server::conn::http1::Builder::new()
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
-                .max_buf_size(max_header_bytes)
-                .serve_connection(io, svc);
+                .max_buf_size(max_header_bytes);
             let send = SendWatch {
                 sends: &sends,
                 timeout: limits.send_timeout,
             };
-            if drive(conn, stop, &requests, None, send).await == Closed::Stalled {
-                metrics.refused(Refusal::SendTimeout);
+            // hyper closes a connection idle past header_read_timeout: a
+            // parked one waits for what is left of it.
+            let parked_for = limits.header_read_timeout.saturating_sub(PARK_AFTER);
+            let (mut io, mut svc, mut stop) = (Rewind::new(io), svc, stop);
+            // A connection handed back with part of a request read is not
+            // parked again before that request begins: hyper's
+            // header_read_timeout, which starts anew with each hyper
+            // connection, must bound a client that never finishes one.
+            let mut hold = None;
+            loop {
+                let mut conn = Kept(builder.serve_connection(TokioIo::new(io), svc));
+                let closed =
+                    drive(Pin::new(&mut conn), &mut stop, &requests, hold, None, send).await;
+                match closed {
+                    Closed::Stalled => metrics.refused(Refusal::SendTimeout),
+                    Closed::Parked => {
+                        let parts = conn.0.into_parts();
+                        hold = (!parts.read_buf.is_empty()).then(|| requests.count());
+                        (io, svc) = (parts.io.into_inner().rewound(parts.read_buf), parts.service);
+                        metrics.client_connections_parked.inc();
+                        let again = io.wait(&mut stop, parked_for).await;
+                        metrics.client_connections_parked.dec();
+                        if again {
+                            continue;
+                        }
+                    }
+                    _ => {}
+                }
+                break;
             }
         }
+    }
+}
+
+/// An HTTP/1 connection that does not close its stream when it ends, so
+/// that a parked one can be taken back ([`Closed::Parked`]).
+struct Kept<C>(C);
+
+impl<I, S, B> Future for Kept<hyper::server::conn::http1::Connection<I, S>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.poll_without_shutdown(cx)
+    }
+}
+
+impl<I, S, B> Graceful for Kept<hyper::server::conn::http1::Connection<I, S>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(mut self: Pin<&mut Self>) {
+        Pin::new(&mut self.0).graceful_shutdown();
+    }
+
+    fn parks(&self) -> bool {
+        true
+    }
+}
+
+impl<I, S, B, E> Graceful for hyper::server::conn::http2::Connection<I, S, E>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http2::Connection::graceful_shutdown(self);
+    }
+}
+
+/// A connection [`drive`] can close gracefully; one that `parks` is
+/// parked after [`PARK_AFTER`] without a request in progress.
+trait Graceful: Future {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+    fn parks(&self) -> bool {
+        false
     }
 }
 
@@ -136,7 +232,9 @@ where
         sends: &sends,
         timeout: limits.send_timeout,
     };
-    drive(conn, stop, &requests, Some(watch), send).await
+    let conn = std::pin::pin!(conn);
+    let mut stop = stop;
+    drive(conn, &mut stop, &requests, None, Some(watch), send).await
 }
 
 /// One request on the generation in force: the pipeline's response,
@@ -165,6 +263,8 @@ enum Closed {
     Resets,
     /// A response waited `send_timeout` on the client.
     Stalled,
+    /// Idle, handed back to be parked ([`super::park`]).
+    Parked,
 }
 
 /// What the send watchdog reads (both protocols).
@@ -192,9 +292,14 @@ struct Watch<'a> {
 /// way (HAProxy's `idle-close-on-response`). An HTTP/2 connection that has
 /// begun a stream gets a GOAWAY at once (the protocol's own answer to that
 /// race).
-#[derive(Default)]
+/// It also tells when the connection last began or answered a request, and
+/// whether every request begun has been answered (to park it).
 struct Requests {
     begun: AtomicU64,
+    answered: AtomicU64,
+    started: Instant,
+    /// Milliseconds from `started` to the last request begun or answered.
+    last: AtomicU64,
     /// Someone waits for the next request (only once the server stops):
     /// until then a request pays no lock to wake nobody.
     watched: AtomicBool,
@@ -203,10 +308,42 @@ struct Requests {
 
 /// How long an idle connection may take to send its next (or first)
 /// request once the server is stopping.
-const LINGER: Duration = Duration::from_secs(2);
+pub(super) const LINGER: Duration = Duration::from_secs(2);
 
 impl Requests {
+    fn new() -> Requests {
+        Requests {
+            begun: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+            watched: AtomicBool::new(false),
+            notify: Notify::new(),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    fn last_active(&self) -> Instant {
+        self.started + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    }
+
+    /// The service has answered (its response may still be on its way).
+    fn answered(&self) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Every request begun has been answered.
+    fn idle(&self) -> bool {
+        self.answered.load(Ordering::Relaxed) == self.begun.load(Ordering::SeqCst)
+    }
+
     fn begin(&self) {
+        self.touch();
         // SeqCst here and in `more_than`: either the waiter sees the new
         // count, or this sees the waiter.
         self.begun.fetch_add(1, Ordering::SeqCst);
@@ -238,15 +375,21 @@ impl Requests {
 /// GOAWAY would let it open streams until it answers a PING); one closed
 /// for idleness that is still open after `linger` (a client that never
 /// sends its preface or never answers the GOAWAY's PING) is dropped too.
-async fn drive<C: GracefulConnection>(
-    conn: C,
-    mut stop: watch::Receiver<bool>,
+/// A connection that parks (HTTP/1) is handed back, [`Closed::Parked`],
+/// once it has had every request answered and no response on its way for
+/// [`PARK_AFTER`] (with `hold`, not before a request after the `hold`th
+/// has begun).
+async fn drive<C: Graceful>(
+    mut conn: Pin<&mut C>,
+    stop: &mut watch::Receiver<bool>,
     requests: &Requests,
+    hold: Option<u64>,
     watch: Option<Watch<'_>>,
     send: SendWatch<'_>,
 ) -> Closed {
-    tokio::pin!(conn);
     let mut why = Closed::Ended;
+    // Not before: a request still in progress there put it off.
+    let mut park_at = Instant::now() + PARK_AFTER;
     let mut drop_at = None;
     // Told to stop: closed once more than this many requests have begun
     // (HTTP/1: or at the deadline).
@@ -272,6 +415,8 @@ async fn drive<C: GracefulConnection>(
             }
         };
         let stall = tokio::time::sleep_until(send.sends.next_check(send.timeout));
+        let parks = open && close_after.is_none() && conn.parks();
+        let park = tokio::time::sleep_until(park_at.max(requests.last_active() + PARK_AFTER));
         tokio::select! {
             _ = conn.as_mut() => return why,
             _ = lingered => return why,
@@ -297,6 +442,18 @@ async fn drive<C: GracefulConnection>(
             }
             () = next_request(requests, close_after), if close_after.is_some() => close_after = None,
             _ = resets, if open => return Closed::Resets,
+            _ = park, if parks => {
+                // hyper is not being polled here: no request can begin
+                // between this look and the shutdown, which hands back a
+                // connection with a request half read (its bytes) as it
+                // is, one whose answer is still being written after it.
+                let held = hold.is_some_and(|n| requests.count() <= n);
+                if held || !requests.idle() || send.sends.busy() {
+                    park_at = Instant::now() + PARK_AFTER;
+                    continue;
+                }
+                why = Closed::Parked;
+            }
             _ = idle, if open => {
                 match &watch {
                     Some(w) if w.streams.idle_for(w.idle) => {

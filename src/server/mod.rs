@@ -11,6 +11,7 @@
 //! plain-HTTP listener).
 
 pub mod conn;
+pub mod park;
 pub mod redirect;
 pub mod sending;
 
@@ -231,12 +232,16 @@ mod tests {
     #[tokio::test]
     async fn a_connections_task_stays_small() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
         let text = "[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
                     [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
                     [[pool.node]]\nname = \"cas1\"\nurl = \"http://127.0.0.1:1\"\n";
-        let config = crate::config::parse(text, std::path::Path::new(".")).config.unwrap();
+        let config = crate::config::parse(text, std::path::Path::new("."))
+            .config
+            .unwrap();
         let cert = crate::demo::self_signed().unwrap();
         let tls = crate::tls::from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
         let current = Current::fixed(&config, tls).unwrap();

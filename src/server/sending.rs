@@ -100,6 +100,12 @@ impl Sends {
         }
     }
 
+    /// Whether a response is on its way (its body not all handed over).
+    pub fn busy(&self) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.iter().any(|s| s.in_use.load(Ordering::Acquire))
+    }
+
     /// Whether a response has waited on the client for `timeout`.
     pub fn stalled(&self, timeout: Duration) -> bool {
         self.oldest()

@@ -175,8 +175,16 @@ pub fn client_tls(pool: &Pool) -> Result<Arc<ClientConfig>, TlsSetupError> {
 /// A TLS client configuration trusting `roots`: AWS-LC, TLS 1.2 and 1.3,
 /// HTTP/1.1 by ALPN (casfront's upstream side and the bench's client).
 pub fn http1_client(roots: rustls::RootCertStore) -> Result<ClientConfig, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    http1_client_with(roots, rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The same with `provider` (the bench's client, offering fewer key
+/// exchanges).
+pub fn http1_client_with(
+    roots: rustls::RootCertStore,
+    provider: rustls::crypto::CryptoProvider,
+) -> Result<ClientConfig, rustls::Error> {
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
