@@ -19,17 +19,17 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::park::{Park, Rewind, PARK_AFTER};
+use super::park::{Kept, Park, Rewind, PARK_AFTER};
 use super::sending::{Sending, Sends};
 use crate::access_log::{AccessLine, Logged};
 use crate::client::ClientConn;
 use crate::config::Limits;
 use crate::current::Current;
-use crate::metrics::Refusal;
+use crate::metrics::{Metrics, Refusal};
 use crate::pipeline::{self, ResponseBody};
 
 /// Serves HTTP on `io` (HTTP/2 when `h2`, the ALPN result) until it ends;
@@ -66,8 +66,6 @@ pub async fn serve<I>(
             Ok::<_, Infallible>(resp.map(|body| sends.watch(body)))
         })
     });
-    // Over it, hyper answers 431 and closes the connection.
-    let max_header_bytes = limits.max_header_bytes;
     match streams {
         // Boxed: an HTTP/2 connection's state is several times an HTTP/1
         // one's, and an unboxed branch would size every connection's task.
@@ -89,88 +87,79 @@ pub async fn serve<I>(
             }
         }
         None => {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .max_buf_size(max_header_bytes);
-            let send = SendWatch {
-                sends: &sends,
-                timeout: limits.send_timeout,
-            };
-            // hyper closes a connection idle past header_read_timeout: a
-            // parked one waits for what is left of it.
-            let parked_for = limits.header_read_timeout.saturating_sub(PARK_AFTER);
-            let (mut io, mut svc, mut stop) = (Rewind::new(io), svc, stop);
-            // A connection handed back with part of a request read is not
-            // parked again before that request begins: hyper's
-            // header_read_timeout, which starts anew with each hyper
-            // connection, must bound a client that never finishes one.
-            let mut hold = None;
-            loop {
-                let mut conn = Kept(builder.serve_connection(TokioIo::new(io), svc));
-                let closed =
-                    drive(Pin::new(&mut conn), &mut stop, &requests, hold, None, send).await;
-                match closed {
-                    Closed::Stalled => metrics.refused(Refusal::SendTimeout),
-                    Closed::Parked => {
-                        let parts = conn.0.into_parts();
-                        hold = (!parts.read_buf.is_empty()).then(|| requests.count());
-                        (io, svc) = (parts.io.into_inner().rewound(parts.read_buf), parts.service);
-                        metrics.client_connections_parked.inc();
-                        let again = io.wait(&mut stop, parked_for).await;
-                        metrics.client_connections_parked.dec();
-                        if again {
-                            continue;
-                        }
-                    }
-                    _ => {}
-                }
-                break;
+            let h1 = serve_h1(io, svc, limits, (&requests, &sends, &metrics), stop);
+            if h1.await == Closed::Stalled {
+                metrics.refused(Refusal::SendTimeout);
             }
         }
     }
 }
 
-/// An HTTP/1 connection that does not close its stream when it ends, so
-/// that a parked one can be taken back ([`Closed::Parked`]).
-struct Kept<C>(C);
-
-impl<I, S, B> Future for Kept<hyper::server::conn::http1::Connection<I, S>>
+/// HTTP/1.1 until the connection ends, parked whenever it idles
+/// ([`super::park`]); how it ended.
+async fn serve_h1<I: Park, S>(
+    io: I,
+    svc: S,
+    limits: &Limits,
+    (requests, sends, metrics): (&Requests, &Sends, &Metrics),
+    mut stop: watch::Receiver<bool>,
+) -> Closed
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = Sending<Logged<ResponseBody>>>
+        + Unpin,
     S::Future: Unpin,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Output = hyper::Result<()>;
-
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        self.0.poll_without_shutdown(cx)
-    }
-}
-
-impl<I, S, B> Graceful for Kept<hyper::server::conn::http1::Connection<I, S>>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Unpin,
-    S::Future: Unpin,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful_shutdown(mut self: Pin<&mut Self>) {
-        Pin::new(&mut self.0).graceful_shutdown();
-    }
-
-    fn parks(&self) -> bool {
-        true
-    }
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // Over it, hyper answers 431 and closes the connection.
+        .max_buf_size(limits.max_header_bytes);
+    let send = SendWatch {
+        sends,
+        timeout: limits.send_timeout,
+    };
+    let (mut io, mut svc) = (Rewind::new(io), svc);
+    let mut resumed = None;
+    let (io, closed) = loop {
+        let mut conn = Kept(builder.serve_connection(TokioIo::new(io), svc));
+        let closed = drive(
+            Pin::new(&mut conn),
+            &mut stop,
+            requests,
+            resumed,
+            None,
+            send,
+        )
+        .await;
+        if matches!(closed, Closed::Stalled | Closed::Idle) {
+            return closed;
+        }
+        let parts = conn.0.into_parts();
+        let rest = parts.io.into_inner().rewound(parts.read_buf);
+        if closed != Closed::Parked {
+            break (rest, closed);
+        }
+        (io, svc) = (rest, parts.service);
+        // hyper closes a connection idle past header_read_timeout: parked,
+        // it waits for what is left of it, and its next request must have
+        // begun by then (a new hyper connection would start the timeout
+        // anew).
+        let deadline = requests.last_active() + limits.header_read_timeout;
+        metrics.client_connections_parked.inc();
+        let again = io.wait(&mut stop, deadline).await;
+        metrics.client_connections_parked.dec();
+        if !again {
+            break (io, Closed::Ended);
+        }
+        resumed = Some((requests.count(), deadline));
+    };
+    // hyper ended without closing the stream (to hand a parked one back):
+    // close it, TLS close_notify first.
+    let mut io = io;
+    let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
+    closed
 }
 
 impl<I, S, B, E> Graceful for hyper::server::conn::http2::Connection<I, S, E>
@@ -189,7 +178,7 @@ where
 
 /// A connection [`drive`] can close gracefully; one that `parks` is
 /// parked after [`PARK_AFTER`] without a request in progress.
-trait Graceful: Future {
+pub(super) trait Graceful: Future {
     fn graceful_shutdown(self: Pin<&mut Self>);
     fn parks(&self) -> bool {
         false
@@ -377,13 +366,14 @@ impl Requests {
 /// sends its preface or never answers the GOAWAY's PING) is dropped too.
 /// A connection that parks (HTTP/1) is handed back, [`Closed::Parked`],
 /// once it has had every request answered and no response on its way for
-/// [`PARK_AFTER`] (with `hold`, not before a request after the `hold`th
-/// has begun).
+/// [`PARK_AFTER`]. One `resumed` from the park after its `n`th request is
+/// not parked again before its next request begins, and is dropped
+/// ([`Closed::Idle`]) if that has not begun by the deadline.
 async fn drive<C: Graceful>(
     mut conn: Pin<&mut C>,
     stop: &mut watch::Receiver<bool>,
     requests: &Requests,
-    hold: Option<u64>,
+    resumed: Option<(u64, Instant)>,
     watch: Option<Watch<'_>>,
     send: SendWatch<'_>,
 ) -> Closed {
@@ -416,6 +406,13 @@ async fn drive<C: Graceful>(
         };
         let stall = tokio::time::sleep_until(send.sends.next_check(send.timeout));
         let parks = open && close_after.is_none() && conn.parks();
+        let waiting = resumed.filter(|&(n, _)| requests.count() == n);
+        let cut = async {
+            match waiting {
+                Some((_, at)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let park = tokio::time::sleep_until(park_at.max(requests.last_active() + PARK_AFTER));
         tokio::select! {
             _ = conn.as_mut() => return why,
@@ -442,12 +439,18 @@ async fn drive<C: Graceful>(
             }
             () = next_request(requests, close_after), if close_after.is_some() => close_after = None,
             _ = resets, if open => return Closed::Resets,
+            () = cut, if open => {
+                if waiting.is_some_and(|(n, _)| requests.count() == n) {
+                    return Closed::Idle;
+                }
+                continue;
+            }
             _ = park, if parks => {
                 // hyper is not being polled here: no request can begin
                 // between this look and the shutdown, which hands back a
                 // connection with a request half read (its bytes) as it
                 // is, one whose answer is still being written after it.
-                let held = hold.is_some_and(|n| requests.count() <= n);
+                let held = resumed.is_some_and(|(n, _)| requests.count() <= n);
                 if held || !requests.idle() || send.sends.busy() {
                     park_at = Instant::now() + PARK_AFTER;
                     continue;

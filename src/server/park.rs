@@ -17,6 +17,9 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::conn::Graceful;
 
 /// How long a connection idles before it is parked. A client that sends
 /// its requests back to back never is.
@@ -81,13 +84,13 @@ impl<I> Rewind<I> {
 impl<I: Park> Rewind<I> {
     /// Waits, parked, for the client's next request: true when it comes
     /// (or the client closes, which hyper then reads as the end), false
-    /// once `idle` has passed without one, or [`super::conn::LINGER`]
-    /// once the server stops.
-    pub async fn wait(&self, stop: &mut watch::Receiver<bool>, idle: Duration) -> bool {
+    /// at `deadline` without one, or [`super::conn::LINGER`] after the
+    /// server stops.
+    pub async fn wait(&self, stop: &mut watch::Receiver<bool>, deadline: Instant) -> bool {
         if !self.prefix.is_empty() || self.io.buffered() {
             return true;
         }
-        let idle = tokio::time::sleep(idle);
+        let idle = tokio::time::sleep_until(deadline);
         tokio::pin!(idle);
         let stopping = stop.wait_for(|s| *s);
         tokio::select! {
@@ -148,6 +151,47 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// An HTTP/1 connection that does not close its stream when it ends, so
+/// that a parked one can be taken back ([`Closed::Parked`]).
+pub(super) struct Kept<C>(pub(super) C);
+
+impl<I, S, B> Future for Kept<hyper::server::conn::http1::Connection<I, S>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.poll_without_shutdown(cx)
+    }
+}
+
+impl<I, S, B> Graceful for Kept<hyper::server::conn::http1::Connection<I, S>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(mut self: Pin<&mut Self>) {
+        Pin::new(&mut self.0).graceful_shutdown();
+    }
+
+    fn parks(&self) -> bool {
+        true
     }
 }
 
