@@ -230,8 +230,9 @@ case ${KX:-classic} in
 esac
 PHASE_TIME=${PHASE_TIME:-5s}
 field() { python3 -c "import json,sys; s=json.load(sys.stdin)['scenarios'][0]; v=s['$1']; print('-' if v is None else (round(v,3) if isinstance(v,float) else v))"; }
-# PHASES picks some of them (default all).
+# PHASES picks some of them (default all; "none" for none).
 PHASES=${PHASES:-flow handshakes resume idle}
+[ "$PHASES" = none ] && PHASES=
 runs=()
 for phase in $PHASES; do
     case $phase in

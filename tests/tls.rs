@@ -14,11 +14,45 @@ use rustls_pki_types::CertificateDer;
 
 mod support;
 use support::client::{connect_tls, send_tls};
-use support::pki::Ca;
+use support::pki::{Ca, Leaf};
 use support::{config_of, front, temp_file};
 
 fn der(pem: &str) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+}
+
+/// casfront in front of `node` with `certs` (a file name, the certificate,
+/// more lines for its table): the first in `[tls]`, the others in
+/// `[[tls.certificate]]`.
+async fn front_with(
+    certs: &[(&str, &Leaf, &str)],
+    node: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    Arc<casfront::current::Current>,
+    support::Serving,
+) {
+    let mut text = String::from("[listen]\nhttps = \"127.0.0.1:0\"\n");
+    for (i, (name, leaf, more)) in certs.iter().enumerate() {
+        let cert = temp_file(&format!("{name}.pem"), &leaf.cert_pem);
+        let key = temp_file(&format!("{name}.key"), &leaf.key_pem);
+        let table = if i == 0 {
+            "[tls]"
+        } else {
+            "[[tls.certificate]]"
+        };
+        text += &format!(
+            "{table}\ncert = \"{}\"\nkey = \"{}\"\n{more}",
+            cert.display(),
+            key.display()
+        );
+    }
+    text += &format!(
+        "[[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
+         [[pool.node]]\nname = \"cas1\"\nurl = \"http://{node}\"\n"
+    );
+    let cfg = config_of(&text);
+    front(&cfg, tls::from_config(&cfg.tls).unwrap().config).await
 }
 
 /// The certificate the listener presented for `server_name`.
@@ -37,25 +71,13 @@ async fn sni_chooses_the_certificate() {
     let main = ca.leaf(&["localhost", "127.0.0.1"]);
     let other = ca.leaf(&["login.example.org"]);
     let wild = ca.leaf(&["*.idp.example.edu"]);
-    let file = |name: &str, text: &str| temp_file(name, text).display().to_string();
     let n = node::spawn(NodeSpec::named("cas1")).await.unwrap();
-    let text = format!(
-        "[listen]\nhttps = \"127.0.0.1:0\"\n\
-         [tls]\ncert = \"{}\"\nkey = \"{}\"\n\
-         [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
-         [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\nnames = [\"*.idp.example.edu\"]\n\
-         [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
-         [[pool.node]]\nname = \"cas1\"\nurl = \"http://{}\"\n",
-        file("main.pem", &main.cert_pem),
-        file("main.key", &main.key_pem),
-        file("other.pem", &other.cert_pem),
-        file("other.key", &other.key_pem),
-        file("wild.pem", &wild.cert_pem),
-        file("wild.key", &wild.key_pem),
-        n.addr
-    );
-    let cfg = config_of(&text);
-    let (addr, _proxy, _serving) = front(&cfg, tls::from_config(&cfg.tls).unwrap().config).await;
+    let certs = [
+        ("main", &main, ""),
+        ("other", &other, ""),
+        ("wild", &wild, "names = [\"*.idp.example.edu\"]\n"),
+    ];
+    let (addr, _proxy, _serving) = front_with(&certs, n.addr).await;
     let client = ca.client();
     // Names from the certificate itself, from `names`, and the default.
     assert_eq!(
@@ -115,24 +137,11 @@ async fn each_client_gets_the_cheapest_certificate_it_can_verify() {
     let names = ["localhost", "127.0.0.1"];
     let rsa = ca.leaf_with(&names, &rcgen::PKCS_RSA_SHA256);
     let ec = ca.leaf(&names);
-    let file = |name: &str, text: &str| temp_file(name, text).display().to_string();
     let n = node::spawn(NodeSpec::named("cas1")).await.unwrap();
     // The RSA certificate first (the default, as most sites have it), the
     // ECDSA one for the same names beside it.
-    let text = format!(
-        "[listen]\nhttps = \"127.0.0.1:0\"\n\
-         [tls]\ncert = \"{}\"\nkey = \"{}\"\n\
-         [[tls.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
-         [[pool]]\nname = \"cas\"\npath_prefix = \"/cas\"\n\
-         [[pool.node]]\nname = \"cas1\"\nurl = \"http://{}\"\n",
-        file("dual-rsa.pem", &rsa.cert_pem),
-        file("dual-rsa.key", &rsa.key_pem),
-        file("dual-ec.pem", &ec.cert_pem),
-        file("dual-ec.key", &ec.key_pem),
-        n.addr
-    );
-    let cfg = config_of(&text);
-    let (addr, _proxy, _serving) = front(&cfg, tls::from_config(&cfg.tls).unwrap().config).await;
+    let certs = [("dual-rsa", &rsa, ""), ("dual-ec", &ec, "")];
+    let (addr, _proxy, _serving) = front_with(&certs, n.addr).await;
     let modern = ca.client();
     let rsa_only =
         support::client::tls_trusting_with(&ca.pem, provider_with(is_rsa, |_| true), false);

@@ -446,7 +446,10 @@ pub mod defaults {
     /// connection is not reused after the node closed it.
     pub const IDLE_TIMEOUT_SECS: u64 = 15;
     pub const TOMCAT_KEEP_ALIVE_SECS: u64 = 20;
-    pub const MAX_IDLE: usize = 64;
+    /// Above Tomcat's default 200 worker threads: a node's whole
+    /// concurrency kept warm (at 64, 400 keep-alive clients over 3 nodes
+    /// had casfront close and reopen node connections on every burst).
+    pub const MAX_IDLE: usize = 256;
     pub const QUEUE_TIMEOUT_SECS: u64 = 5;
     pub const DOWN_COOLDOWN_SECS: u64 = 10;
     pub const LEARNED_CAPACITY: usize = 100_000;

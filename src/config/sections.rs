@@ -355,7 +355,7 @@ pub fn upstream(raw: Option<Spanned<RawUpstream>>, d: &mut Diags) -> Option<Upst
         def.queue_timeout,
         d,
     );
-    // Only when both were set: the default max_idle (64) above a small cap
+    // Only when both were set: the default max_idle (256) above a small cap
     // is no mistake of the reader's.
     if let (Some(cap), Some(idle), Some(at), Some(_)) = (
         max_connections,

@@ -187,11 +187,12 @@ impl Config {
     }
 }
 
-fn random_key() -> Result<[u8; KEY_LEN], String> {
+/// 32 random bytes: a new key.
+pub(crate) fn random_key() -> Result<[u8; KEY_LEN], String> {
     let mut key = [0u8; KEY_LEN];
     SystemRandom::new()
         .fill(&mut key)
-        .map_err(|_| "no randomness for the route-cookie key".to_owned())?;
+        .map_err(|_| "no randomness for a new key".to_owned())?;
     Ok(key)
 }
 

@@ -363,7 +363,7 @@ fn upstream_and_learned_sections() {
         warnings(&capped)[1..],
         ["15:19: max_idle (8) is above max_connections (4): at most 4 connections per node are kept"]
     );
-    // The default max_idle (64) above a cap is no mistake: no warning.
+    // The default max_idle (256) above a cap is no mistake: no warning.
     let only_cap = ok.replace("max_idle = 0\n", "max_connections = 4\n");
     assert_eq!(warnings(&only_cap).len(), 1, "{:?}", warnings(&only_cap));
     let c = parse_str(&capped).config.unwrap();

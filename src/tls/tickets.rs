@@ -19,7 +19,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NO
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use rustls::server::ProducesTickets;
 
-use crate::config::state::{create_key, read_key};
+use crate::config::state::{create_key, random_key, read_key};
 use crate::routing::route_cookie::KEY_LEN;
 
 /// How long one key seals new tickets (rustls' own ticketer rotates as
@@ -210,7 +210,7 @@ fn keys_in(store: &Store, period: u64, old: Option<&Keys>) -> Result<Keys, Strin
         Store::Memory => {
             let current = match from_old(period) {
                 Some(k) => k,
-                None => random()?,
+                None => random_key()?,
             };
             (current, period.checked_sub(1).and_then(from_old))
         }
@@ -231,14 +231,6 @@ fn keys_in(store: &Store, period: u64, old: Option<&Keys>) -> Result<Keys, Strin
         current: Key::new(current)?,
         previous: previous.map(Key::new).transpose()?,
     })
-}
-
-fn random() -> Result<[u8; KEY_LEN], String> {
-    let mut key = [0u8; KEY_LEN];
-    SystemRandom::new()
-        .fill(&mut key)
-        .map_err(|_| "no randomness for a ticket key".to_owned())?;
-    Ok(key)
 }
 
 /// Deletes the key files of periods before `keep`.
