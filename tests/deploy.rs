@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod support;
+use support::process::succeeds;
 
 const UNIT: &str = include_str!("../deploy/systemd/casfront.service");
 
@@ -366,17 +367,10 @@ fn the_debian_package_installs_a_checked_configuration() {
         "/etc/casfront/casfront.toml"
     );
     let config = root.join("etc/casfront/casfront.toml");
-    let out = Command::new(root.join("usr/bin/casfront"))
-        .arg("check")
-        .arg("-c")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let said = succeeds(
+        Command::new(root.join("usr/bin/casfront"))
+            .args(["check", "-c"])
+            .arg(&config),
     );
     assert!(said.contains(": ok: "), "{said}");
     let unit =
@@ -393,16 +387,10 @@ fn the_kubernetes_manifests_validate_and_their_config_checks() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
     let manifests = ["cas.yaml", "casfront.yaml"].map(|f| dir.join(f));
     if have("kubernetes-validate") {
-        let out = Command::new("kubernetes-validate")
-            .args(["--strict", "--kubernetes-version", "1.31.0"])
-            .args(&manifests)
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{said}{}",
-            String::from_utf8_lossy(&out.stderr)
+        let said = succeeds(
+            Command::new("kubernetes-validate")
+                .args(["--strict", "--kubernetes-version", "1.31.0"])
+                .args(&manifests),
         );
         assert_eq!(said.matches(" passed for resource ").count(), 10, "{said}");
     }
@@ -430,16 +418,11 @@ fn the_kubernetes_manifests_validate_and_their_config_checks() {
     let config = config.replace("/etc/casfront/route/route.key", key.to_str().unwrap());
     let file = tmp.join("casfront.toml");
     std::fs::write(&file, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_casfront"))
-        .args(["check", "-c", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = succeeds(Command::new(env!("CARGO_BIN_EXE_casfront")).args([
+        "check",
+        "-c",
+        file.to_str().unwrap(),
+    ]));
     assert!(
         said.contains("nodes from DNS (SRV _http._tcp.cas.cas.svc.cluster.local"),
         "{said}"

@@ -281,13 +281,14 @@ struct Watch<'a> {
 /// way (HAProxy's `idle-close-on-response`). An HTTP/2 connection that has
 /// begun a stream gets a GOAWAY at once (the protocol's own answer to that
 /// race).
-/// It also tells when the connection last began or answered a request, and
-/// whether every request begun has been answered (to park it).
+/// It also tells when the connection last answered a request (or began,
+/// if it has answered none), and whether every request begun has been
+/// answered (to park it).
 struct Requests {
     begun: AtomicU64,
     answered: AtomicU64,
     started: Instant,
-    /// Milliseconds from `started` to the last request begun or answered.
+    /// Milliseconds from `started` to the last request answered.
     last: AtomicU64,
     /// Someone waits for the next request (only once the server stops):
     /// until then a request pays no lock to wake nobody.
@@ -332,7 +333,6 @@ impl Requests {
     }
 
     fn begin(&self) {
-        self.touch();
         // SeqCst here and in `more_than`: either the waiter sees the new
         // count, or this sees the waiter.
         self.begun.fetch_add(1, Ordering::SeqCst);

@@ -26,6 +26,7 @@ use crate::routing::route_cookie::KEY_LEN;
 /// often).
 pub const PERIOD: Duration = Duration::from_secs(6 * 3600);
 const HEADER: usize = 4;
+const TAG_LEN: usize = 16;
 
 /// Where the keys are kept.
 #[derive(Clone, Debug)]
@@ -132,19 +133,20 @@ impl Tickets {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).ok()?;
         let header = u32::try_from(keys.period).ok()?.to_be_bytes();
-        let mut out = Vec::with_capacity(HEADER + NONCE_LEN + plain.len() + 16);
+        let mut out = Vec::with_capacity(HEADER + NONCE_LEN + plain.len() + TAG_LEN);
         out.extend_from_slice(&header);
         out.extend_from_slice(&nonce);
-        let mut body = plain.to_vec();
-        keys.current
+        out.extend_from_slice(plain);
+        let tag = keys
+            .current
             .aead
-            .seal_in_place_append_tag(
+            .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(header),
-                &mut body,
+                &mut out[HEADER + NONCE_LEN..],
             )
             .ok()?;
-        out.extend_from_slice(&body);
+        out.extend_from_slice(tag.as_ref());
         Some(out)
     }
 

@@ -3,6 +3,19 @@
 
 use std::time::Duration;
 
+/// Runs `cmd` to its end, which must be a success (else its output is
+/// shown): its standard output.
+pub fn succeeds(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    said
+}
+
 /// A child process, killed when dropped.
 pub struct Running(pub std::process::Child);
 
