@@ -287,9 +287,8 @@ struct Watch<'a> {
 struct Requests {
     begun: AtomicU64,
     answered: AtomicU64,
-    started: Instant,
-    /// Milliseconds from `started` to the last request answered.
-    last: AtomicU64,
+    /// When the last request was answered.
+    last: Stamp,
     /// Someone waits for the next request (only once the server stops):
     /// until then a request pays no lock to wake nobody.
     watched: AtomicBool,
@@ -305,26 +304,20 @@ impl Requests {
         Requests {
             begun: AtomicU64::new(0),
             answered: AtomicU64::new(0),
-            started: Instant::now(),
-            last: AtomicU64::new(0),
+            last: Stamp::new(),
             watched: AtomicBool::new(false),
             notify: Notify::new(),
         }
     }
 
-    fn touch(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(ms, Ordering::Relaxed);
-    }
-
     fn last_active(&self) -> Instant {
-        self.started + Duration::from_millis(self.last.load(Ordering::Relaxed))
+        self.last.at()
     }
 
     /// The service has answered (its response may still be on its way).
     fn answered(&self) {
         self.answered.fetch_add(1, Ordering::Relaxed);
-        self.touch();
+        self.last.now();
     }
 
     /// Every request begun has been answered.
@@ -494,9 +487,8 @@ struct Streams {
     open: AtomicU32,
     resets: AtomicU32,
     max_resets: u32,
-    started: Instant,
-    /// Milliseconds from `started` to the last stream opened or closed.
-    last: AtomicU64,
+    /// When a stream last opened or closed.
+    last: Stamp,
     reset_limit: Notify,
 }
 
@@ -512,24 +504,18 @@ impl Streams {
             open: AtomicU32::new(0),
             resets: AtomicU32::new(0),
             max_resets,
-            started: Instant::now(),
-            last: AtomicU64::new(0),
+            last: Stamp::new(),
             reset_limit: Notify::new(),
         }
     }
 
     fn open(streams: Arc<Streams>) -> StreamGuard {
         streams.open.fetch_add(1, Ordering::Relaxed);
-        streams.touch();
+        streams.last.now();
         StreamGuard {
             streams,
             answered: false,
         }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(ms, Ordering::Relaxed);
     }
 
     /// When the connection will have idled for `idle`, as things stand.
@@ -537,7 +523,7 @@ impl Streams {
         if self.open.load(Ordering::Relaxed) > 0 {
             return Instant::now() + idle;
         }
-        self.started + Duration::from_millis(self.last.load(Ordering::Relaxed)) + idle
+        self.last.at() + idle
     }
 
     fn idle_for(&self, idle: Duration) -> bool {
@@ -549,9 +535,33 @@ impl Drop for StreamGuard {
     fn drop(&mut self) {
         let s = &self.streams;
         s.open.fetch_sub(1, Ordering::Relaxed);
-        s.touch();
+        s.last.now();
         if !self.answered && s.resets.fetch_add(1, Ordering::Relaxed) + 1 > s.max_resets {
             s.reset_limit.notify_one();
         }
+    }
+}
+
+/// A moment kept in an atomic: milliseconds since the stamp was made.
+struct Stamp {
+    started: Instant,
+    ms: AtomicU64,
+}
+
+impl Stamp {
+    fn new() -> Stamp {
+        Stamp {
+            started: Instant::now(),
+            ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn at(&self) -> Instant {
+        self.started + Duration::from_millis(self.ms.load(Ordering::Relaxed))
     }
 }
