@@ -19,7 +19,8 @@
 //! - [`process`]: the process's life (start, signals, reload, shutdown),
 //!   with [`upgrade`] (the hot binary upgrade, inherited sockets);
 //! - on top, used by no module below: [`explain`], [`demo`], [`bench`].
-#![forbid(unsafe_code)]
+// One exception, with its reason: `server::trim` (glibc's malloc_trim).
+#![deny(unsafe_code)]
 
 /// A line on stderr while serving (`process`, `discovery`). Unlike
 /// `eprintln!`, a closed stderr (the pipe of a supervisor that went away)

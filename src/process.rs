@@ -110,6 +110,7 @@ pub async fn start_with(
     sockets.push(("https", listener.as_fd().try_clone_to_owned()?));
     say!("casfront: admin API and status page on http://{admin}");
     tasks.push(tokio::spawn(admin::serve(admin_listener, current.clone())));
+    tasks.push(tokio::spawn(server::trim::run()));
     Ok(Started {
         current,
         https,

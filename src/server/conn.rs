@@ -148,6 +148,7 @@ where
         // anew).
         let deadline = requests.last_active() + limits.header_read_timeout;
         metrics.client_connections_parked.inc();
+        super::trim::freed();
         let again = io.wait(&mut stop, deadline).await;
         metrics.client_connections_parked.dec();
         if !again {

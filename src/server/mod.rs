@@ -8,12 +8,13 @@
 //! the TLS configuration and limits of the generation in force
 //! ([`Current`]), a request the generation in force. Submodules: [`conn`],
 //! [`sending`] (responses a client does not take), [`redirect`] (the
-//! plain-HTTP listener).
+//! plain-HTTP listener), [`trim`] (freed memory handed back after a burst).
 
 pub mod conn;
 pub mod park;
 pub mod redirect;
 pub mod sending;
+pub mod trim;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -218,6 +219,7 @@ struct Open<'a>(&'a prometheus_client::metrics::gauge::Gauge);
 impl Drop for Open<'_> {
     fn drop(&mut self) {
         self.0.dec();
+        trim::freed();
     }
 }
 
