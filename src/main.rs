@@ -135,7 +135,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // variables that handed them over.
             let inherited = casfront::upgrade::Inherited::from_env()
                 .with_context(|| "the sockets handed over")?;
-            runtime()?.block_on(casfront::process::serve(config, cfg, inherited))?;
+            // One thread's runtime; the listener starts one per further
+            // core (casfront::server::threads).
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(casfront::process::serve(config, cfg, inherited))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

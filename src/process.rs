@@ -189,7 +189,9 @@ impl Started {
                 );
             }
         }
-        let finished = server::serve_until(self.listener, self.current, stopped).await;
+        let threads = server::threads::count();
+        let finished =
+            server::threads::serve_until(self.listener, self.current, threads, stopped).await;
         for task in tasks {
             task.abort();
         }
