@@ -55,7 +55,15 @@ pub async fn serve_until(
     let gate = current.state().gate.clone();
     let (stop, stopped) = watch::channel(false);
     tokio::pin!(shutdown);
+    let mut accepted_in_turn = 0;
     let grace = loop {
+        // The connections already open go first: under a burst of new
+        // ones, each turn lets every task that is ready run once.
+        accepted_in_turn += 1;
+        if accepted_in_turn > ACCEPT_BATCH {
+            accepted_in_turn = 1;
+            tokio::task::yield_now().await;
+        }
         let max = || current.generation().limits().max_connections;
         let slot = tokio::select! {
             grace = &mut shutdown => break grace,
@@ -85,6 +93,12 @@ pub async fn serve_until(
     drop(stopped);
     tokio::time::timeout(grace, stop.closed()).await.is_ok()
 }
+
+/// Connections accepted in one turn of the accept loop (HAProxy's
+/// `tune.maxaccept` is 64 for all its threads). More, and a burst of new
+/// connections has thousands of handshakes in flight at once, each with its
+/// TLS state, and delays the requests of the connections already open.
+const ACCEPT_BATCH: usize = 16;
 
 /// A connection just accepted, counted under the global cap.
 struct Accepted {
