@@ -95,7 +95,7 @@ pub async fn serve_until(
 }
 
 /// Connections accepted in one turn of the accept loop (HAProxy's
-/// `tune.maxaccept` is 64 for all its threads). More, and a burst of new
+/// `tune.maxaccept` caps the same). More, and a burst of new
 /// connections has thousands of handshakes in flight at once, each with its
 /// TLS state, and delays the requests of the connections already open.
 const ACCEPT_BATCH: usize = 16;
