@@ -135,12 +135,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // variables that handed them over.
             let inherited = casfront::upgrade::Inherited::from_env()
                 .with_context(|| "the sockets handed over")?;
-            // One thread's runtime; the listener starts one per further
-            // core (casfront::server::threads).
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(casfront::process::serve(config, cfg, inherited))?;
+            let server = casfront::server::runtime::build(casfront::server::runtime::cores())?;
+            server.block_on(casfront::process::serve(config, cfg, inherited))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

@@ -189,9 +189,7 @@ impl Started {
                 );
             }
         }
-        let threads = server::threads::count();
-        let finished =
-            server::threads::serve_until(self.listener, self.current, threads, stopped).await;
+        let finished = server::serve_until(self.listener, self.current, stopped).await;
         for task in tasks {
             task.abort();
         }

@@ -8,14 +8,14 @@
 //! the TLS configuration and limits of the generation in force
 //! ([`Current`]), a request the generation in force. Submodules: [`conn`],
 //! [`sending`] (responses a client does not take), [`redirect`] (the
-//! plain-HTTP listener), [`threads`] (one runtime per core, each accepting),
-//! [`trim`] (freed memory handed back after a burst).
+//! plain-HTTP listener), [`runtime`] (the runtime `casfront run` serves
+//! on), [`trim`] (freed memory handed back after a burst).
 
 pub mod conn;
 pub mod park;
 pub mod redirect;
+pub mod runtime;
 pub mod sending;
-pub mod threads;
 pub mod trim;
 
 use std::future::Future;
