@@ -42,6 +42,13 @@ pub struct Inherited {
     channel: Option<String>,
 }
 
+/// Connections the kernel queues for a listener before casfront accepts
+/// them (the kernel caps it at `net.core.somaxconn`, 4096 by default).
+/// Rust's standard library asks for 128: a burst of thousands of clients
+/// reconnecting at once (a failover, a restart) overflowed it, and each
+/// client whose SYN was dropped waited a second or more to retry.
+const BACKLOG: u32 = 4096;
+
 impl Inherited {
     /// Takes what the environment hands over (and clears it, so that it
     /// reaches no process of ours): call it before any thread starts (the
@@ -91,9 +98,14 @@ impl Inherited {
             }
             // Another address now: the old socket closes with its process.
             _ => {
-                let l = std::net::TcpListener::bind(addr)?;
-                l.set_nonblocking(true)?;
-                TcpListener::from_std(l)
+                let socket = if addr.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                socket.set_reuseaddr(true)?;
+                socket.bind(addr)?;
+                socket.listen(BACKLOG)
             }
         }
     }
