@@ -9,8 +9,7 @@
 //! one, and its LIFO slot runs the task woken last first. Some requests
 //! wait many rounds: at 400 connections on one core, p99 was 71 ms against
 //! 37 ms with a current-thread runtime (first in, first out), for the same
-//! throughput and 5% less CPU per request (docs/benchmarks.md). linkerd2-
-//! proxy makes the same choice on one core.
+//! throughput and 5% less CPU per request (docs/benchmarks.md).
 //!
 //! On more cores, one current-thread runtime per core, each accepting from
 //! the listening socket, lost a request now and then across hot upgrades

@@ -25,10 +25,10 @@ static FREED: AtomicUsize = AtomicUsize::new(0);
 
 /// How many connections must have freed memory for a trim (about 4 MiB
 /// of buffers at 16 KiB each).
-pub const BURST: usize = 256;
+const BURST: usize = 256;
 
 /// Fewer than this many in the last second: the burst is over.
-pub const QUIET: usize = 64;
+const QUIET: usize = 64;
 
 const EVERY: Duration = Duration::from_secs(1);
 
@@ -70,7 +70,7 @@ fn due(pending: usize, recent: usize) -> bool {
 /// Asks glibc to give every arena's free pages back; true when it did.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-pub fn release() -> bool {
+fn release() -> bool {
     // SAFETY: malloc_trim takes no pointer and touches only the
     // allocator's own free lists, under the allocator's own locks; it may
     // be called from any thread at any time.
@@ -80,7 +80,7 @@ pub fn release() -> bool {
 /// Other allocators (musl's, jemalloc, macOS's) return free pages
 /// themselves or have no such call.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn release() -> bool {
+fn release() -> bool {
     false
 }
 
