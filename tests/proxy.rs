@@ -251,6 +251,28 @@ async fn a_silent_node_gets_a_504_in_time() {
     );
 }
 
+/// A client that closes its sending side once its request is out (TLS
+/// close_notify, then FIN) still gets the node's answer, as from HAProxy:
+/// the end of its input does not cancel the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_closed_client_gets_its_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::start().await;
+    let mut tls = support::client::connect_tls(&env.tls, env.cluster.addr, "localhost").await;
+    tls.write_all(b"GET /cas/slow?ms=300 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    tls.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer))
+        .await
+        .expect("no answer within 5 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("slow\n"), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_forwarding_headers_are_replaced() {
     let env = Env::start().await;

@@ -115,7 +115,13 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         // Over it, hyper answers 431 and closes the connection.
-        .max_buf_size(limits.max_header_bytes);
+        .max_buf_size(limits.max_header_bytes)
+        // A client's end of input while its request is with a node does
+        // not cancel it (HAProxy's default too): the node's answer is
+        // written, then the connection closes. Otherwise hyper reads to
+        // watch for that end with every request in flight, into a new
+        // 8 KiB buffer since the request's headers still share the last.
+        .half_close(true);
     let send = SendWatch {
         sends,
         timeout: limits.send_timeout,

@@ -252,7 +252,9 @@ impl NodePool {
             None => None,
             Some(slots) => match slots.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
-                Err(_) => match self.queue(slots, fresh).await? {
+                // Boxed, as below: rare paths, kept out of the size of
+                // every request's future.
+                Err(_) => match Box::pin(self.queue(slots, fresh)).await? {
                     Slot::Idle(sender) => {
                         return Ok(Conn {
                             sender,
@@ -264,7 +266,7 @@ impl NodePool {
             },
         };
         Ok(Conn {
-            sender: self.connect(slot).await?,
+            sender: Box::pin(self.connect(slot)).await?,
             pooled: false,
         })
     }
