@@ -218,7 +218,8 @@ fi
 #   earlier one: the share that resumed;
 # - idle: for each N in IDLE, in a fresh process of each front end, N
 #   connections opened, one request each, then held: resident memory while
-#   they are, and what each added to it.
+#   they are, and what each added to it;
+# - idleh2: the same over HTTP/2, as browsers hold their connections.
 # Each reports the front end's CPU per 1000 requests (and its memory).
 # HAProxy reserves two descriptors per connection (maxconn 9990 in its
 # anchor): under a hard limit of 20000 descriptors it cannot hold 10000.
@@ -231,12 +232,13 @@ esac
 PHASE_TIME=${PHASE_TIME:-5s}
 field() { python3 -c "import json,sys; s=json.load(sys.stdin)['scenarios'][0]; v=s['$1']; print('-' if v is None else (round(v,3) if isinstance(v,float) else v))"; }
 # PHASES picks some of them (default all; "none" for none).
-PHASES=${PHASES:-flow handshakes resume idle}
+PHASES=${PHASES:-flow handshakes resume idle idleh2}
 [ "$PHASES" = none ] && PHASES=
 runs=()
 for phase in $PHASES; do
     case $phase in
         idle) for n in $IDLE; do runs+=("idle$n"); done ;;
+        idleh2) for n in $IDLE; do runs+=("idleh2_$n"); done ;;
         *) runs+=("$phase") ;;
     esac
 done
@@ -247,6 +249,7 @@ for run in "${runs[@]}"; do
                 flow) extra=(--users 32) ;;
                 handshakes) extra=(--handshakes --users 16) ;;
                 resume) extra=(--handshakes --resume --users 16) ;;
+                idleh2_*) extra=(--idle "${run#idleh2_}" --h2); restart "$t" ;;
                 idle*) extra=(--idle "${run#idle}"); restart "$t" ;;
             esac
             taskset -c "$LOAD_CPU" "$bin" bench --target "${url[$t]}/cas" --ca "$dir/cert.pem" --no-nodes \
@@ -274,6 +277,7 @@ for run in "${runs[@]}"; do
         flow) echo "casfront/haproxy: login flow throughput $(ratio "$(pcol flow casfront 3)" "$(pcol flow haproxy 3)")x, p99 $(ratio "$(pcol flow casfront 4)" "$(pcol flow haproxy 4)")x, CPU per request $(ratio "$(pcol flow casfront 6)" "$(pcol flow haproxy 6)")x" ;;
         handshakes) echo "casfront/haproxy: handshakes/s $(ratio "$(pcol handshakes casfront 3)" "$(pcol handshakes haproxy 3)")x, CPU per handshake $(ratio "$(pcol handshakes casfront 6)" "$(pcol handshakes haproxy 6)")x" ;;
         resume) echo "casfront/haproxy: reconnects resumed $(pcol resume casfront 10) vs $(pcol resume haproxy 10), reconnects/s $(ratio "$(pcol resume casfront 3)" "$(pcol resume haproxy 3)")x, CPU per reconnect $(ratio "$(pcol resume casfront 6)" "$(pcol resume haproxy 6)")x" ;;
+        idleh2_*) echo "casfront/haproxy: memory per idle HTTP/2 connection (${run#idleh2_} held) $(ratio "$(pcol $run casfront 9)" "$(pcol $run haproxy 9)")x ($(pcol $run casfront 9) vs $(pcol $run haproxy 9) KiB), resident memory $(ratio "$(pcol $run casfront 7)" "$(pcol $run haproxy 7)")x" ;;
         idle*) echo "casfront/haproxy: memory per idle TLS connection (${run#idle} held) $(ratio "$(pcol $run casfront 9)" "$(pcol $run haproxy 9)")x ($(pcol $run casfront 9) vs $(pcol $run haproxy 9) KiB), resident memory $(ratio "$(pcol $run casfront 7)" "$(pcol $run haproxy 7)")x" ;;
     esac
     if [ -n "${BASELINE:-}" ]; then

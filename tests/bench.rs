@@ -151,6 +151,9 @@ async fn direct_and_target_modes_and_the_reports() {
     let out = run(&[&target[..], &["--idle", "50", "--watch-pid", &me]].concat()).await;
     assert_eq!(out[0].idle_connections, Some(50));
     assert!(out[0].rss_per_connection_kib.is_some());
+    // Over HTTP/2: a connection counts only if ALPN chose h2.
+    let out = run(&[&target[..], &["--idle", "20", "--h2"]].concat()).await;
+    assert_eq!(out[0].idle_connections, Some(20));
     // A wrong CA: every request fails, and says why.
     std::fs::write(&ca, casfront::demo::self_signed().unwrap().cert_pem).unwrap();
     let out = run(&["--target", &url, "--ca", ca.to_str().unwrap(), "--no-nodes"]).await;

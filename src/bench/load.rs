@@ -154,14 +154,14 @@ impl Default for Tally {
 }
 
 /// A response as the flow reads it.
-struct Reply {
+pub(super) struct Reply {
     status: StatusCode,
     headers: header::HeaderMap,
     body: Bytes,
 }
 
 /// One user's connection: reconnects when the front end closed it.
-struct Conn<'t> {
+pub(super) struct Conn<'t> {
     target: &'t Target,
     sender: Option<Sender>,
     /// The last connection made resumed a TLS session.
@@ -169,7 +169,7 @@ struct Conn<'t> {
 }
 
 impl<'t> Conn<'t> {
-    fn new(target: &'t Target) -> Conn<'t> {
+    pub(super) fn new(target: &'t Target) -> Conn<'t> {
         Conn {
             target,
             sender: None,
@@ -177,7 +177,7 @@ impl<'t> Conn<'t> {
         }
     }
 
-    async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
+    pub(super) async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
         let reusable = match self.sender.as_mut() {
             Some(s) => s.ready().await.is_ok(),
             None => false,
@@ -211,7 +211,7 @@ impl<'t> Conn<'t> {
 }
 
 /// How long a request may take before it counts as an error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs one user until `end`, recording the requests it starts from `from`
 /// until `end` (a login counts when all of its requests did).
@@ -529,51 +529,4 @@ async fn flow(
     let valid = u.validate(app, &v, &st2).await?;
     hops += hops_of(&valid.headers);
     Some(hops)
-}
-
-/// Opens `n` connections, each with one request answered (within
-/// [`REQUEST_TIMEOUT`]), keeps them open for `hold`, then calls `sample`
-/// while they still are; answers how many opened and what `sample` did.
-pub async fn idle<T>(
-    target: Arc<Target>,
-    n: usize,
-    hold: Duration,
-    sample: impl FnOnce() -> T,
-) -> (usize, T) {
-    let mut tasks = tokio::task::JoinSet::new();
-    let (opened_tx, mut opened_rx) = tokio::sync::mpsc::channel::<bool>(n.max(1));
-    for _ in 0..n {
-        let (target, opened) = (target.clone(), opened_tx.clone());
-        tasks.spawn(async move {
-            let mut conn = Conn::new(&target);
-            let path = format!("{}/login", target.prefix);
-            let req = Request::get(path.as_str())
-                .header(header::HOST, target.authority.as_str())
-                .body(Full::new(Bytes::new()));
-            let ok = match req {
-                Ok(req) => matches!(
-                    tokio::time::timeout(REQUEST_TIMEOUT, conn.send(req)).await,
-                    Ok(Ok(_))
-                ),
-                Err(_) => false,
-            };
-            let _ = opened.send(ok).await;
-            // Held open until the set is shut down.
-            std::future::pending::<()>().await;
-            drop(conn);
-        });
-    }
-    drop(opened_tx);
-    let mut ok = 0;
-    for _ in 0..n {
-        match opened_rx.recv().await {
-            Some(true) => ok += 1,
-            Some(false) => {}
-            None => break,
-        }
-    }
-    tokio::time::sleep(hold).await;
-    let sampled = sample();
-    tasks.shutdown().await;
-    (ok, sampled)
 }

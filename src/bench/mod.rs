@@ -6,6 +6,7 @@
 //! node-to-node hops against what theory predicts.
 
 pub mod chart;
+pub mod idle;
 pub mod load;
 pub mod mix;
 pub mod report;
@@ -98,6 +99,10 @@ pub struct BenchArgs {
     /// process's memory while they are open, and what each added to it.
     #[arg(long, value_name = "N")]
     pub idle: Option<usize>,
+    /// With --idle: the connections are HTTP/2 (ALPN h2), as browsers
+    /// hold theirs.
+    #[arg(long, requires = "idle")]
+    pub h2: bool,
     /// Report this process's CPU time per request and its resident memory
     /// (the front end under --target).
     #[arg(long, value_name = "PID")]
@@ -433,7 +438,7 @@ async fn scenario(
         let hold = args.warmup + measure;
         let tick = ticker(bar, hold);
         let before = watch.as_ref().and_then(report::Watch::rss_mib);
-        let (opened, rss) = load::idle(target, n, hold, || {
+        let (opened, rss) = idle::idle(target, n, args.h2, hold, || {
             watch.as_ref().map(report::Watch::rss_mib)
         })
         .await;
