@@ -70,156 +70,167 @@ pub struct Disposition {
 }
 
 /// Serves one request on `generation` and counts it.
-pub async fn handle(
-    generation: &Generation,
-    state: &ProcessState,
+///
+/// This and [`forward`] return an `async move` block rather than being
+/// `async fn`s: an `async fn` keeps its arguments twice in its future (as
+/// passed, and as its locals), and the request's future is copied whole
+/// into a fresh allocation at every request (see `docs/benchmarks.md`).
+#[allow(clippy::manual_async_fn)]
+pub fn handle<'a>(
+    generation: &'a Generation,
+    state: &'a ProcessState,
     req: Request<Incoming>,
-    client: &ClientConn,
-) -> (Response<ResponseBody>, Disposition) {
-    let mut out = Disposition::default();
-    let flight = state.flight();
-    let resp = match forward(generation, state, req, client, &mut out).await {
-        Ok(resp) => resp,
-        Err(stop) => answer::respond(generation, &state.metrics, stop),
-    };
-    drop(flight);
-    let status = resp.status().as_u16();
-    // A node's failures are counted apart (`upstream_failures`), so
-    // `requests` counts what nodes answered.
-    let handles = generation.handles();
-    match (out.node, out.rule) {
-        (Some(node), Some(rule)) if out.answered => handles.request(node, rule, status),
-        _ => handles.unrouted(out.pool, status),
+    client: &'a ClientConn,
+) -> impl std::future::Future<Output = (Response<ResponseBody>, Disposition)> + 'a {
+    async move {
+        let mut out = Disposition::default();
+        let flight = state.flight();
+        let resp = match forward(generation, state, req, client, &mut out).await {
+            Ok(resp) => resp,
+            Err(stop) => answer::respond(generation, &state.metrics, stop),
+        };
+        drop(flight);
+        let status = resp.status().as_u16();
+        // A node's failures are counted apart (`upstream_failures`), so
+        // `requests` counts what nodes answered.
+        let handles = generation.handles();
+        match (out.node, out.rule) {
+            (Some(node), Some(rule)) if out.answered => handles.request(node, rule, status),
+            _ => handles.unrouted(out.pool, status),
+        }
+        (resp, out)
     }
-    (resp, out)
 }
 
-async fn forward(
-    generation: &Generation,
-    state: &ProcessState,
+#[allow(clippy::manual_async_fn)] // See `handle`.
+fn forward<'a>(
+    generation: &'a Generation,
+    state: &'a ProcessState,
     req: Request<Incoming>,
-    client: &ClientConn,
-    out: &mut Disposition,
-) -> Result<Response<ResponseBody>, Stop> {
-    let (parts, body) = req.into_parts();
-    // The path outlives `parts`, which the request takes: a shared copy
-    // of its bytes, no allocation. An authority-form target (CONNECT) is
-    // mapped as `/`.
-    let target = parts.uri.path_and_query().cloned();
-    let mapped = match target.as_ref().map_or("", |t| t.path()) {
-        "" => "/".into(),
-        path => servlet_path(path),
-    };
-    let source = admit::admit(generation, state, &parts, client, &mapped)?;
-    let method = Method::from_bytes(parts.method.as_str().as_bytes());
-    let cert = client.cert.as_ref().and_then(ClientCert::identity);
-    let wants_body = generation.table().wants_body(
-        method,
-        mapped.as_bytes(),
-        parts.uri.query().map(str::as_bytes),
-        cert,
-    );
-    // A password login's user is in its body.
-    let login = (parts.method == http::Method::POST)
-        .then(|| generation.login_kind(&mapped))
-        .flatten();
-    let (prefix, body) = if wants_body || login.is_some() {
-        let limits = generation.limits();
-        read_prefix(body, limits.body_prefix, limits.body_wait)
-            .await
-            .map_err(|_| Stop::BodyUnreadable)?
-    } else {
-        (Bytes::new(), RequestBody::Streamed(body))
-    };
-    let attempt = login.and_then(|l| {
-        let body = (&prefix[..], body.cut());
-        login::attempt(generation, l, body, parts.uri.query(), &state.logins())
-    });
-    let mut pending = match attempt {
-        Some(a) => Some(login::begin(state, source, a)?),
-        None => None,
-    };
-    let mut req = Request::from_parts(parts, body);
-    prepare_request(&mut req, client);
-    // Attempts after the first take a new connection: the node that
-    // closed one pooled connection may have closed them all.
-    let mut again = 0u8;
-    loop {
-        let routed = Routed {
-            method,
-            mapped: &mapped,
-            body: wants_body.then(|| (&prefix[..], req.body().cut())),
-            cert,
+    client: &'a ClientConn,
+    out: &'a mut Disposition,
+) -> impl std::future::Future<Output = Result<Response<ResponseBody>, Stop>> + 'a {
+    async move {
+        let (parts, body) = req.into_parts();
+        // The path outlives `parts`, which the request takes: a shared copy
+        // of its bytes, no allocation. An authority-form target (CONNECT) is
+        // mapped as `/`.
+        let target = parts.uri.path_and_query().cloned();
+        let mapped = match target.as_ref().map_or("", |t| t.path()) {
+            "" => "/".into(),
+            path => servlet_path(path),
         };
-        let (pool_id, node, pool, conn) =
-            connect(generation, &req, &routed, again > 0, out).await?;
-        let rules = generation.rules(pool_id);
-        if let Some(rules) = rules {
-            if let Some(host) = &rules.host_override {
-                req.headers_mut().insert(header::HOST, host.clone());
-            }
-            request_rules(&rules.headers, req.headers_mut());
-        }
-        // Last, so that no header rule can set them either.
-        let certs = generation.cert_headers();
-        certs.apply(req.headers_mut(), client.cert.as_ref());
-        // Nor a trailer: only names no client may set are declared.
-        declared_trailers(req.headers_mut(), |n| !certs.strips(n) && !is_forwarding(n));
-        // Kept aside to forget a cookie the node expires (its Set-Cookie
-        // then carries an empty value). One header after `prepare_request`.
-        let sent_cookies = req.headers().get(header::COOKIE).cloned();
-        let sent_at = Instant::now();
-        match pool.send(conn, req).await {
-            Ok(resp) => {
-                out.answered = true;
-                generation.handles().upstream(node, sent_at.elapsed());
-                let mut resp = resp.map(Either::Left);
-                if let Some(p) = pending.take() {
-                    let status = resp.status().as_u16();
-                    login::settle(generation, state, p, status, resp.headers());
+        let source = admit::admit(generation, state, &parts, client, &mapped)?;
+        let method = Method::from_bytes(parts.method.as_str().as_bytes());
+        let cert = client.cert.as_ref().and_then(ClientCert::identity);
+        let wants_body = generation.table().wants_body(
+            method,
+            mapped.as_bytes(),
+            parts.uri.query().map(str::as_bytes),
+            cert,
+        );
+        // A password login's user is in its body.
+        let login = (parts.method == http::Method::POST)
+            .then(|| generation.login_kind(&mapped))
+            .flatten();
+        let (prefix, body) = if wants_body || login.is_some() {
+            let limits = generation.limits();
+            read_prefix(body, limits.body_prefix, limits.body_wait)
+                .await
+                .map_err(|_| Stop::BodyUnreadable)?
+        } else {
+            (Bytes::new(), RequestBody::Streamed(body))
+        };
+        let attempt = login.and_then(|l| {
+            let body = (&prefix[..], body.cut());
+            login::attempt(generation, l, body, parts.uri.query(), &state.logins())
+        });
+        let mut pending = match attempt {
+            Some(a) => Some(login::begin(state, source, a)?),
+            None => None,
+        };
+        let mut req = Request::from_parts(parts, body);
+        prepare_request(&mut req, client);
+        // Attempts after the first take a new connection: the node that
+        // closed one pooled connection may have closed them all.
+        let mut again = 0u8;
+        loop {
+            let routed = Routed {
+                method,
+                mapped: &mapped,
+                body: wants_body.then(|| (&prefix[..], req.body().cut())),
+                cert,
+            };
+            let (pool_id, node, pool, conn) =
+                connect(generation, &req, &routed, again > 0, out).await?;
+            let rules = generation.rules(pool_id);
+            if let Some(rules) = rules {
+                if let Some(host) = &rules.host_override {
+                    req.headers_mut().insert(header::HOST, host.clone());
                 }
-                prepare_response(&mut resp);
-                let learning = cookies::Learning {
-                    pool: pool_id,
-                    node,
-                    source,
-                    sent: sent_cookies.as_ref(),
-                };
-                cookies::learn(generation, &learning, resp.headers_mut());
-                if let Some(rules) = rules {
-                    if rules.secure_cookies {
-                        secure_cookies(resp.headers_mut());
+                request_rules(&rules.headers, req.headers_mut());
+            }
+            // Last, so that no header rule can set them either.
+            let certs = generation.cert_headers();
+            certs.apply(req.headers_mut(), client.cert.as_ref());
+            // Nor a trailer: only names no client may set are declared.
+            declared_trailers(req.headers_mut(), |n| !certs.strips(n) && !is_forwarding(n));
+            // Kept aside to forget a cookie the node expires (its Set-Cookie
+            // then carries an empty value). One header after `prepare_request`.
+            let sent_cookies = req.headers().get(header::COOKIE).cloned();
+            let sent_at = Instant::now();
+            match pool.send(conn, req).await {
+                Ok(resp) => {
+                    out.answered = true;
+                    generation.handles().upstream(node, sent_at.elapsed());
+                    let mut resp = resp.map(Either::Left);
+                    if let Some(p) = pending.take() {
+                        let status = resp.status().as_u16();
+                        login::settle(generation, state, p, status, resp.headers());
                     }
-                    response_rules(&rules.headers, resp.headers_mut());
+                    prepare_response(&mut resp);
+                    let learning = cookies::Learning {
+                        pool: pool_id,
+                        node,
+                        source,
+                        sent: sent_cookies.as_ref(),
+                    };
+                    cookies::learn(generation, &learning, resp.headers_mut());
+                    if let Some(rules) = rules {
+                        if rules.secure_cookies {
+                            secure_cookies(resp.headers_mut());
+                        }
+                        response_rules(&rules.headers, resp.headers_mut());
+                    }
+                    return Ok(resp);
                 }
-                return Ok(resp);
+                Err(SendError::Again {
+                    req: back,
+                    node_failed,
+                    sent,
+                }) => {
+                    // A request the node took and did not answer goes to
+                    // another node only if any node would do: one a ticket or
+                    // session sent there is that node's (it may have used the
+                    // ticket before it failed).
+                    if sent && node_failed && out.rule != Some(Rule::Any) {
+                        return Err(Stop::Node(node, Fault::Closed));
+                    }
+                    if node_failed {
+                        answer::fault(generation, node, Fault::Closed);
+                    }
+                    if again == 2 {
+                        return Err(Stop::GaveUp);
+                    }
+                    (req, again) = (*back, again + 1);
+                }
+                Err(SendError::Failed(UpstreamError::ResponseTimeout(_))) => {
+                    return Err(Stop::Node(node, Fault::Timeout))
+                }
+                // The node got an incomplete request: not its failure.
+                Err(SendError::Failed(e)) if e.client_side() => return Err(Stop::BodyCut),
+                Err(SendError::Failed(_)) => return Err(Stop::Node(node, Fault::Send)),
             }
-            Err(SendError::Again {
-                req: back,
-                node_failed,
-                sent,
-            }) => {
-                // A request the node took and did not answer goes to
-                // another node only if any node would do: one a ticket or
-                // session sent there is that node's (it may have used the
-                // ticket before it failed).
-                if sent && node_failed && out.rule != Some(Rule::Any) {
-                    return Err(Stop::Node(node, Fault::Closed));
-                }
-                if node_failed {
-                    answer::fault(generation, node, Fault::Closed);
-                }
-                if again == 2 {
-                    return Err(Stop::GaveUp);
-                }
-                (req, again) = (*back, again + 1);
-            }
-            Err(SendError::Failed(UpstreamError::ResponseTimeout(_))) => {
-                return Err(Stop::Node(node, Fault::Timeout))
-            }
-            // The node got an incomplete request: not its failure.
-            Err(SendError::Failed(e)) if e.client_side() => return Err(Stop::BodyCut),
-            Err(SendError::Failed(_)) => return Err(Stop::Node(node, Fault::Send)),
         }
     }
 }

@@ -235,18 +235,22 @@ where
 
 /// One request on the generation in force: the pipeline's response,
 /// wrapped for the access log.
-async fn respond(
-    current: &Current,
+/// Not an `async fn`, which would keep `req` twice in every request's
+/// future ([`pipeline::handle`] says why that matters).
+fn respond<'a>(
+    current: &'a Current,
     req: http::Request<hyper::body::Incoming>,
-    client: &ClientConn,
-) -> http::Response<Logged<ResponseBody>> {
+    client: &'a ClientConn,
+) -> impl std::future::Future<Output = http::Response<Logged<ResponseBody>>> + 'a {
     let generation = current.generation();
     let line = generation
         .access_log()
         .then(|| AccessLine::start(generation.clone(), client.peer, &req));
-    let (resp, disposition) = pipeline::handle(&generation, current.state(), req, client).await;
-    let status = resp.status().as_u16();
-    resp.map(|body| Logged::new(body, line, status, disposition))
+    async move {
+        let (resp, disposition) = pipeline::handle(&generation, current.state(), req, client).await;
+        let status = resp.status().as_u16();
+        resp.map(|body| Logged::new(body, line, status, disposition))
+    }
 }
 
 /// Why a connection was closed by casfront rather than by its client.

@@ -319,53 +319,59 @@ impl NodePool {
 
     /// Sends `req` on `conn`; gives the request back when it may be sent
     /// again ([`SendError::Again`]), to be routed again.
-    pub async fn send(
+    /// Not an `async fn`, which would keep the request twice in every
+    /// request's future (`pipeline::handle` says why that matters).
+    #[allow(clippy::manual_async_fn)]
+    pub fn send(
         self: &Arc<Self>,
         conn: Conn,
         req: Request<RequestBody>,
-    ) -> Result<Response<PooledBody>, SendError> {
-        let Conn { mut sender, pooled } = conn;
-        // A request body may still be on its way when the response is
-        // read (a node answers a GET at once; the client trickles the
-        // body): such a connection is not free for another request.
-        let body_pending = !req.body().is_end_stream();
-        let replayable = idempotent(req.method()) && !body_pending;
-        let copy = replayable.then(|| copy_request(&req));
-        let timeout = self.settings.response_timeout;
-        let resp = match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
-            Err(_) => {
-                return Err(SendError::Failed(UpstreamError::ResponseTimeout(
-                    self.addr.clone(),
-                )))
+    ) -> impl std::future::Future<Output = Result<Response<PooledBody>, SendError>> + '_ {
+        async move {
+            let Conn { mut sender, pooled } = conn;
+            // A request body may still be on its way when the response is
+            // read (a node answers a GET at once; the client trickles the
+            // body): such a connection is not free for another request.
+            let body_pending = !req.body().is_end_stream();
+            let replayable = idempotent(req.method()) && !body_pending;
+            // Boxed: kept out of the size of every request's future.
+            let copy = replayable.then(|| Box::new(copy_request(&req)));
+            let timeout = self.settings.response_timeout;
+            let resp = match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
+                Err(_) => {
+                    return Err(SendError::Failed(UpstreamError::ResponseTimeout(
+                        self.addr.clone(),
+                    )))
+                }
+                Ok(Ok(resp)) => resp,
+                Ok(Err(mut e)) => {
+                    let (req, sent) = match (e.take_message(), copy) {
+                        (Some(unsent), _) => (Box::new(unsent), false),
+                        (None, Some(copy)) if no_response(e.error()) => (copy, true),
+                        _ => return Err(SendError::Failed(self.request_error(e.into_error()))),
+                    };
+                    return Err(SendError::Again {
+                        req,
+                        node_failed: !pooled,
+                        sent,
+                    });
+                }
+            };
+            let back = Back {
+                pool: self.clone(),
+                sender,
+                body_pending,
+            };
+            if resp.body().is_end_stream() {
+                // HEAD, 204, 304: nobody may poll this body; the response is done.
+                back.response_done();
+                return Ok(resp.map(|inner| PooledBody { inner, back: None }));
             }
-            Ok(Ok(resp)) => resp,
-            Ok(Err(mut e)) => {
-                let (req, sent) = match (e.take_message(), copy) {
-                    (Some(unsent), _) => (unsent, false),
-                    (None, Some(copy)) if no_response(e.error()) => (copy, true),
-                    _ => return Err(SendError::Failed(self.request_error(e.into_error()))),
-                };
-                return Err(SendError::Again {
-                    req: Box::new(req),
-                    node_failed: !pooled,
-                    sent,
-                });
-            }
-        };
-        let back = Back {
-            pool: self.clone(),
-            sender,
-            body_pending,
-        };
-        if resp.body().is_end_stream() {
-            // HEAD, 204, 304: nobody may poll this body; the response is done.
-            back.response_done();
-            return Ok(resp.map(|inner| PooledBody { inner, back: None }));
+            Ok(resp.map(|inner| PooledBody {
+                inner,
+                back: Some(back),
+            }))
         }
-        Ok(resp.map(|inner| PooledBody {
-            inner,
-            back: Some(back),
-        }))
     }
 
     fn request_error(&self, source: hyper::Error) -> UpstreamError {
