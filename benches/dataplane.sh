@@ -55,14 +55,7 @@ PROFILE=${PROFILE:-release-lto}
 cargo build --profile "$PROFILE" --quiet --manifest-path "$root/Cargo.toml"
 bin=$root/target/$PROFILE/casfront
 
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$here/common.sh"
 
 # One certificate for both front ends (a full handshake signs with it).
 case $KEY in
@@ -235,6 +228,7 @@ field() { python3 -c "import json,sys; s=json.load(sys.stdin)['scenarios'][0]; v
 PHASES=${PHASES:-flow handshakes resume idle idleh2}
 [ "$PHASES" = none ] && PHASES=
 runs=()
+: >"$dir/phases"
 for phase in $PHASES; do
     case $phase in
         idle) for n in $IDLE; do runs+=("idle$n"); done ;;

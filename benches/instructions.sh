@@ -32,14 +32,7 @@ if [ $# -eq 0 ]; then
     cargo build --profile release-lto --quiet --manifest-path "$root/Cargo.toml"
     set -- "$root/target/release-lto/casfront"
 fi
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$here/common.sh"
 [ "${HAPROXY:-0}" = 1 ] && { command -v haproxy >/dev/null || { echo "needs haproxy" >&2; exit 2; }; }
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout "$dir/key.pem" -out "$dir/cert.pem" -days 2 -subj /CN=localhost \
