@@ -229,6 +229,8 @@ PHASES=${PHASES:-flow handshakes resume idle idleh2}
 [ "$PHASES" = none ] && PHASES=
 runs=()
 : >"$dir/phases"
+# The connections an idle run holds (idle2000, idleh2_2000: 2000).
+held() { local n=${1#idle}; echo "${n#h2_}"; }
 for phase in $PHASES; do
     case $phase in
         idle) for n in $IDLE; do runs+=("idle$n"); done ;;
@@ -243,8 +245,8 @@ for run in "${runs[@]}"; do
                 flow) extra=(--users 32) ;;
                 handshakes) extra=(--handshakes --users 16) ;;
                 resume) extra=(--handshakes --resume --users 16) ;;
-                idleh2_*) extra=(--idle "${run#idleh2_}" --h2); restart "$t" ;;
-                idle*) extra=(--idle "${run#idle}"); restart "$t" ;;
+                idleh2_*) extra=(--idle "$(held "$run")" --h2); restart "$t" ;;
+                idle*) extra=(--idle "$(held "$run")"); restart "$t" ;;
             esac
             taskset -c "$LOAD_CPU" "$bin" bench --target "${url[$t]}/cas" --ca "$dir/cert.pem" --no-nodes \
                 --watch-pid "${pid[$t]}" --duration "$PHASE_TIME" --warmup 1s --json "${extra[@]}" "${kx[@]}" \
@@ -271,8 +273,9 @@ for run in "${runs[@]}"; do
         flow) echo "casfront/haproxy: login flow throughput $(ratio "$(pcol flow casfront 3)" "$(pcol flow haproxy 3)")x, p99 $(ratio "$(pcol flow casfront 4)" "$(pcol flow haproxy 4)")x, CPU per request $(ratio "$(pcol flow casfront 6)" "$(pcol flow haproxy 6)")x" ;;
         handshakes) echo "casfront/haproxy: handshakes/s $(ratio "$(pcol handshakes casfront 3)" "$(pcol handshakes haproxy 3)")x, CPU per handshake $(ratio "$(pcol handshakes casfront 6)" "$(pcol handshakes haproxy 6)")x" ;;
         resume) echo "casfront/haproxy: reconnects resumed $(pcol resume casfront 10) vs $(pcol resume haproxy 10), reconnects/s $(ratio "$(pcol resume casfront 3)" "$(pcol resume haproxy 3)")x, CPU per reconnect $(ratio "$(pcol resume casfront 6)" "$(pcol resume haproxy 6)")x" ;;
-        idleh2_*) echo "casfront/haproxy: memory per idle HTTP/2 connection (${run#idleh2_} held) $(ratio "$(pcol $run casfront 9)" "$(pcol $run haproxy 9)")x ($(pcol $run casfront 9) vs $(pcol $run haproxy 9) KiB), resident memory $(ratio "$(pcol $run casfront 7)" "$(pcol $run haproxy 7)")x" ;;
-        idle*) echo "casfront/haproxy: memory per idle TLS connection (${run#idle} held) $(ratio "$(pcol $run casfront 9)" "$(pcol $run haproxy 9)")x ($(pcol $run casfront 9) vs $(pcol $run haproxy 9) KiB), resident memory $(ratio "$(pcol $run casfront 7)" "$(pcol $run haproxy 7)")x" ;;
+        idle*)
+            case $run in idleh2_*) kind=HTTP/2 ;; *) kind=TLS ;; esac
+            echo "casfront/haproxy: memory per idle $kind connection ($(held "$run") held) $(ratio "$(pcol $run casfront 9)" "$(pcol $run haproxy 9)")x ($(pcol $run casfront 9) vs $(pcol $run haproxy 9) KiB), resident memory $(ratio "$(pcol $run casfront 7)" "$(pcol $run haproxy 7)")x" ;;
     esac
     if [ -n "${BASELINE:-}" ]; then
         case $run in

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{header, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 
 use super::load::{Conn, Target, REQUEST_TIMEOUT};
 
@@ -24,10 +23,9 @@ pub async fn idle<T>(
     hold: Duration,
     sample: impl FnOnce() -> T,
 ) -> (usize, T) {
-    let target = if h2 {
-        Arc::new(alpn_h2(&target))
-    } else {
-        target
+    let target = match h2 {
+        true => Arc::new(target.with_client(|c| c.alpn_protocols = vec![b"h2".to_vec()])),
+        false => target,
     };
     let mut tasks = tokio::task::JoinSet::new();
     let (opened_tx, mut opened_rx) = tokio::sync::mpsc::channel::<bool>(n.max(1));
@@ -38,23 +36,22 @@ pub async fn idle<T>(
             let req = Request::get(path.as_str())
                 .header(header::HOST, target.authority.as_str())
                 .body(Full::new(Bytes::new()));
-            let Ok(req) = req else {
-                let _ = opened.send(false).await;
-                return;
+            let held = match req {
+                Err(_) => None,
+                Ok(req) if h2 => {
+                    let held = tokio::time::timeout(REQUEST_TIMEOUT, h2_exchange(&target, req));
+                    held.await.ok().flatten().map(Held::H2)
+                }
+                Ok(req) => {
+                    let mut conn = Conn::new(&target);
+                    let answered = tokio::time::timeout(REQUEST_TIMEOUT, conn.send(req)).await;
+                    matches!(answered, Ok(Ok(_))).then_some(Held::H1(conn))
+                }
             };
-            if h2 {
-                let held = tokio::time::timeout(REQUEST_TIMEOUT, h2_exchange(&target, req)).await;
-                let _ = opened.send(matches!(held, Ok(Some(_)))).await;
-                // Held open until the set is shut down.
-                std::future::pending::<()>().await;
-                drop(held);
-            } else {
-                let mut conn = Conn::new(&target);
-                let answered = tokio::time::timeout(REQUEST_TIMEOUT, conn.send(req)).await;
-                let _ = opened.send(matches!(answered, Ok(Ok(_)))).await;
-                std::future::pending::<()>().await;
-                drop(conn);
-            }
+            let _ = opened.send(held.is_some()).await;
+            // Held open until the set is shut down.
+            std::future::pending::<()>().await;
+            drop(held);
         });
     }
     drop(opened_tx);
@@ -72,15 +69,10 @@ pub async fn idle<T>(
     (ok, sampled)
 }
 
-/// The same target, its TLS client offering only `h2`.
-fn alpn_h2(target: &Target) -> Target {
-    let mut t = target.clone();
-    if let Some((config, _)) = &mut t.tls {
-        let mut h2 = (**config).clone();
-        h2.alpn_protocols = vec![b"h2".to_vec()];
-        *config = Arc::new(h2);
-    }
-    t
+/// An open connection, kept until the set is shut down.
+enum Held<'t> {
+    H1(#[allow(dead_code)] Conn<'t>),
+    H2(#[allow(dead_code)] hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
 /// A new HTTP/2 connection and `req` answered on it, read whole: the
@@ -89,13 +81,7 @@ async fn h2_exchange(
     target: &Target,
     req: Request<Full<Bytes>>,
 ) -> Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>> {
-    let tcp = TcpStream::connect(target.addr).await.ok()?;
-    tcp.set_nodelay(true).ok()?;
-    let (config, name) = target.tls.as_ref()?;
-    let tls = tokio_rustls::TlsConnector::from(config.clone())
-        .connect(name.clone(), tcp)
-        .await
-        .ok()?;
+    let (tls, _) = target.tls_stream().await.ok()?;
     if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
         return None;
     }

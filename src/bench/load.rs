@@ -43,31 +43,48 @@ impl Target {
     /// A new connection (a full handshake when TLS has no resumption),
     /// and whether its handshake resumed a session.
     async fn connect(&self) -> std::io::Result<(Sender, bool)> {
+        if self.tls.is_none() {
+            return Ok((http1(self.tcp().await?).await?, false));
+        }
+        let (tls, resumed) = self.tls_stream().await?;
+        Ok((http1(tls).await?, resumed))
+    }
+
+    async fn tcp(&self) -> std::io::Result<TcpStream> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
-        match &self.tls {
-            None => Ok((http1(tcp).await?, false)),
-            Some((config, name)) => {
-                let connector = tokio_rustls::TlsConnector::from(config.clone());
-                let tls = connector.connect(name.clone(), tcp).await?;
-                let resumed =
-                    tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-                Ok((http1(tls).await?, resumed))
-            }
-        }
+        Ok(tcp)
     }
-}
 
-impl Target {
-    /// The same target for a client with a TLS session store of its own.
-    fn with_own_sessions(&self) -> Target {
+    /// A new TLS connection (an error for an http target), and whether
+    /// its handshake resumed a session.
+    pub(super) async fn tls_stream(
+        &self,
+    ) -> std::io::Result<(tokio_rustls::client::TlsStream<TcpStream>, bool)> {
+        let Some((config, name)) = &self.tls else {
+            return Err(std::io::Error::other("not an https target"));
+        };
+        let tcp = self.tcp().await?;
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        let tls = connector.connect(name.clone(), tcp).await?;
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        Ok((tls, resumed))
+    }
+
+    /// The same target, its TLS client configured by `edit`.
+    pub(super) fn with_client(&self, edit: impl FnOnce(&mut rustls::ClientConfig)) -> Target {
         let mut t = self.clone();
         if let Some((config, _)) = &mut t.tls {
             let mut own = (**config).clone();
-            own.resumption = rustls::client::Resumption::in_memory_sessions(4);
+            edit(&mut own);
             *config = Arc::new(own);
         }
         t
+    }
+
+    /// The same target for a client with a TLS session store of its own.
+    fn with_own_sessions(&self) -> Target {
+        self.with_client(|c| c.resumption = rustls::client::Resumption::in_memory_sessions(4))
     }
 }
 
