@@ -11,6 +11,8 @@
 #   apt-get install valgrind wrk haproxy
 #   benches/instructions.sh [BINARY...]   # default: this tree's release-lto build
 #   HAPROXY=1 benches/instructions.sh     # and HAProxy (benches/anchors/haproxy.cfg)
+#   KEEP=/tmp/cg benches/instructions.sh  # keeps each dump there, for
+#       callgrind_annotate --sort=DLmr:1,DLmw:1 /tmp/cg/casfront.callgrind
 #
 # Prints, per binary, per request: Ir (instructions), D1mr/D1mw (first-level
 # data misses), I1mr (instruction misses) and LLmr/LLmw (misses of an
@@ -94,6 +96,7 @@ for bin in "$@"; do
     n=$((after - before))
     # The dump taken with counting on (the one with the most instructions).
     dump=$(for f in "$out".*; do awk -v f="$f" '/^(summary|totals):/ {print $2, f; exit}' "$f"; done | sort -n | tail -1 | cut -d' ' -f2)
+    [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$dump" "$KEEP/$(basename "$bin").callgrind"
     awk -v n="$n" -v bin="$bin" '
         /^events:/ {for (i = 2; i <= NF; i++) ev[i - 1] = $i}
         /^(summary|totals):/ {for (i = 2; i <= NF; i++) t[i - 1] = $i}
