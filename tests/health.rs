@@ -211,6 +211,11 @@ async fn an_unanswered_request_is_retried_elsewhere_only_when_any_node_would_do(
             "{method} {target}: {:?}",
             good.heard()
         );
+        // The copy sent again is the request as it was first sent.
+        if retried {
+            let last = good.heard().last().cloned();
+            assert_eq!(last, Some(format!("{method} {target} cl= te=")));
+        }
         // A new connection closed unanswered takes the node out (a POST's
         // failure may be the request's own: it does not).
         let bad = current.generation().table().node_by_name("bad").unwrap();

@@ -30,10 +30,12 @@ use tokio_rustls::TlsConnector;
 
 pub mod body;
 mod idle;
+mod resend;
 
 use crate::config::{Node, Pool, Upstream};
 use body::RequestBody;
 use idle::{IdleQueue, Taken};
+use resend::Resend;
 
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
@@ -334,8 +336,7 @@ impl NodePool {
             // body): such a connection is not free for another request.
             let body_pending = !req.body().is_end_stream();
             let replayable = idempotent(req.method()) && !body_pending;
-            // Boxed: kept out of the size of every request's future.
-            let copy = replayable.then(|| Box::new(copy_request(&req)));
+            let copy = replayable.then(|| Resend::of(&req));
             let timeout = self.settings.response_timeout;
             let resp = match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
                 Err(_) => {
@@ -346,10 +347,16 @@ impl NodePool {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(mut e)) => {
                     let (req, sent) = match (e.take_message(), copy) {
-                        (Some(unsent), _) => (Box::new(unsent), false),
-                        (None, Some(copy)) if no_response(e.error()) => (copy, true),
+                        (Some(unsent), _) => (unsent, false),
+                        (None, Some(copy)) if no_response(e.error()) => match copy.request() {
+                            Some(req) => (req, true),
+                            None => {
+                                return Err(SendError::Failed(self.request_error(e.into_error())))
+                            }
+                        },
                         _ => return Err(SendError::Failed(self.request_error(e.into_error()))),
                     };
+                    let req = Box::new(req);
                     return Err(SendError::Again {
                         req,
                         node_failed: !pooled,
@@ -583,14 +590,4 @@ fn no_response(e: &hyper::Error) -> bool {
 fn idempotent(m: &http::Method) -> bool {
     use http::Method as M;
     [M::GET, M::HEAD, M::OPTIONS, M::TRACE, M::PUT, M::DELETE].contains(m)
-}
-
-/// A body-less request's copy, to send again.
-fn copy_request(req: &Request<RequestBody>) -> Request<RequestBody> {
-    let mut copy = Request::new(RequestBody::empty());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    copy
 }
