@@ -151,7 +151,10 @@ MIX=${MIX:-1}
 out=$dir/wrk.out
 for conns in $CONNS; do
 for round in $(seq "$rounds_mix"); do
-    for t in "${targets[@]}"; do
+    # The order turns each round, so that no front end always runs first,
+    # or right after the same other one.
+    turn=$(( (round - 1) % ${#targets[@]} ))
+    for t in "${targets[@]:$turn}" "${targets[@]:0:$turn}"; do
         before=$(cpu_ticks "${pid[$t]:-}")
         taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"$DURATION" --latency \
             -s "$here/anchors/mix.lua" "${url[$t]}" >"$out"
