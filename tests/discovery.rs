@@ -48,9 +48,31 @@ impl Dns {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Ready when it answers (its socket is bound).
-        std::thread::sleep(Duration::from_millis(300));
-        Dns(child)
+        let dns = Dns(child);
+        dns.wait_answering(port);
+        dns
+    }
+
+    /// Until dnsmasq answers a query (any answer: its socket is bound). A
+    /// fixed wait was too short with the whole suite loading both cores:
+    /// casfront's first lookup timed out and it started with no nodes.
+    fn wait_answering(&self, port: u16) {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        // A query for `cas.test` A: id, flags (recursion desired), one
+        // question, then the name, type 1 and class 1.
+        let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\
+                      \x03cas\x04test\x00\x00\x01\x00\x01";
+        let mut answer = [0u8; 512];
+        for _ in 0..100 {
+            let _ = socket.send_to(query, ("127.0.0.1", port));
+            if matches!(socket.recv(&mut answer), Ok(n) if n >= 12 && answer[..2] == query[..2]) {
+                return;
+            }
+        }
+        panic!("dnsmasq did not answer on port {port} within 10 s");
     }
 }
 
