@@ -57,6 +57,8 @@ pub async fn serve<I>(
         let sends = watched.clone();
         begun.begin();
         let requests = begun.clone();
+        // Boxed: [`pipeline::handle`] says why.
+        let req = Box::new(req);
         Box::pin(async move {
             let resp = respond(&current, req, &client).await;
             if let Some(mut g) = guard {
@@ -239,7 +241,7 @@ where
 /// future ([`pipeline::handle`] says why that matters).
 fn respond<'a>(
     current: &'a Current,
-    req: http::Request<hyper::body::Incoming>,
+    req: Box<http::Request<hyper::body::Incoming>>,
     client: &'a ClientConn,
 ) -> impl std::future::Future<Output = http::Response<Logged<ResponseBody>>> + 'a {
     let generation = current.generation();

@@ -322,12 +322,13 @@ impl NodePool {
     /// Sends `req` on `conn`; gives the request back when it may be sent
     /// again ([`SendError::Again`]), to be routed again.
     /// Not an `async fn`, which would keep the request twice in every
-    /// request's future (`pipeline::handle` says why that matters).
+    /// request's future, and the request boxed (`pipeline::handle` says
+    /// why both matter).
     #[allow(clippy::manual_async_fn)]
     pub fn send(
         self: &Arc<Self>,
         conn: Conn,
-        req: Request<RequestBody>,
+        req: Box<Request<RequestBody>>,
     ) -> impl std::future::Future<Output = Result<Response<PooledBody>, SendError>> + '_ {
         async move {
             let Conn { mut sender, pooled } = conn;
@@ -338,7 +339,7 @@ impl NodePool {
             let replayable = idempotent(req.method()) && !body_pending;
             let copy = replayable.then(|| Resend::of(&req));
             let timeout = self.settings.response_timeout;
-            let resp = match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
+            let resp = match tokio::time::timeout(timeout, sender.try_send_request(*req)).await {
                 Err(_) => {
                     return Err(SendError::Failed(UpstreamError::ResponseTimeout(
                         self.addr.clone(),
