@@ -347,19 +347,18 @@ impl NodePool {
                 }
                 Ok(Ok(resp)) => resp,
                 Ok(Err(mut e)) => {
-                    let (req, sent) = match (e.take_message(), copy) {
-                        (Some(unsent), _) => (unsent, false),
-                        (None, Some(copy)) if no_response(e.error()) => match copy.request() {
-                            Some(req) => (req, true),
-                            None => {
-                                return Err(SendError::Failed(self.request_error(e.into_error())))
-                            }
-                        },
-                        _ => return Err(SendError::Failed(self.request_error(e.into_error()))),
+                    let again = match (e.take_message(), copy) {
+                        (Some(unsent), _) => Some((unsent, false)),
+                        (None, Some(copy)) if no_response(e.error()) => {
+                            copy.request().map(|req| (req, true))
+                        }
+                        _ => None,
                     };
-                    let req = Box::new(req);
+                    let Some((req, sent)) = again else {
+                        return Err(SendError::Failed(self.request_error(e.into_error())));
+                    };
                     return Err(SendError::Again {
-                        req,
+                        req: Box::new(req),
                         node_failed: !pooled,
                         sent,
                     });
