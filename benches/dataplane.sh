@@ -63,10 +63,7 @@ case $KEY in
     rsa) keyopt=(-newkey rsa:2048) ;;
     *) echo "KEY is ecdsa or rsa" >&2; exit 2 ;;
 esac
-openssl req -x509 "${keyopt[@]}" -nodes \
-    -keyout "$dir/key.pem" -out "$dir/cert.pem" -days 2 -subj /CN=localhost \
-    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE 2>/dev/null
-cat "$dir/cert.pem" "$dir/key.pem" >"$dir/combined.pem"
+certificate "${keyopt[@]}"
 cp "$here/anchors/casfront.toml" "$dir/"
 # The HAProxy anchor logs nothing; ACCESS_LOG=true measures casfront's log.
 printf '\n[log]\naccess = %s\n' "${ACCESS_LOG:-false}" >>"$dir/casfront.toml"
@@ -83,13 +80,8 @@ fi
 printf '\n[rate_limit]\nrequests_per_second = %s\nburst = %s\nlogin_per_minute = %s\nlogin_burst = %s\n' \
     "$rate" "$((rate > 0 ? rate : 1))" "$rate" "$((rate > 0 ? rate : 1))" >>"$dir/casfront.toml"
 
-taskset -c "$LOAD_CPU" "$bin" demo --nodes-only --nodes 3 --node-port 18081 >"$dir/nodes.log" 2>&1 &
-pids+=($!)
 # casfront's first health check runs before it listens: nodes come first.
-for _ in $(seq 100); do
-    curl -sf -o /dev/null http://127.0.0.1:18083/cas/login && break
-    sleep 0.1
-done
+nodes "$LOAD_CPU" "$bin"
 declare -A url=(
     [casfront]=https://127.0.0.1:9444
     [haproxy]=https://127.0.0.1:9443
